@@ -1,0 +1,42 @@
+# Two commands from a fresh clone: `make train` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build of torch that lies on these machines' disk; anywhere else pip resolves it normally.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: train test setup data lint bench clean
+
+train: data
+	$(BIN)/softmax-regression train
+
+test: data
+	$(BIN)/python -m pytest
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)" || echo "note: $(TORCH_PIN) unavailable; pip will pick torch from pyproject.toml"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# Make Fashion-MNIST available: already found (data dir, ../data, cache, Debian package),
+# else Debian's package dataset-fashion-mnist when apt-get can be used, else a verified download.
+data: setup
+	@if $(BIN)/softmax-regression data where >/dev/null 2>&1; then \
+		$(BIN)/softmax-regression data where; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		{ apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } >/dev/null 2>&1; then \
+		$(BIN)/softmax-regression data verify; \
+	else \
+		$(BIN)/softmax-regression data download; \
+	fi
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,266 @@
+"""Fashion-MNIST in memory: one uint8 tensor per split, batches by slicing a seeded randperm."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError, CorruptDataError
+from .idx import IdxArray, read_idx
+from .sources import FILES, SHA256, UPSTREAM_GZ_MD5, Found, locate
+
+CLASSES: tuple[str, ...] = (
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+)
+IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
+
+
+@dataclass(frozen=True)
+class FashionMNIST:
+    """One split held in memory: ``images`` uint8 (N, 28, 28), ``labels`` int64 (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    split: str = "train"
+    classes: tuple[str, ...] = CLASSES
+    source: Found | None = field(default=None, compare=False, repr=False)
+    sha256: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device: str | torch.device | None) -> FashionMNIST:
+        if device is None or torch.device(device) == self.device:
+            return self
+        return FashionMNIST(
+            self.images.to(device), self.labels.to(device), self.split, self.classes,
+            self.source, self.sha256,
+        )
+
+    def subset(self, indices: torch.Tensor | Sequence[int], split: str | None = None) -> FashionMNIST:
+        """The examples at ``indices`` (a copy), e.g. a validation split."""
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.device)
+        return FashionMNIST(
+            self.images.index_select(0, idx), self.labels.index_select(0, idx),
+            split or self.split, self.classes, self.source, self.sha256,
+        )
+
+    def batches(
+        self,
+        batch_size: int = 256,
+        *,
+        shuffle: bool | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        resize: int | tuple[int, int] | None = None,
+        drop_last: bool = False,
+    ) -> Batches:
+        """Re-iterable batches; ``shuffle`` defaults to True for the train split (as the book)."""
+        if shuffle is None:
+            shuffle = self.split == "train"
+        return Batches(
+            self, batch_size, shuffle=shuffle, seed=seed, generator=generator,
+            resize=resize, drop_last=drop_last,
+        )
+
+
+def to_float(images: torch.Tensor, resize: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """uint8 (B, H, W) -> float32 (B, 1, H', W') in [0, 1], as torchvision's ToTensor does.
+
+    ``resize`` means what torchvision's ``Resize`` means on these PIL images before ToTensor:
+    an int or (h, w), bilinear with antialiasing, rounded back to 8-bit levels.
+    """
+    x = images.unsqueeze(1).float()
+    if resize is not None:
+        size = (resize, resize) if isinstance(resize, int) else tuple(resize)
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+            x = x.round_().clamp_(0, 255)
+    return x.div_(255)
+
+
+def _check_resize(resize: int | tuple[int, int] | None) -> None:
+    if resize is None:
+        return
+    sizes = (resize,) if isinstance(resize, int) else tuple(resize)
+    if len(sizes) not in (1, 2) or not all(isinstance(s, int) and s >= 1 for s in sizes):
+        raise ConfigError(f"resize must be a positive int or (height, width), got {resize!r}")
+
+
+class Batches:
+    """Batches of one split: a fresh seeded permutation per pass, index slicing, no workers.
+
+    ``len()`` is the number of batches; the last partial batch is kept unless ``drop_last``.
+    Yields ``(X, y)`` with X float32 (B, 1, H, W) in [0, 1] and y int64 (B,).
+    """
+
+    def __init__(
+        self,
+        data: FashionMNIST,
+        batch_size: int = 256,
+        *,
+        shuffle: bool = True,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        resize: int | tuple[int, int] | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+        _check_resize(resize)
+        self.data = data
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.resize = resize
+        self.drop_last = drop_last
+        if generator is None:
+            generator = torch.Generator()
+            if seed is None:
+                generator.seed()
+            else:
+                generator.manual_seed(seed)
+        self.generator = generator
+
+    def __len__(self) -> int:
+        n, b = len(self.data), self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def order(self) -> torch.Tensor | None:
+        """The next pass's permutation (consumes the generator), or None when not shuffling."""
+        if not self.shuffle:
+            return None
+        return torch.randperm(len(self.data), generator=self.generator).to(self.data.device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        perm = self.order()
+        images, labels = self.data.images, self.data.labels
+        n, b = len(self.data), self.batch_size
+        stop = n - n % b if self.drop_last else n
+        for start in range(0, stop, b):
+            if perm is None:
+                xb, yb = images[start : start + b], labels[start : start + b]
+            else:
+                idx = perm[start : start + b]
+                xb, yb = images[idx], labels[idx]
+            yield to_float(xb, self.resize), yb
+
+
+# Parsed, verified files by (path, size, mtime): repeated loads in one process cost nothing.
+_MEMO: dict[tuple[str, int, int, bool], IdxArray] = {}
+_MEMO_LOCK = threading.Lock()
+
+
+def _gz_md5(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_checksum(stem: str, item: IdxArray) -> None:
+    """Raise unless the decompressed SHA-256 (or upstream's gz MD5) is the published one."""
+    expected = SHA256.get(stem)
+    if expected is None or item.sha256 == expected:
+        return
+    if item.path.suffix == ".gz" and _gz_md5(item.path) == UPSTREAM_GZ_MD5.get(stem):
+        return
+    raise CorruptDataError(
+        f"{item.path}: SHA-256 of the decompressed data is {item.sha256[:16]}..., not the "
+        f"published Fashion-MNIST {expected[:16]}... (corrupt or different file; use "
+        f"--no-verify to load your own files)"
+    )
+
+
+def _read(path: Path, stem: str, magic: int, verify: bool) -> IdxArray:
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise CorruptDataError(f"{path}: cannot read ({e.strerror or e})") from None
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, verify)
+    with _MEMO_LOCK:
+        hit = _MEMO.get(key)
+    if hit is not None:
+        return hit
+    item = read_idx(path, expect_magic=magic)
+    if verify:
+        verify_checksum(stem, item)
+    with _MEMO_LOCK:
+        _MEMO[key] = item
+    return item
+
+
+def read_split(found: Found, split: str, *, verify: bool = True) -> FashionMNIST:
+    """Parse and check one split's two files from a located dataset directory."""
+    img_stem, lbl_stem = FILES[split]
+    img = _read(found.files[img_stem], img_stem, IMAGE_MAGIC, verify)
+    lbl = _read(found.files[lbl_stem], lbl_stem, LABEL_MAGIC, verify)
+    if img.array.ndim != 3 or img.array.dtype != "uint8" or img.array.shape[1:] != (28, 28):
+        raise CorruptDataError(
+            f"{img.path}: expected uint8 images of shape (N, 28, 28), got "
+            f"{img.array.dtype} {img.array.shape}"
+        )
+    if lbl.array.ndim != 1 or lbl.array.dtype != "uint8":
+        raise CorruptDataError(
+            f"{lbl.path}: expected uint8 labels of shape (N,), got {lbl.array.dtype} {lbl.array.shape}"
+        )
+    if img.array.shape[0] != lbl.array.shape[0]:
+        raise CorruptDataError(
+            f"{lbl.path}: {lbl.array.shape[0]} labels but {img.path.name} has "
+            f"{img.array.shape[0]} images"
+        )
+    labels = torch.from_numpy(lbl.array).long()
+    if labels.numel() and int(labels.max()) > len(CLASSES) - 1:
+        bad = int((labels > len(CLASSES) - 1).nonzero()[0, 0])
+        raise CorruptDataError(
+            f"{lbl.path}: label {int(labels[bad])} at index {bad} is outside 0..{len(CLASSES) - 1}"
+        )
+    return FashionMNIST(
+        images=torch.from_numpy(img.array),
+        labels=labels,
+        split=split,
+        source=found,
+        sha256={img_stem: img.sha256, lbl_stem: lbl.sha256},
+    )
+
+
+def load_fashion_mnist(
+    split: str = "train",
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = None,
+    *,
+    verify: bool = True,
+    download: bool = True,
+) -> FashionMNIST:
+    """Load one split of Fashion-MNIST into memory (optionally onto ``device``).
+
+    Looks in ``data_dir`` (or $SOFTMAX_REGRESSION_DATA), then ``../data/FashionMNIST/raw``,
+    the user cache and Debian's ``/usr/share/datasets/fashion-mnist``; downloads into the
+    cache as a last resort when ``download`` is true.
+    """
+    if split not in FILES:
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    from .download import ensure_dataset  # local: keeps urllib off the import path
+
+    found = ensure_dataset(data_dir, download=download)
+    return read_split(found, split, verify=verify).to(device)
