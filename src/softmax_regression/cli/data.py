@@ -4,32 +4,115 @@ from __future__ import annotations
 
 import argparse
 
-from ..data import load_fashion_mnist, locate
-from ..data.sources import SPLITS
+from ..data import dataset
+from ..data.sources import FILES, SPLITS, cache_dir, locate
+from ..errors import CorruptDataError
+
+_DATA_DIR_HELP = (
+    "directory holding the four IDX files (.gz or raw, or under FashionMNIST/raw/); "
+    "default: $SOFTMAX_REGRESSION_DATA, else ../data, the user cache, the Debian package"
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="find, verify, download and look at Fashion-MNIST")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=type(p))
     dsub.required = True
+
     w = dsub.add_parser("where", help="which files would be used, and how they were found")
-    w.add_argument("--data-dir", help="directory holding the four IDX files (.gz or raw)")
+    w.add_argument("--data-dir", help=_DATA_DIR_HELP)
     w.set_defaults(func=_where)
-    v = dsub.add_parser("verify", help="parse both splits and check their SHA-256")
-    v.add_argument("--data-dir", help="directory holding the four IDX files (.gz or raw)")
+
+    v = dsub.add_parser("verify", help="check every file: IDX structure, counts, labels, SHA-256")
+    v.add_argument("--data-dir", help=_DATA_DIR_HELP)
     v.set_defaults(func=_verify)
+
+    d = dsub.add_parser("download", help=f"download the dataset into the user cache ({cache_dir()})")
+    d.add_argument("--data-dir", help="download into this directory instead of the user cache")
+    d.add_argument("--force", action="store_true", help="download again even if files verify")
+    d.set_defaults(func=_download)
+
+    s = dsub.add_parser("show", help="save a labelled grid of random samples as an image")
+    s.add_argument("--out", required=True, help="image file to write (.png, .svg, .pdf, ...)")
+    s.add_argument("--split", choices=SPLITS, default="train", help="default: %(default)s")
+    s.add_argument("--n", type=int, default=18, help="number of samples (default: %(default)s)")
+    s.add_argument("--seed", type=int, default=0, help="which samples (default: %(default)s)")
+    s.add_argument("--data-dir", help=_DATA_DIR_HELP)
+    s.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the published-checksum check (files of your own, same format)",
+    )
+    s.set_defaults(func=_show)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
 def _where(args: argparse.Namespace) -> int:
     found = locate(args.data_dir)
-    print(f"Fashion-MNIST found in {found.directory} ({found.how})")
+    print(f"Fashion-MNIST in {found.directory} (found via {found.how})")
     for path in found.files.values():
-        print(f"  {path}")
+        print(f"  {path}  {_size(path.stat().st_size)}")
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
+    found = locate(args.data_dir)
+    print(f"Verifying {found.directory} (found via {found.how})")
+    failed: list[str] = []
     for split in SPLITS:
-        ds = load_fashion_mnist(split, args.data_dir)
-        print(f"{split}: {len(ds)} images, checksums OK")
+        stems = FILES[split]
+        ok = True
+        for stem, magic in zip(stems, (dataset.IMAGE_MAGIC, dataset.LABEL_MAGIC)):
+            path = found.files[stem]
+            try:
+                item = dataset.read_file(path, stem, magic, verify=True, use_cache=False)
+            except CorruptDataError as e:
+                print(f"  FAIL  {e}")
+                failed.append(path.name)
+                ok = False
+            else:
+                print(f"  ok    {path}  sha256 {item.sha256[:16]}...")
+        if not ok:
+            continue
+        try:
+            ds = dataset.read_split(found, split, verify=True)
+        except CorruptDataError as e:
+            print(f"  FAIL  {e}")
+            failed.append(f"{split} split")
+            continue
+        per_class = ds.labels.bincount(minlength=len(ds.classes)).tolist()
+        spread = (
+            f"{per_class[0]:,} per class"
+            if len(set(per_class)) == 1
+            else "per class " + ", ".join(f"{c:,}" for c in per_class)
+        )
+        print(f"  ok    {split}: {len(ds):,} images and labels, {spread}")
+    if failed:
+        raise CorruptDataError(
+            f"{found.directory}: verification failed for {', '.join(failed)} (details above)"
+        )
+    print("All files verified.")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from ..data.download import download_dataset
+
+    found = download_dataset(args.data_dir, force=args.force)
+    print(f"Fashion-MNIST in {found.directory} ({found.how})")
+    for path in found.files.values():
+        print(f"  {path}  {_size(path.stat().st_size)}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from ..data.preview import image_format, sample_grid, save_figure
+
+    image_format(args.out)  # a bad --out fails before the data is read
+    ds = dataset.load_fashion_mnist(args.split, args.data_dir, verify=not args.no_verify)
+    out = save_figure(sample_grid(ds, args.n, seed=args.seed), args.out)
+    print(f"wrote {out} ({args.n} {args.split} samples, seed {args.seed})")
     return 0

@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, CorruptDataError
+from ..errors import ConfigError, CorruptDataError, DeviceError
+from . import loadcache
 from .idx import IdxArray, read_idx
-from .sources import FILES, SHA256, UPSTREAM_GZ_MD5, Found, locate
+from .sources import FILES, SHA256, UPSTREAM_GZ_MD5, Found
 
 CLASSES: tuple[str, ...] = (
     "t-shirt",
@@ -53,16 +54,26 @@ class FashionMNIST:
         if device is None or torch.device(device) == self.device:
             return self
         return FashionMNIST(
-            self.images.to(device), self.labels.to(device), self.split, self.classes,
-            self.source, self.sha256,
+            self.images.to(device),
+            self.labels.to(device),
+            self.split,
+            self.classes,
+            self.source,
+            self.sha256,
         )
 
-    def subset(self, indices: torch.Tensor | Sequence[int], split: str | None = None) -> FashionMNIST:
+    def subset(
+        self, indices: torch.Tensor | Sequence[int], split: str | None = None
+    ) -> FashionMNIST:
         """The examples at ``indices`` (a copy), e.g. a validation split."""
         idx = torch.as_tensor(indices, dtype=torch.long, device=self.device)
         return FashionMNIST(
-            self.images.index_select(0, idx), self.labels.index_select(0, idx),
-            split or self.split, self.classes, self.source, self.sha256,
+            self.images.index_select(0, idx),
+            self.labels.index_select(0, idx),
+            split or self.split,
+            self.classes,
+            self.source,
+            self.sha256,
         )
 
     def batches(
@@ -79,8 +90,13 @@ class FashionMNIST:
         if shuffle is None:
             shuffle = self.split == "train"
         return Batches(
-            self, batch_size, shuffle=shuffle, seed=seed, generator=generator,
-            resize=resize, drop_last=drop_last,
+            self,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            generator=generator,
+            resize=resize,
+            drop_last=drop_last,
         )
 
 
@@ -103,7 +119,9 @@ def _check_resize(resize: int | tuple[int, int] | None) -> None:
     if resize is None:
         return
     sizes = (resize,) if isinstance(resize, int) else tuple(resize)
-    if len(sizes) not in (1, 2) or not all(isinstance(s, int) and s >= 1 for s in sizes):
+    if len(sizes) not in (1, 2) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes
+    ):
         raise ConfigError(f"resize must be a positive int or (height, width), got {resize!r}")
 
 
@@ -165,7 +183,8 @@ class Batches:
             yield to_float(xb, self.resize), yb
 
 
-# Parsed, verified files by (path, size, mtime): repeated loads in one process cost nothing.
+# Parsed, checked files by (path, size, mtime_ns, verify): repeated loads in one process only
+# copy the arrays (a copy, so that a caller editing its tensors cannot change later loads).
 _MEMO: dict[tuple[str, int, int, bool], IdxArray] = {}
 _MEMO_LOCK = threading.Lock()
 
@@ -183,38 +202,74 @@ def verify_checksum(stem: str, item: IdxArray) -> None:
     expected = SHA256.get(stem)
     if expected is None or item.sha256 == expected:
         return
-    if item.path.suffix == ".gz" and _gz_md5(item.path) == UPSTREAM_GZ_MD5.get(stem):
+    if _is_gz(item.path) and _gz_md5(item.path) == UPSTREAM_GZ_MD5.get(stem):
         return
     raise CorruptDataError(
         f"{item.path}: SHA-256 of the decompressed data is {item.sha256[:16]}..., not the "
-        f"published Fashion-MNIST {expected[:16]}... (corrupt or different file; use "
-        f"--no-verify to load your own files)"
+        f"published Fashion-MNIST {expected[:16]}... (a corrupt or different file; files "
+        f"of your own load with verify=False / --no-verify)"
     )
 
 
-def _read(path: Path, stem: str, magic: int, verify: bool) -> IdxArray:
+def _is_gz(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _read_stamped(path: Path, st: os.stat_result, stem: str, magic: int) -> IdxArray | None:
+    """The file as recorded verified by an earlier process, without decompressing or hashing."""
+    stamp = loadcache.lookup(path, st)
+    if stamp is None or stamp.sha256 != SHA256.get(stem):
+        return None
+    try:
+        item = read_idx(stamp.decoded or path, expect_magic=magic, checksum=False)
+    except CorruptDataError:
+        if stamp.decoded is None:
+            raise
+        return None  # a damaged copy in the cache: fall back to the file itself
+    return IdxArray(array=item.array, sha256=stamp.sha256, path=path, header=item.header)
+
+
+def read_file(
+    path: Path, stem: str, magic: int, *, verify: bool = True, use_cache: bool = True
+) -> IdxArray:
+    """Read one dataset file, checked; with ``verify``, also against the published checksum.
+
+    ``use_cache`` lets a verification recorded by an earlier process stand (see loadcache);
+    the result is memoised in this process either way.
+    """
     try:
         st = path.stat()
     except OSError as e:
         raise CorruptDataError(f"{path}: cannot read ({e.strerror or e})") from None
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, verify)
-    with _MEMO_LOCK:
-        hit = _MEMO.get(key)
-    if hit is not None:
-        return hit
-    item = read_idx(path, expect_magic=magic)
-    if verify:
-        verify_checksum(stem, item)
+    if use_cache:
+        with _MEMO_LOCK:
+            hit = _MEMO.get(key)
+        if hit is not None:
+            return hit
+    item = _read_stamped(path, st, stem, magic) if verify and use_cache else None
+    if item is None:
+        item = read_idx(path, expect_magic=magic, checksum=verify)
+        if verify:
+            verify_checksum(stem, item)
+            loadcache.record(path, st, item)
     with _MEMO_LOCK:
         _MEMO[key] = item
     return item
 
 
-def read_split(found: Found, split: str, *, verify: bool = True) -> FashionMNIST:
+def read_split(
+    found: Found, split: str, *, verify: bool = True, use_cache: bool = True
+) -> FashionMNIST:
     """Parse and check one split's two files from a located dataset directory."""
     img_stem, lbl_stem = FILES[split]
-    img = _read(found.files[img_stem], img_stem, IMAGE_MAGIC, verify)
-    lbl = _read(found.files[lbl_stem], lbl_stem, LABEL_MAGIC, verify)
+    img = read_file(
+        found.files[img_stem], img_stem, IMAGE_MAGIC, verify=verify, use_cache=use_cache
+    )
+    lbl = read_file(
+        found.files[lbl_stem], lbl_stem, LABEL_MAGIC, verify=verify, use_cache=use_cache
+    )
     if img.array.ndim != 3 or img.array.dtype != "uint8" or img.array.shape[1:] != (28, 28):
         raise CorruptDataError(
             f"{img.path}: expected uint8 images of shape (N, 28, 28), got "
@@ -222,21 +277,22 @@ def read_split(found: Found, split: str, *, verify: bool = True) -> FashionMNIST
         )
     if lbl.array.ndim != 1 or lbl.array.dtype != "uint8":
         raise CorruptDataError(
-            f"{lbl.path}: expected uint8 labels of shape (N,), got {lbl.array.dtype} {lbl.array.shape}"
+            f"{lbl.path}: expected uint8 labels of shape (N,), got "
+            f"{lbl.array.dtype} {lbl.array.shape}"
         )
     if img.array.shape[0] != lbl.array.shape[0]:
         raise CorruptDataError(
             f"{lbl.path}: {lbl.array.shape[0]} labels but {img.path.name} has "
             f"{img.array.shape[0]} images"
         )
-    labels = torch.from_numpy(lbl.array).long()
+    labels = torch.from_numpy(lbl.array).long()  # a new tensor: the memo's array stays intact
     if labels.numel() and int(labels.max()) > len(CLASSES) - 1:
         bad = int((labels > len(CLASSES) - 1).nonzero()[0, 0])
         raise CorruptDataError(
             f"{lbl.path}: label {int(labels[bad])} at index {bad} is outside 0..{len(CLASSES) - 1}"
         )
     return FashionMNIST(
-        images=torch.from_numpy(img.array),
+        images=torch.from_numpy(img.array.copy()),
         labels=labels,
         split=split,
         source=found,
@@ -262,5 +318,19 @@ def load_fashion_mnist(
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
     from .download import ensure_dataset  # local: keeps urllib off the import path
 
+    target = _device(device)
     found = ensure_dataset(data_dir, download=download)
-    return read_split(found, split, verify=verify).to(device)
+    ds = read_split(found, split, verify=verify)
+    try:
+        return ds.to(target)
+    except (RuntimeError, AssertionError) as e:  # e.g. "Torch not compiled with CUDA enabled"
+        raise DeviceError(f"cannot move the data to {target}: {str(e).splitlines()[0]}") from None
+
+
+def _device(device: str | torch.device | None) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise DeviceError(f"not a torch device: {device!r} ({str(e).splitlines()[0]})") from None

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write
 from ..errors import CorruptDataError
 
 # dtype code -> numpy dtype (big-endian where it matters), as the IDX format defines them.
@@ -43,6 +44,7 @@ class IdxArray:
     array: np.ndarray
     sha256: str
     path: Path
+    header: bytes = b""
 
 
 def _corrupt(path: Path, what: str) -> CorruptDataError:
@@ -85,6 +87,7 @@ def read_idx(
     *,
     expect_magic: int | None = None,
     max_bytes: int = MAX_PAYLOAD_BYTES,
+    checksum: bool = True,
 ) -> IdxArray:
     """Read and validate one IDX file (``.gz`` or raw, detected from its first bytes).
 
@@ -92,6 +95,7 @@ def read_idx(
     gzip stream (truncated, CRC error), a wrong magic number or dtype code, a payload whose
     length differs from what the header declares, or a header that declares more than
     ``max_bytes`` of payload. Decompression never reads past what the header promises.
+    With ``checksum=False`` the SHA-256 is not computed (``sha256`` is then empty).
     """
     p = Path(path)
     f, gz = _open(p)
@@ -126,7 +130,8 @@ def read_idx(
                 )
         sha.update(head)
         sha.update(dims_raw)
-        buf = bytearray(n_bytes)
+        # np.empty, not bytearray: zero-filling 47 MB first would cost more than reading it.
+        buf = np.empty(n_bytes, dtype=np.uint8)
         view = memoryview(buf)
         got = 0
         try:
@@ -141,7 +146,9 @@ def read_idx(
         except (zlib.error, gzip.BadGzipFile, OSError) as e:
             raise _corrupt(p, f"corrupt gzip data ({e})") from None
         if got < n_bytes:
-            raise _corrupt(p, f"payload is {got:,} bytes but the header {dims} declares {n_bytes:,}")
+            raise _corrupt(
+                p, f"payload is {got:,} bytes but the header {dims} declares {n_bytes:,}"
+            )
         if extra:
             raise _corrupt(p, f"payload is longer than the {n_bytes:,} bytes the header declares")
         if gz:
@@ -152,22 +159,36 @@ def read_idx(
                 raise _corrupt(p, "truncated gzip stream (compressed file ended early)") from None
             except (zlib.error, gzip.BadGzipFile, OSError) as e:
                 raise _corrupt(p, f"corrupt gzip data ({e})") from None
-        sha.update(view)
-    array = np.frombuffer(buf, dtype=dtype).reshape(dims)
-    return IdxArray(array=array, sha256=sha.hexdigest(), path=p)
+        if checksum:
+            sha.update(view)
+    array = buf.view(dtype).reshape(dims)
+    return IdxArray(
+        array=array, sha256=sha.hexdigest() if checksum else "", path=p, header=head + dims_raw
+    )
 
 
 def write_idx(path: str | os.PathLike[str], array: np.ndarray, *, compress: bool = False) -> None:
-    """Write ``array`` as an IDX file (used by tests and by exports; uint8 and the IDX dtypes)."""
+    """Write ``array`` as an IDX file, atomically (gzipped when ``compress``)."""
     arr = np.asarray(array)
     code = next(
-        (c for c, dt in IDX_DTYPES.items() if dt.kind == arr.dtype.kind and dt.itemsize == arr.dtype.itemsize),
+        (
+            c
+            for c, dt in IDX_DTYPES.items()
+            if dt.kind == arr.dtype.kind and dt.itemsize == arr.dtype.itemsize
+        ),
         None,
     )
     if code is None:
         raise ValueError(f"dtype {arr.dtype} has no IDX code")
     header = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
     payload = arr.astype(IDX_DTYPES[code], copy=False).tobytes()
-    opener = gzip.open if compress else open
-    with opener(path, "wb") as f:
-        f.write(header + payload)
+
+    def write(f) -> None:
+        if compress:
+            # mtime=0: the same array always gives the same bytes.
+            with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
+                gz.write(header + payload)
+        else:
+            f.write(header + payload)
+
+    atomic_write(path, write)

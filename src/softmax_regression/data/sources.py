@@ -44,8 +44,13 @@ def cache_dir() -> Path:
 
 
 def torchvision_roots() -> list[Path]:
-    """Roots where a book reader's torchvision download may already be: ../data and ./data."""
-    return [Path("../data"), Path("data")]
+    """Roots where a book reader's torchvision download may already be: ../data and ./data.
+
+    The book runs its code with ``root="../data"``, relative to the working directory; the
+    paths are made absolute here so that messages say which directory that was.
+    """
+    cwd = Path.cwd()
+    return [(cwd / ".." / "data").resolve(), cwd / "data"]
 
 
 @dataclass(frozen=True)
@@ -88,14 +93,14 @@ def candidates(data_dir: str | os.PathLike[str] | None = None) -> Iterator[Candi
     """The directories searched, in order (explicit, torchvision layout, cache, Debian)."""
     if data_dir is not None:
         d = Path(data_dir)
-        yield Candidate(d, "--data-dir")
-        yield Candidate(d / "FashionMNIST" / "raw", "--data-dir (torchvision layout)")
+        yield Candidate(d, "data_dir / --data-dir")
+        yield Candidate(d / "FashionMNIST" / "raw", "data_dir / --data-dir, torchvision layout")
         return
     env = os.environ.get(ENV_VAR)
     if env:
         d = Path(env)
         yield Candidate(d, f"${ENV_VAR}")
-        yield Candidate(d / "FashionMNIST" / "raw", f"${ENV_VAR} (torchvision layout)")
+        yield Candidate(d / "FashionMNIST" / "raw", f"${ENV_VAR}, torchvision layout")
         return
     for root in torchvision_roots():
         yield Candidate(root / "FashionMNIST" / "raw", "torchvision layout")
@@ -103,33 +108,59 @@ def candidates(data_dir: str | os.PathLike[str] | None = None) -> Iterator[Candi
     yield Candidate(DEBIAN_DIR, "Debian package dataset-fashion-mnist")
 
 
+FIXES = (
+    f"pass --data-dir DIR (or set ${ENV_VAR}) pointing at the four IDX files; "
+    f"or `apt install dataset-fashion-mnist`; "
+    f"or connect to the network and run `softmax-regression data download`"
+)
+
+
+def tried_text(tried: list[Candidate]) -> str:
+    return "; ".join(f"{c.path} ({c.how})" for c in tried)
+
+
 def not_found_message(tried: list[Candidate]) -> str:
-    where = "; ".join(f"{c.path} ({c.how})" for c in tried)
+    return f"Fashion-MNIST not found (looked in: {tried_text(tried)}). Fixes: {FIXES}."
+
+
+def explicit_problem(directory: Path, how: str, stems: tuple[str, ...] = STEMS) -> str:
+    """Why a directory the user named does not hold the dataset (one line, naming it)."""
+    try:
+        os.listdir(directory)
+    except FileNotFoundError:
+        return f"{directory}: data directory does not exist (given by {how})"
+    except NotADirectoryError:
+        return f"{directory}: not a directory (given by {how})"
+    except PermissionError:
+        return f"{directory}: data directory is not readable (permission denied)"
+    except OSError as e:
+        return f"{directory}: cannot list the data directory ({e.strerror or e})"
+    missing = [s for s in stems if _file_in(directory, s) is None]
     return (
-        f"Fashion-MNIST not found (looked in: {where}). Fixes: pass --data-dir DIR "
-        f"(or set ${ENV_VAR}) pointing at the four IDX files; or `apt install "
-        f"dataset-fashion-mnist`; or connect to the network and run "
-        f"`softmax-regression data download`."
+        f"{directory}: missing {', '.join(missing)} (.gz or raw); expected the four "
+        f"Fashion-MNIST IDX files here or under FashionMNIST/raw/ (given by {how}; "
+        f"nothing is downloaded for a directory you name)"
     )
 
 
-def locate(data_dir: str | os.PathLike[str] | None = None, *, stems: tuple[str, ...] = STEMS) -> Found:
-    """Find the dataset files without downloading; raise :class:`DataNotFoundError` if absent."""
-    tried: list[Candidate] = []
-    for cand in candidates(data_dir):
-        tried.append(cand)
+def locate(
+    data_dir: str | os.PathLike[str] | None = None, *, stems: tuple[str, ...] = STEMS
+) -> Found:
+    """Find the dataset files without downloading; raise :class:`DataNotFoundError` if absent.
+
+    A directory named by ``data_dir`` or ``$SOFTMAX_REGRESSION_DATA`` is the only place
+    looked in: if it lacks the files, the error names it rather than falling back elsewhere.
+    """
+    tried = list(candidates(data_dir))
+    for cand in tried:
         files = _look(cand.path, stems)
         if files is not None:
             return Found(directory=cand.path, how=cand.how, files=files)
     if data_dir is not None or os.environ.get(ENV_VAR):
-        explicit = tried[0].path
-        if not explicit.exists():
-            raise DataNotFoundError(f"{explicit}: data directory does not exist")
-        if not os.access(explicit, os.R_OK | os.X_OK):
-            raise DataNotFoundError(f"{explicit}: data directory is not readable (permission denied)")
-        missing = [s for s in stems if _file_in(explicit, s) is None]
-        raise DataNotFoundError(
-            f"{explicit}: missing {', '.join(missing)} (.gz or raw); expected the four "
-            f"Fashion-MNIST IDX files here or under FashionMNIST/raw/"
-        )
+        raise DataNotFoundError(explicit_problem(tried[0].path, tried[0].how, stems))
     raise DataNotFoundError(not_found_message(tried))
+
+
+def is_explicit(data_dir: str | os.PathLike[str] | None) -> bool:
+    """Whether the user named the directory (then nothing is ever downloaded)."""
+    return data_dir is not None or bool(os.environ.get(ENV_VAR))
