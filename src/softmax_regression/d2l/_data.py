@@ -1,0 +1,35 @@
+"""The book's data helpers, backed by the package's in-memory Fashion-MNIST."""
+
+from __future__ import annotations
+
+import torch
+
+from ..data import CLASSES, Batches, load_fashion_mnist
+
+
+def get_fashion_mnist_labels(labels):
+    """Text labels of Fashion-MNIST class indices."""
+    return [CLASSES[int(i)] for i in labels]
+
+
+def get_dataloader_workers():
+    """0: batches are sliced from tensors in memory, so there is nothing for workers to do."""
+    return 0
+
+
+def load_data_fashion_mnist(batch_size, resize=None) -> tuple[Batches, Batches]:
+    """Fashion-MNIST as (train, test) batch iterables, like the book's pair of DataLoaders.
+
+    Re-iterable, with ``len()`` in batches (235 and 40 for 256; the last batch is partial).
+    Batches are (X float32 (B, 1, H, W) in [0, 1], y int64 (B,)); the training batches come
+    in a new order every pass, drawn from torch's global generator so that
+    ``torch.manual_seed`` makes a run repeatable. ``resize`` is torchvision's ``Resize``.
+    The data is looked up as the package does (``../data/FashionMNIST/raw`` first).
+    """
+    resize = resize or None  # the book ignores a falsy resize
+    train = load_fashion_mnist("train")
+    test = load_fashion_mnist("test")
+    return (
+        train.batches(batch_size, shuffle=True, generator=torch.default_generator, resize=resize),
+        test.batches(batch_size, shuffle=False, resize=resize),
+    )
