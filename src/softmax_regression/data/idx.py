@@ -185,8 +185,8 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray, *, compress: bool
 
     def write(f) -> None:
         if compress:
-            # mtime=0: the same array always gives the same bytes.
-            with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
+            # No name or mtime in the gzip header: the same array always gives the same bytes.
+            with gzip.GzipFile(filename="", fileobj=f, mode="wb", mtime=0) as gz:
                 gz.write(header + payload)
         else:
             f.write(header + payload)
