@@ -15,11 +15,13 @@ test: data
 
 setup: $(VENV)/.installed
 
+# The d2l 0.17.6 wheel is only read (never installed) by tests comparing the book drop-in with it.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)" || echo "note: $(TORCH_PIN) unavailable; pip will pick torch from pyproject.toml"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip download --quiet --no-deps --dest $(VENV)/d2l-oracle d2l==0.17.6
 	touch $@
 
 # Make Fashion-MNIST available: already found (data dir, ../data, cache, Debian package),
