@@ -66,16 +66,16 @@ def lookup(path: Path, st: os.stat_result) -> Stamp | None:
     sha = entry.get("sha256")
     if not isinstance(sha, str):
         return None
-    decoded = None
     name = entry.get("decoded")
-    if isinstance(name, str):
-        copy = root / name
-        try:
-            if _stat_key(copy.stat()) == entry.get("decoded_stat"):
-                decoded = copy
-        except OSError:
-            pass
-    return Stamp(sha, decoded)
+    if name is None:
+        return Stamp(sha, None)
+    copy = root / str(name)
+    try:
+        intact = _stat_key(copy.stat()) == entry.get("decoded_stat")
+    except OSError:
+        intact = False
+    # A copy gone or touched since: verify the source again, which also writes a new copy.
+    return Stamp(sha, copy) if intact else None
 
 
 def record(path: Path, st: os.stat_result, item: IdxArray) -> None:
