@@ -57,7 +57,11 @@ class Accumulator:
         self.data = [0.0] * n
 
     def add(self, *args):
-        self.data = [a + float(b) for a, b in zip(self.data, args, strict=False)]
+        if len(args) != len(self.data):  # the book's zip() would silently drop sums
+            raise ConfigError(
+                f"Accumulator({len(self.data)}).add takes {len(self.data)} values, got {len(args)}"
+            )
+        self.data = [a + float(b) for a, b in zip(self.data, args, strict=True)]
 
     def reset(self):
         self.data = [0.0] * len(self.data)
@@ -74,11 +78,28 @@ def sgd(params, lr, batch_size):
             param.grad.zero_()
 
 
+@contextlib.contextmanager
+def one_cpu_thread() -> Iterator[None]:
+    """Run torch's CPU ops on one thread inside (the previous setting is restored after).
+
+    A chapter-3 batch is a few million flops: intra-op threads cannot pay for their
+    synchronisation, and when the machine is busy their spin-waits make an epoch 5-40x slower.
+    Results differ from a multi-threaded run only by float rounding.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def accuracy(y_hat, y):
     """The number of correct predictions, as a float (argmax over dim 1 for 2-D scores)."""
     return float(count_correct(y_hat, y))
 
 
+@one_cpu_thread()
 def evaluate_accuracy(net, data_iter):
     """The fraction of correct predictions of ``net`` over ``data_iter`` (eval mode, no grad)."""
     if isinstance(net, torch.nn.Module):
@@ -93,6 +114,7 @@ def evaluate_accuracy(net, data_iter):
     return int(correct) / count
 
 
+@one_cpu_thread()
 def train_epoch_ch3(net, train_iter, loss, updater):
     """Train one epoch; return (mean training loss, training accuracy).
 
@@ -166,21 +188,6 @@ def final_check_failures(train_loss: float, train_acc: float, test_acc: float) -
     return failures
 
 
-@contextlib.contextmanager
-def one_cpu_thread() -> Iterator[None]:
-    """Run torch's CPU ops on one thread inside the block (the previous setting is restored).
-
-    A chapter-3 batch is a few million flops: intra-op threads cannot pay for their
-    synchronisation, and when the machine is busy their spin-waits make an epoch 5-40x slower.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def train_ch3(net, train_iter, test_iter, loss, num_epochs, updater):
     """Train ``net`` for ``num_epochs``, show the curves, check the result; return the history.
 
@@ -197,20 +204,19 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs, updater):
         legend=["train loss", "train acc", "test acc"],
     )
     history = History()
-    with one_cpu_thread():
-        for epoch in range(1, num_epochs + 1):
-            train_loss, train_acc = train_epoch_ch3(net, train_iter, loss, updater)
-            if not math.isfinite(train_loss):
-                animator.finish("train_ch3")
-                raise NonFiniteLossError(
-                    f"epoch {epoch}: the training loss is {train_loss}; lower the learning "
-                    f"rate or compute the loss from logits (nn.CrossEntropyLoss)"
-                )
-            test_acc = evaluate_accuracy(net, test_iter)
-            history.train_loss.append(train_loss)
-            history.train_acc.append(train_acc)
-            history.test_acc.append(test_acc)
-            animator.add(epoch, (train_loss, train_acc, test_acc))
+    for epoch in range(1, num_epochs + 1):
+        train_loss, train_acc = train_epoch_ch3(net, train_iter, loss, updater)
+        if not math.isfinite(train_loss):
+            animator.finish("train_ch3")
+            raise NonFiniteLossError(
+                f"epoch {epoch}: the training loss is {train_loss}; lower the learning rate "
+                f"or compute the loss from logits (nn.CrossEntropyLoss)"
+            )
+        test_acc = evaluate_accuracy(net, test_iter)
+        history.train_loss.append(train_loss)
+        history.train_acc.append(train_acc)
+        history.test_acc.append(test_acc)
+        animator.add(epoch, (train_loss, train_acc, test_acc))
     animator.finish("train_ch3")
     failures = final_check_failures(train_loss, train_acc, test_acc)
     if failures:
