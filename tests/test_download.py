@@ -272,3 +272,19 @@ def test_unwritable_destination_is_one_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(DownloadError, match="cannot create the directory"):
         download_dataset(blocker / "sub", mirrors=["http://127.0.0.1:9/"])
+
+
+def test_load_fashion_mnist_downloads_as_a_last_resort(
+    upstream, mirror_factory, no_places: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from softmax_regression import load_fashion_mnist
+
+    m = mirror_factory()
+    serve(m, upstream.payloads)
+    monkeypatch.setenv(download.MIRRORS_ENV, m.base)
+    with pytest.raises(DataNotFoundError):
+        load_fashion_mnist("test", download=False)
+    assert m.requests == []
+    ds = load_fashion_mnist("test")
+    assert ds.source.directory == no_places
+    assert ds.labels.tolist() == upstream.arrays["t10k-labels-idx1-ubyte"].tolist()

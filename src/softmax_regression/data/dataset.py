@@ -13,10 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, CorruptDataError, DeviceError
+from ..errors import ConfigError, CorruptDataError, DataNotFoundError, DeviceError
 from . import loadcache
 from .idx import IdxArray, read_idx
-from .sources import FILES, SHA256, UPSTREAM_GZ_MD5, Found
+from .sources import FILES, SHA256, UPSTREAM_GZ_MD5, Found, is_explicit, locate
 
 CLASSES: tuple[str, ...] = (
     "t-shirt",
@@ -339,10 +339,16 @@ def load_fashion_mnist(
     """
     if split not in FILES:
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
-    from .download import ensure_dataset  # local: keeps urllib off the import path
-
     target = _device(device)
-    found = ensure_dataset(data_dir, download=download)
+    try:
+        found = locate(data_dir)
+    except DataNotFoundError:
+        if not download or is_explicit(data_dir):
+            raise
+        # Imported only now: urllib and tqdm cost more to import than a cached load takes.
+        from .download import ensure_dataset
+
+        found = ensure_dataset(data_dir, download=True)
     ds = read_split(found, split, verify=verify)
     try:
         return ds.to(target)
