@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--data-dir", help=_DATA_DIR_HELP)
     v.set_defaults(func=_verify)
 
-    d = dsub.add_parser("download", help=f"download the dataset into the user cache ({cache_dir()})")
+    d = dsub.add_parser("download", help=f"download into the user cache ({cache_dir()})")
     d.add_argument("--data-dir", help="download into this directory instead of the user cache")
     d.add_argument("--force", action="store_true", help="download again even if files verify")
     d.set_defaults(func=_download)
@@ -65,7 +65,7 @@ def _verify(args: argparse.Namespace) -> int:
     for split in SPLITS:
         stems = FILES[split]
         ok = True
-        for stem, magic in zip(stems, (dataset.IMAGE_MAGIC, dataset.LABEL_MAGIC)):
+        for stem, magic in zip(stems, (dataset.IMAGE_MAGIC, dataset.LABEL_MAGIC), strict=True):
             path = found.files[stem]
             try:
                 item = dataset.read_file(path, stem, magic, verify=True, use_cache=False)
