@@ -100,13 +100,22 @@ def this_python_kernel(tmp_path: Path) -> KernelManager:
     return KernelManager(kernel_name="this-python", kernel_spec_manager=specs)
 
 
+def chapter_notebook(script: str, *extra_cells: str) -> nbformat.NotebookNode:
+    """The notebook of a script whose cells start with ``# %%`` (before: a header comment)."""
+    text = (CHAPTER / script).read_text(encoding="utf-8")
+    cells = [c.strip() for c in re.split(r"^# %%$", text, flags=re.M)[1:]]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in [*cells, *extra_cells]]
+    return nb
+
+
 def test_chapter_notebook_in_jupyter(tmp_path, monkeypatch):
     monkeypatch.delenv("SOFTMAX_REGRESSION_FIGURES", raising=False)
-    nb = nbformat.read(CHAPTER / "concise.ipynb", as_version=4)
-    seed = nbformat.v4.new_code_cell(
-        f"import sys, torch\ntorch.manual_seed({SEED})\nsys.executable"
-    )
-    nb.cells.insert(0, seed)
+    # The concise chapter's cells, then chapter 3.6's predict_ch3; a seeding cell first.
+    nb = chapter_notebook("concise.py", "d2l.predict_ch3(net, test_iter)")
+    seed = f"import sys, torch\ntorch.manual_seed({SEED})\nsys.executable"
+    nb.cells.insert(0, nbformat.v4.new_code_cell(seed))
+    assert len(nb.cells) == 8
     client = RecordingClient(
         nb,
         km=this_python_kernel(tmp_path),
