@@ -260,3 +260,11 @@ def test_own_files_load_without_verification(make_dataset: Callable, isolated_ca
     assert ds.labels.tolist() == (np.arange(30) % 10).tolist()
     assert not loadcache.cache_root().exists()  # nothing recorded for unverified files
     assert set(STEMS) == set(own.files)
+
+
+def test_batches_are_copies(test: FashionMNIST) -> None:
+    for shuffle in (False, True):
+        x, y = next(iter(test.batches(8, shuffle=shuffle, seed=0)))
+        x.zero_()
+        y.fill_(99)
+    assert test.labels.max() == 9 and test.images[:8].any()

@@ -193,7 +193,8 @@ class Batches:
         host = images.numpy() if images.device.type == "cpu" else None
         for start in range(0, stop, b):
             if perm is None:
-                xb, yb = images[start : start + b], labels[start : start + b]
+                # Labels copied: a caller editing a batch in place must not edit the dataset.
+                xb, yb = images[start : start + b], labels[start : start + b].clone()
             else:
                 idx = perm[start : start + b]
                 yb = labels.index_select(0, idx)
