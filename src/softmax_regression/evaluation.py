@@ -1,0 +1,137 @@
+"""Evaluate a model on a split: accuracy, confusion matrix, per-class precision/recall/F1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .data import FashionMNIST
+from .model import NUM_CLASSES, SoftmaxRegression, class_scores
+from .train import EVAL_CHUNK, cpu_threads, images_to_float
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What :func:`evaluate` measured; ``confusion[i][j]`` counts true class i predicted j."""
+
+    accuracy: float
+    correct: int
+    total: int
+    classes: tuple[str, ...]
+    confusion: list[list[int]]
+    per_class: list[ClassReport]
+
+    @property
+    def macro_f1(self) -> float:
+        return sum(c.f1 for c in self.per_class) / len(self.per_class)
+
+    def most_confused(self, k: int = 5) -> list[tuple[str, str, int]]:
+        """The ``k`` largest off-diagonal cells as (true, predicted, count), largest first."""
+        cells = [
+            (self.confusion[i][j], i, j)
+            for i in range(len(self.classes))
+            for j in range(len(self.classes))
+            if i != j and self.confusion[i][j] > 0
+        ]
+        cells.sort(key=lambda c: (-c[0], c[1], c[2]))
+        return [(self.classes[i], self.classes[j], n) for n, i, j in cells[:k]]
+
+    def to_dict(self, k: int = 5) -> dict[str, Any]:
+        return {
+            "accuracy": self.accuracy,
+            "correct": self.correct,
+            "total": self.total,
+            "macro_f1": self.macro_f1,
+            "per_class": [c.__dict__ for c in self.per_class],
+            "most_confused": [
+                {"true": t, "predicted": p, "count": n} for t, p, n in self.most_confused(k)
+            ],
+            "confusion": self.confusion,
+            "classes": list(self.classes),
+        }
+
+
+@torch.no_grad()
+def predict_classes(
+    model: SoftmaxRegression, images: torch.Tensor, normalize: bool = True
+) -> torch.Tensor:
+    """Predicted class per uint8 image (N, 28, 28), on the model's device, in chunks."""
+    device = model.weight.device
+    flat = images.reshape(images.shape[0], -1)
+    out = []
+    with cpu_threads(1 if device.type == "cpu" else None):
+        for chunk in flat.split(EVAL_CHUNK):
+            x = images_to_float(chunk.cpu() if device.type == "cpu" else chunk, normalize)
+            out.append(class_scores(model, x.to(device)).max(0).indices)
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=device)
+
+
+def evaluate(
+    model: SoftmaxRegression,
+    data: FashionMNIST,
+    *,
+    normalize: bool = True,
+    classes: tuple[str, ...] | None = None,
+) -> Evaluation:
+    """Accuracy and per-class report of ``model`` on ``data`` (eval mode, no gradients)."""
+    model.eval()
+    pred = predict_classes(model, data.images, normalize).cpu()
+    labels = data.labels.cpu()
+    return evaluation_from_predictions(pred, labels, classes or data.classes)
+
+
+def evaluation_from_predictions(
+    pred: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]
+) -> Evaluation:
+    c = len(classes) if classes else NUM_CLASSES
+    conf = torch.bincount(labels * c + pred, minlength=c * c).reshape(c, c)
+    diag = conf.diagonal()
+    predicted, actual = conf.sum(0), conf.sum(1)
+    per_class = []
+    for k in range(c):
+        tp, pp, ap = int(diag[k]), int(predicted[k]), int(actual[k])
+        precision = tp / pp if pp else 0.0
+        recall = tp / ap if ap else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class.append(ClassReport(classes[k], precision, recall, f1, ap))
+    total = int(labels.numel())
+    correct = int(diag.sum())
+    return Evaluation(
+        accuracy=correct / total if total else 0.0,
+        correct=correct,
+        total=total,
+        classes=tuple(classes),
+        confusion=conf.tolist(),
+        per_class=per_class,
+    )
+
+
+def format_report(ev: Evaluation, k: int = 5) -> str:
+    """The evaluation as text: accuracy, the per-class table, the most confused pairs."""
+    width = max(len(c) for c in ev.classes)
+    lines = [
+        f"test accuracy {ev.accuracy:.4f} ({ev.correct}/{ev.total})",
+        "",
+        f"{'class':<{width}}  precision  recall     f1  support",
+    ]
+    for c in ev.per_class:
+        lines.append(
+            f"{c.name:<{width}}  {c.precision:9.3f}  {c.recall:6.3f}  {c.f1:5.3f}  {c.support:7d}"
+        )
+    lines.append(f"{'macro avg':<{width}}  {'':9}  {'':6}  {ev.macro_f1:5.3f}  {ev.total:7d}")
+    pairs = ev.most_confused(k)
+    if pairs:
+        lines += ["", "most confused (true -> predicted: count)"]
+        lines += [f"  {t} -> {p}: {n}" for t, p, n in pairs]
+    return "\n".join(lines)

@@ -1,0 +1,174 @@
+"""Figures of a run, drawn from returned numbers and tensors (never from inside training).
+
+Built on ``matplotlib.figure.Figure`` rather than pyplot: no global figure state, no GUI
+backend, and a shorter import. Each function returns the Figure; :func:`save` writes a PNG
+atomically. In Jupyter a returned Figure displays itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from ._io import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .train import History
+
+# The book's Animator: styles for train loss, train acc, test acc (and a fourth line).
+BOOK_FORMATS = ("-", "m--", "g-.", "r:")
+BOOK_YLIM = (0.3, 0.9)
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    # A fixed layout: a layout engine measures every label by drawing the figure twice, which
+    # cost more than everything else in a run's figures together (measured).
+    return Figure(figsize=(width, height))
+
+
+def _tile_grid(
+    tiles: torch.Tensor,
+    titles: Sequence[str],
+    cols: int,
+    scale: float,
+    colors: Sequence[str] | None = None,
+    **imshow: object,
+) -> tuple[Figure, object, object]:
+    """Tiles drawn as one image in one axes, titles as text above each: a grid of subplots
+    costs a set of axes and ticks per tile (most of the time of these figures, measured)."""
+    n, h, w = tiles.shape
+    cols = max(1, min(cols, n))
+    rows = max(1, -(-n // cols))
+    pad, title = 4, 7  # in image pixels: between tiles, and above each for a two-line title
+    cell_w, cell_h = w + pad, h + title + pad
+    # NaN is drawn transparent: white paper around the tiles.
+    canvas = torch.full((rows * cell_h + pad, cols * cell_w + pad), float("nan"))
+    for i in range(n):
+        r, c = divmod(i, cols)
+        top, left = pad + r * cell_h + title, pad + c * cell_w
+        canvas[top : top + h, left : left + w] = tiles[i].float()
+    width = cols * scale
+    fig = _figure(width, width * canvas.shape[0] / canvas.shape[1])
+    ax = fig.add_axes((0, 0, 1, 1))
+    im = ax.imshow(canvas.numpy(), interpolation="nearest", **imshow)
+    ax.set_axis_off()
+    for i, text in enumerate(titles):
+        r, c = divmod(i, cols)
+        ax.text(
+            pad + c * cell_w + (w - 1) / 2,
+            pad + r * cell_h + title - 1.5,
+            text,
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color=colors[i] if colors else "black",
+            linespacing=1.0,
+        )
+    return fig, ax, im
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write ``fig`` as a PNG under a temporary name, then rename it to ``path``."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return Path(path)
+
+
+def curves(history: History, epochs: int | None = None) -> Figure:
+    """The book's ``train_ch3`` figure: train loss, train acc, test acc (and val acc) by epoch.
+
+    The book's styles and limits (x from 1 to the number of epochs, y from 0.3 to 0.9); the
+    y range only grows when a value would fall outside it.
+    """
+    fig = _figure(4.5, 3.2)
+    ax = fig.add_axes((0.11, 0.15, 0.86, 0.8))
+    x = history.series("epoch")
+    lines = [("train loss", "train_loss"), ("train acc", "train_acc"), ("test acc", "test_acc")]
+    lines.append(("val acc", "val_acc"))
+    values: list[float] = []
+    for fmt, (label, name) in zip(BOOK_FORMATS, lines, strict=True):
+        ys = history.series(name)
+        if any(v is None for v in ys):
+            continue
+        ax.plot(x, ys, fmt, label=label)
+        values += [v for v in ys if v == v and abs(v) != float("inf")]
+    last = epochs or (x[-1] if x else 1)
+    ax.set_xlim(1, last) if last > 1 else ax.set_xlim(0.5, 1.5)
+    lo, hi = BOOK_YLIM
+    if values:
+        lo, hi = min(lo, min(values) - 0.02), max(hi, max(values) + 0.02)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("epoch")
+    ax.grid(True)
+    ax.legend()
+    return fig
+
+
+def images(
+    images: torch.Tensor,
+    titles: Sequence[str],
+    *,
+    cols: int = 6,
+    scale: float = 1.5,
+    red: Sequence[bool] | None = None,
+) -> Figure:
+    """A grid of grayscale images with titles, like the book's ``show_images``."""
+    colors = ["red" if r else "black" for r in red] if red else None
+    fig, _, _ = _tile_grid(images.cpu(), titles, cols, scale, colors, cmap="gray", vmin=0, vmax=255)
+    return fig
+
+
+def predictions(
+    images_: torch.Tensor, true: Sequence[str], predicted: Sequence[str], cols: int = 6
+) -> Figure:
+    """Like the book's ``predict_ch3``: each image titled "true\npredicted" (wrong in red)."""
+    titles = [f"{t}\n{p}" for t, p in zip(true, predicted, strict=True)]
+    return images(
+        images_, titles, cols=cols, red=[t != p for t, p in zip(true, predicted, strict=True)]
+    )
+
+
+def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> Figure:
+    """The confusion matrix (rows: true class, columns: predicted), counts written in."""
+    import numpy as np
+
+    m = np.asarray(matrix)
+    fig = _figure(6.4, 5.6)
+    ax = fig.add_axes((0.17, 0.17, 0.68, 0.78))
+    im = ax.imshow(m, cmap="Blues")
+    fig.colorbar(im, cax=fig.add_axes((0.88, 0.17, 0.025, 0.78)))
+    k = len(classes)
+    ax.set_xticks(range(k), classes, rotation=45, ha="right")
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = m.max() / 2 if m.size else 0
+    for i in range(k):
+        for j in range(k):
+            color = "white" if m[i, j] > threshold else "black"
+            ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=7, color=color)
+    return fig
+
+
+def weights(weight: torch.Tensor, classes: Sequence[str]) -> Figure:
+    """Each class's weight vector as a 28x28 image: red pixels vote for the class, blue against.
+
+    One colour scale for all ten, symmetric around 0, so the panels compare.
+    """
+    w = weight.detach().cpu().float().reshape(len(classes), 28, 28)
+    bound = float(w.abs().max()) or 1.0
+    fig, ax, im = _tile_grid(w, list(classes), 5, 1.5, None, cmap="RdBu_r", vmin=-bound, vmax=bound)
+    # Make room on the right for the colour scale, keeping the tiles square.
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(width + 0.9, height)
+    ax.set_position((0, 0, width / (width + 0.9), 1))
+    cax = fig.add_axes((width / (width + 0.9) + 0.02, 0.1, 0.025, 0.8))
+    fig.colorbar(im, cax=cax)
+    return fig

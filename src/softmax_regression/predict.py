@@ -1,0 +1,131 @@
+"""Classify ordinary image files with a trained model.
+
+An image is made to look like a Fashion-MNIST one, by the rule Fashion-MNIST's own images
+were made with (a product photo on a light background, turned into a 28x28 negative):
+
+1. Orientation from EXIF is applied; transparent pixels are laid on white (a cut-out product
+   photo counts as one on a white background).
+2. Converted to 8-bit grayscale (ITU-R 601-2 luma, PIL's "L").
+3. If the background is light, the image is inverted, so the object is light on dark. The
+   background is judged by the mean of the outermost row and column of pixels: above 127.5
+   means light.
+4. Trimmed to the box of pixels that differ from the background level (the border pixels'
+   median) by more than 5% of the full range (13 levels).
+5. Scaled (Lanczos) so that its longer side is 28 pixels, keeping the aspect ratio, and
+   centred on a 28x28 canvas filled with the background level.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .artifacts import SavedModel
+from .errors import ImageError
+from .functional import softmax
+from .model import class_scores
+from .train import cpu_threads, images_to_float
+
+SIZE = 28
+TRIM_LEVELS = 13  # 5% of 255, as Fashion-MNIST's trimming step
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The ``k`` most likely classes of one image, most likely first."""
+
+    source: str
+    top: list[tuple[str, float]]
+
+    def to_dict(self) -> dict:
+        return {
+            "image": self.source,
+            "top": [{"class": c, "probability": p} for c, p in self.top],
+        }
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Read an image file and convert it by the module's rule: uint8 (28, 28)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.format == "JPEG":
+                    im.draft("RGB", (SIZE * 8, SIZE * 8))  # decode at a reduced scale
+                im.load()
+                img = ImageOps.exif_transpose(im)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file PIL can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path}: image too large to decode safely") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"{path}: cannot decode the image ({detail})") from None
+    if img.width < 1 or img.height < 1:
+        raise ImageError(f"{path}: image has no pixels")
+    return prepare_image(img)
+
+
+def prepare_image(img) -> torch.Tensor:  # img: PIL.Image.Image
+    """Apply steps 1-5 of the module's rule to a PIL image; uint8 tensor (28, 28)."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    gray = img.convert("L")
+    a = np.asarray(gray)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    if border.mean() > 127.5:
+        gray = ImageOps.invert(gray)
+        a = np.asarray(gray)
+        border = 255 - border
+    background = int(np.median(border))
+    rows, cols = np.nonzero(np.abs(a.astype(np.int16) - background) > TRIM_LEVELS)
+    if rows.size:
+        gray = gray.crop((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1))
+    w, h = gray.size
+    scale = SIZE / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size != (w, h):
+        gray = gray.resize(size, Image.Resampling.LANCZOS)
+    canvas = Image.new("L", (SIZE, SIZE), background)
+    canvas.paste(gray, ((SIZE - size[0]) // 2, (SIZE - size[1]) // 2))
+    return torch.from_numpy(np.array(canvas, dtype=np.uint8))
+
+
+@torch.no_grad()
+def probabilities(saved: SavedModel, images: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N, 10) for uint8 images (N, 28, 28), preprocessed as in training."""
+    model = saved.model
+    with cpu_threads(1):
+        x = images_to_float(images.reshape(images.shape[0], -1).cpu(), saved.normalize)
+        scores = class_scores(model, x.to(model.weight.device))
+        return softmax(scores, dim=0).t().cpu()
+
+
+def predict_files(saved: SavedModel, paths: list[str | Path], k: int = 3) -> list[Prediction]:
+    """Top-``k`` classes for each image file; every file is read before any is classified."""
+    images = torch.stack([load_image(p) for p in paths]) if paths else torch.empty(0, SIZE, SIZE)
+    probs = probabilities(saved, images)
+    k = min(k, probs.shape[1])
+    out = []
+    for path, row in zip(paths, probs, strict=True):
+        values, idx = row.topk(k)
+        top = [
+            (saved.classes[i], float(v)) for v, i in zip(values.tolist(), idx.tolist(), strict=True)
+        ]
+        out.append(Prediction(str(path), top))
+    return out

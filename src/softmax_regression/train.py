@@ -1,0 +1,582 @@
+"""The book's training loop (``train_ch3``), exact in what it computes and fast on a CPU.
+
+What one epoch does is the book's ``train_epoch_ch3`` with a ``torch.optim.SGD`` updater: for
+each shuffled batch, per-example losses ``l = loss(net(X), y)``, ``l.mean()`` is minimised by
+one SGD step, and ``l.sum()`` and the batch's correct predictions (taken before the step) are
+added up; after the epoch, test accuracy in eval mode. The train loss and accuracy are those
+running sums over the number of examples, accumulated in float64 as ``Accumulator`` does.
+
+Two engines compute that step:
+
+* ``autograd``: exactly the book's code path, ``nn.Linear`` forward, the chosen loss module,
+  ``l.mean().backward()``, then the SGD update.
+* ``fast`` (the default for the default loss): the same step with the gradient of the mean
+  cross-entropy written out, ``dL/dlogits = (softmax(o) - onehot(y)) / n``, in the matrix
+  layout that is fastest for this thin model, into preallocated buffers. It is the same
+  training run up to float rounding; ``tests/test_train_engines.py`` holds it to that.
+
+Both engines keep every per-batch number on the device (no per-batch host sync) and read them
+once per epoch, except a finiteness check of the losses every :data:`CHECK_EVERY` steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import functional
+from .config import TrainConfig, resolve_device
+from .data import FashionMNIST
+from .errors import ConfigError, NonFiniteLossError
+from .model import NUM_CLASSES, SoftmaxRegression, class_scores
+
+# Steps between two finiteness checks of the loss: one host sync per this many batches.
+CHECK_EVERY = 16
+# Rows per matrix product when scoring an evaluation set: bounds memory on any device.
+EVAL_CHUNK = 16384
+
+
+# --------------------------------------------------------------------------- history
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch's numbers, with the book's definitions (see the module docstring)."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_acc: float | None
+    val_acc: float | None
+    seconds: float
+
+
+@dataclass
+class History:
+    """Per-epoch records of a run, in order."""
+
+    records: list[EpochRecord] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[EpochRecord]:
+        return iter(self.records)
+
+    def __getitem__(self, i: int) -> EpochRecord:
+        return self.records[i]
+
+    @property
+    def last(self) -> EpochRecord | None:
+        return self.records[-1] if self.records else None
+
+    def columns(self) -> list[str]:
+        """The fields that hold numbers in this run (val_acc/test_acc only when measured)."""
+        cols = ["epoch", "train_loss", "train_acc"]
+        if any(r.test_acc is not None for r in self.records):
+            cols.append("test_acc")
+        if any(r.val_acc is not None for r in self.records):
+            cols.append("val_acc")
+        return [*cols, "seconds"]
+
+    def series(self, name: str) -> list[Any]:
+        return [getattr(r, name) for r in self.records]
+
+    def to_dict(self) -> dict[str, Any]:
+        cols = self.columns()
+        return {"epochs": [{c: getattr(r, c) for c in cols} for r in self.records]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        records = []
+        for row in data["epochs"]:
+            records.append(
+                EpochRecord(
+                    epoch=int(row["epoch"]),
+                    train_loss=float(row["train_loss"]),
+                    train_acc=float(row["train_acc"]),
+                    test_acc=None if row.get("test_acc") is None else float(row["test_acc"]),
+                    val_acc=None if row.get("val_acc") is None else float(row["val_acc"]),
+                    seconds=float(row["seconds"]),
+                )
+            )
+        return cls(records)
+
+    def to_csv(self) -> str:
+        """CSV with a header; floats written with repr, so they read back exactly."""
+        cols = self.columns()
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for r in self.records:
+            w.writerow([repr(getattr(r, c)) for c in cols])
+        return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- optimizers
+
+
+class Optimizer(Protocol):
+    params: list[torch.Tensor]
+
+    def step(self, grads: Sequence[torch.Tensor] | None = None) -> None: ...
+
+    def state_tensors(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None: ...
+
+
+class LeanSGD:
+    """``torch.optim.SGD``'s single-tensor update, without its per-step Python bookkeeping.
+
+    The same operations in the same order (weight decay added to the gradient, a momentum
+    buffer cloned from the first gradient then ``mul_(momentum).add_(grad)``, ``param.add_(
+    grad, alpha=-lr)``), so the same bits; the optimizer's own step costs ~100 us of Python
+    per call here, as much as a whole training step. Dampening 0, no Nesterov: the book's
+    settings plus momentum and weight decay.
+    """
+
+    def __init__(
+        self,
+        params: Sequence[torch.Tensor],
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+    ) -> None:
+        self.params = list(params)
+        self.lr = float(lr)
+        self.momentum = float(momentum)
+        self.weight_decay = float(weight_decay)
+        self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[torch.Tensor] | None = None) -> None:
+        if grads is None:
+            grads = [p.grad for p in self.params]
+        for i, (param, grad) in enumerate(zip(self.params, grads, strict=True)):
+            if self.weight_decay != 0:
+                grad = grad.add(param, alpha=self.weight_decay)
+            if self.momentum != 0:
+                buf = self.buffers[i]
+                if buf is None:
+                    buf = self.buffers[i] = grad.detach().clone()
+                else:
+                    buf.mul_(self.momentum).add_(grad)
+                grad = buf
+            param.add_(grad, alpha=-self.lr)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"momentum.{i}": b for i, b in enumerate(self.buffers) if b is not None}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        for i, p in enumerate(self.params):
+            t = tensors.get(f"momentum.{i}")
+            self.buffers[i] = None if t is None else t.to(p.device, p.dtype).clone()
+
+
+class TorchOptimizer:
+    """A ``torch.optim`` optimizer behind the same small interface (used for Adam)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+
+    def step(self, grads: Sequence[torch.Tensor] | None = None) -> None:
+        if grads is not None:
+            for p, g in zip(self.params, grads, strict=True):
+                p.grad = g
+        self.optimizer.step()
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for i, st in self.optimizer.state_dict()["state"].items():
+            for k, v in st.items():
+                out[f"{k}.{i}"] = torch.as_tensor(v)
+        return out
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        sd = self.optimizer.state_dict()
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            name, _, i = key.rpartition(".")
+            state.setdefault(int(i), {})[name] = value.clone()
+        sd["state"] = state
+        self.optimizer.load_state_dict(sd)
+
+
+def make_optimizer(config: TrainConfig, params: Sequence[torch.Tensor]) -> Optimizer:
+    if config.optimizer == "sgd":
+        return LeanSGD(params, config.lr, config.momentum, config.weight_decay)
+    if config.optimizer == "adam":
+        return TorchOptimizer(
+            torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        )
+    raise ConfigError(f"unknown optimizer {config.optimizer!r}")  # pragma: no cover
+
+
+def make_loss(name: str) -> nn.Module:
+    """The per-example (``reduction='none'``) loss module for ``config.loss``."""
+    if name == "torch":
+        return nn.CrossEntropyLoss(reduction="none")
+    if name == "stable":
+        return functional.CrossEntropyLoss(reduction="none")
+    if name == "naive":
+        return functional.NaiveCrossEntropyLoss(reduction="none")
+    raise ConfigError(f"unknown loss {name!r}")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class TrainState:
+    """Everything a run needs to continue after ``epoch`` completed epochs, bit for bit."""
+
+    epoch: int
+    weight: torch.Tensor
+    bias: torch.Tensor
+    optimizer: dict[str, torch.Tensor]
+    generator: torch.Tensor  # the shuffling generator's state (uint8)
+    history: History
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns: the trained model (on the CPU), its history and settings."""
+
+    model: SoftmaxRegression
+    history: History
+    config: TrainConfig
+    device: torch.device
+    val_indices: torch.Tensor | None = None  # training-set indices held out for validation
+
+    @property
+    def final(self) -> EpochRecord:
+        assert self.history.last is not None
+        return self.history.last
+
+
+class Progress(Protocol):
+    """What :func:`fit` reports while it runs (the CLI draws bars or lines from it)."""
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+
+    def advance(self, steps: int) -> None: ...
+
+    def epoch_end(self, record: EpochRecord) -> None: ...
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads (None: leave torch's setting alone).
+
+    Every op in this loop is small: split over threads, each op waits for the slowest one,
+    and on a 2-core machine with anything else running that wait dominates (tens of
+    milliseconds per op, measured). One thread also makes the results independent of the
+    machine's core count.
+    """
+    if n is None or torch.get_num_threads() == n:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def split_validation(
+    n_val: int, labels: torch.Tensor, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train indices, validation indices), sorted: ``n_val`` examples stratified by class.
+
+    Each class gives its share of ``n_val`` (largest remainder, ties to the lower class),
+    picked by a permutation seeded with ``seed``; the rest stay for training.
+    """
+    labels = labels.cpu()
+    n = labels.shape[0]
+    if n_val >= n:
+        raise ConfigError(f"val split {n_val} leaves no training images ({n} available)")
+    counts = torch.bincount(labels, minlength=NUM_CLASSES).tolist()
+    exact = [n_val * c / n for c in counts]
+    quota = [math.floor(e) for e in exact]
+    order = sorted(range(len(counts)), key=lambda k: (-(exact[k] - quota[k]), k))
+    for k in order[: n_val - sum(quota)]:
+        quota[k] += 1
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    picked = []
+    for k, q in enumerate(quota):
+        if q:
+            picked.append(perm[labels[perm] == k][:q])
+    val = torch.sort(torch.cat(picked)).values if picked else torch.empty(0, dtype=torch.long)
+    mask = torch.ones(n, dtype=torch.bool)
+    mask[val] = False
+    return mask.nonzero().squeeze(1), val
+
+
+def images_to_float(
+    images: torch.Tensor, normalize: bool, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """uint8 (n, 784) -> float32 (n, 784): ``/ 255`` exactly as ToTensor when ``normalize``."""
+    if out is None:
+        out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
+    if images.device.type == "cpu":
+        # One single-threaded pass that converts and divides (torch needs two).
+        if normalize:
+            np.divide(images.numpy(), np.float32(255), out=out.numpy(), dtype=np.float32)
+        else:
+            out.numpy()[...] = images.numpy()
+    else:
+        out.copy_(images)
+        if normalize:
+            out.div_(255)
+    return out
+
+
+class _EvalSet:
+    """An evaluation split converted to float once per fit, scored in chunks."""
+
+    def __init__(self, data: FashionMNIST, normalize: bool, device: torch.device) -> None:
+        images = data.images.reshape(len(data), -1)
+        self.x = images_to_float(images, normalize).to(device)
+        self.y = data.labels.to(device)
+
+    def correct(self, model: SoftmaxRegression) -> torch.Tensor:
+        total = torch.zeros((), dtype=torch.int64, device=self.y.device)
+        for xs, ys in zip(self.x.split(EVAL_CHUNK), self.y.split(EVAL_CHUNK), strict=True):
+            total += (class_scores(model, xs).max(0).indices == ys).sum()
+        return total
+
+    def accuracy(self, model: SoftmaxRegression) -> float:
+        return int(self.correct(model)) / max(int(self.y.shape[0]), 1)
+
+
+def _non_finite_error(
+    config: TrainConfig, epoch: int, step: int, steps: int, value: float
+) -> NonFiniteLossError:
+    causes = []
+    if not config.normalize:
+        causes.append("un-normalised 0-255 inputs (drop --no-normalize)")
+    if config.loss == "naive":
+        causes.append("the naive loss, which overflows exp and takes log(0) (use --loss torch)")
+    causes.append(f"a learning rate too high (lr={config.lr:g}; try a smaller --lr)")
+    err = NonFiniteLossError(
+        f"training loss became {value} at epoch {epoch}, step {step} of {steps}; "
+        f"likely cause: {'; or '.join(causes)}"
+    )
+    err.epoch, err.step = epoch, step
+    return err
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def fit(
+    config: TrainConfig,
+    train: FashionMNIST,
+    test: FashionMNIST | None = None,
+    *,
+    state: TrainState | None = None,
+    progress: Progress | None = None,
+    on_epoch: Callable[[TrainState], None] | None = None,
+) -> TrainResult:
+    """Train softmax regression on ``train`` with ``config``; test accuracy after each epoch.
+
+    Call it as often as you like with the same loaded data. ``state`` continues a run from a
+    checkpoint (bit-identical to never having stopped); ``on_epoch`` receives a snapshot after
+    every completed epoch (the run directory writes it as the resume checkpoint).
+
+    Raises :class:`NonFiniteLossError` (naming the epoch and the first bad step) when a loss
+    becomes nan or inf; checked every :data:`CHECK_EVERY` steps and at the end of each epoch.
+    """
+    config.validate()
+    device = resolve_device(config.device)
+    val_idx = None
+    val = None
+    if config.val_split:
+        train_idx, val_idx = split_validation(config.val_split, train.labels, config.seed)
+        val = train.subset(val_idx.to(train.device), split="val")
+        train = train.subset(train_idx.to(train.device), split="train")
+    if len(train) == 0:
+        raise ConfigError("the training set is empty")
+
+    with cpu_threads(1 if device.type == "cpu" else None):
+        # Drawn on the CPU, so that a seed means the same model on every device.
+        gen = torch.Generator().manual_seed(config.seed)
+        model = nn.utils.skip_init(SoftmaxRegression).init_book(gen).to(device)
+        optimizer = make_optimizer(config, list(model.parameters()))
+        history = History()
+        if state is not None:
+            _restore(state, model, optimizer, gen)
+            history = History(list(state.history.records))
+
+        loop = _Loop(config, model, optimizer, train, device)
+        evals = [
+            _EvalSet(d, config.normalize, device) if d is not None else None for d in (test, val)
+        ]
+        model.train()
+        for epoch in range(len(history) + 1, config.epochs + 1):
+            t0 = time.perf_counter()
+            if progress is not None:
+                progress.epoch_start(epoch, config.epochs, loop.steps)
+            loss, acc = loop.epoch(gen, epoch, progress)
+            model.eval()
+            test_acc, val_acc = (e.accuracy(model) if e is not None else None for e in evals)
+            model.train()
+            record = EpochRecord(epoch, loss, acc, test_acc, val_acc, time.perf_counter() - t0)
+            history.records.append(record)
+            if progress is not None:
+                progress.epoch_end(record)
+            if on_epoch is not None:
+                on_epoch(_snapshot(epoch, model, optimizer, gen, history))
+        model.eval()
+    return TrainResult(model.cpu(), history, config, device, val_idx)
+
+
+def _snapshot(
+    epoch: int,
+    model: SoftmaxRegression,
+    optimizer: Optimizer,
+    gen: torch.Generator,
+    history: History,
+) -> TrainState:
+    return TrainState(
+        epoch=epoch,
+        weight=model.weight.detach().cpu().clone(),
+        bias=model.bias.detach().cpu().clone(),
+        optimizer={k: v.detach().cpu().clone() for k, v in optimizer.state_tensors().items()},
+        generator=gen.get_state(),
+        history=History(list(history.records)),
+    )
+
+
+def _restore(
+    state: TrainState, model: SoftmaxRegression, optimizer: Optimizer, gen: torch.Generator
+) -> None:
+    with torch.no_grad():
+        model.weight.copy_(state.weight)
+        model.bias.copy_(state.bias)
+    optimizer.load_state_tensors(state.optimizer)
+    gen.set_state(state.generator)
+
+
+class _Loop:
+    """One epoch of training, either engine, with buffers allocated once per fit."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: SoftmaxRegression,
+        optimizer: Optimizer,
+        train: FashionMNIST,
+        device: torch.device,
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.optimizer = optimizer
+        self.device = device
+        self.engine = config.resolved_engine
+        self.images = train.images.reshape(len(train), -1).to(device)
+        self.labels = train.labels.to(device)
+        self.n = len(train)
+        b = min(config.batch_size, self.n)
+        self.b = b
+        self.steps = -(-self.n // b)
+        # Reused every step: fresh 800 KB batches cost page faults, not just copies.
+        self.u8 = torch.empty((b, self.images.shape[1]), dtype=torch.uint8, device=device)
+        self.x = torch.empty((b, self.images.shape[1]), dtype=torch.float32, device=device)
+        self.scores = torch.empty((NUM_CLASSES, b), dtype=torch.float32, device=device)
+        self.grad_w = torch.empty_like(model.weight)
+        self.minus_one = torch.full((1, b), -1.0, device=device)
+        self.loss_sums = torch.empty(self.steps, dtype=torch.float32, device=device)
+        self.preds = torch.empty(self.n, dtype=torch.int64, device=device)
+        self.maxes = torch.empty(self.n, dtype=torch.float32, device=device)
+        self.loss_fn = make_loss(config.loss)
+
+    def epoch(
+        self, gen: torch.Generator, epoch: int, progress: Progress | None
+    ) -> tuple[float, float]:
+        """Train one epoch; return (train loss, train accuracy) as the book defines them."""
+        perm = torch.randperm(self.n, generator=gen).to(self.device)
+        labels = self.labels.index_select(0, perm)
+        step_fn = self._fast_step if self.engine == "fast" else self._autograd_step
+        b, loss_views = self.b, self.loss_sums.unbind(0)
+        batches = zip(
+            perm.split(b),
+            labels.unsqueeze(0).split(b, dim=1),
+            self.preds.split(b),
+            self.maxes.split(b),
+            loss_views,
+            strict=True,
+        )
+        checked = 0
+        for i, (idx, y, pred, mx, loss_sum) in enumerate(batches, start=1):
+            step_fn(idx, y, pred, mx, loss_sum)
+            if i % CHECK_EVERY == 0 or i == self.steps:
+                # The one host sync in here: a window sum is finite iff every step in it was.
+                if not bool(torch.isfinite(self.loss_sums[checked:i].sum())):
+                    self._raise_non_finite(epoch, checked, i)
+                if progress is not None:
+                    progress.advance(i - checked)
+                checked = i
+        total = 0.0
+        for v in self.loss_sums.tolist():  # float64 running sum, as the book's Accumulator
+            total += v
+        correct = int((self.preds == labels).sum())
+        return total / self.n, correct / self.n
+
+    def _raise_non_finite(self, epoch: int, lo: int, hi: int) -> None:
+        window = self.loss_sums[lo:hi]
+        bad = (~torch.isfinite(window)).nonzero()
+        if bad.numel() == 0:  # finite steps whose sum overflowed: not a bad step
+            return
+        k = int(bad[0, 0])
+        raise _non_finite_error(self.config, epoch, lo + k + 1, self.steps, float(window[k]))
+
+    def _batch(self, idx: torch.Tensor) -> torch.Tensor:
+        n = idx.shape[0]
+        u8, x = self.u8[:n], self.x[:n]
+        torch.index_select(self.images, 0, idx, out=u8)
+        return images_to_float(u8, self.config.normalize, out=x)
+
+    def _fast_step(self, idx, y, pred, mx, loss_sum) -> None:
+        x = self._batch(idx)
+        n = x.shape[0]
+        w, b = self.model.weight, self.model.bias
+        with torch.no_grad():
+            o = torch.addmm(b.unsqueeze(1), w, x.t(), out=self.scores[:, :n])  # (10, n)
+            torch.max(o, 0, out=(mx, pred))  # first maximum, as argmax
+            lsm = torch.log_softmax(o, 0)
+            torch.sum(lsm.gather(0, y), (0, 1), out=loss_sum)
+            loss_sum.neg_()
+            # d mean(-log softmax(o)[y]) / d o = (softmax(o) - onehot(y)) / n
+            g = lsm.exp_().scatter_add_(0, y, self.minus_one[:, :n]).div_(n)
+            torch.mm(g, x, out=self.grad_w)
+            self.optimizer.step((self.grad_w, g.sum(1)))
+
+    def _autograd_step(self, idx, y, pred, mx, loss_sum) -> None:
+        x = self._batch(idx)
+        y = y.squeeze(0)
+        out = self.model(x)
+        losses = self.loss_fn(out, y)
+        for p in self.optimizer.params:
+            p.grad = None  # optimizer.zero_grad(): set_to_none
+        losses.mean().backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            torch.sum(losses.detach(), 0, out=loss_sum)
+            torch.argmax(out.detach(), 1, out=pred)
