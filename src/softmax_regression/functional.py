@@ -23,6 +23,9 @@ def softmax(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
 def logsumexp(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """log sum exp(o) = m + log sum exp(o - m), m = max o (finite for any finite logits)."""
     m = logits.amax(dim=dim, keepdim=True).detach()
+    # A row whose max is +-inf would give inf - inf = nan; shifting it by 0 instead returns
+    # -inf for an all -inf (fully masked) row and inf for a row holding +inf, as torch does.
+    m = torch.where(m.isinf(), torch.zeros_like(m), m)
     return (logits - m).exp().sum(dim=dim, keepdim=True).log().add(m).squeeze(dim)
 
 
