@@ -305,6 +305,8 @@ def write_run_config(
 
 
 def read_run_config(directory: str | Path) -> dict[str, Any]:
+    if not Path(directory).is_dir():
+        raise ResumeError(f"{directory}: no such run directory")
     path = Path(directory) / CONFIG_JSON
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

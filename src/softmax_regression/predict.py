@@ -5,7 +5,8 @@ were made with (a product photo on a light background, turned into a 28x28 negat
 
 1. Orientation from EXIF is applied; transparent pixels are laid on white (a cut-out product
    photo counts as one on a white background).
-2. Converted to 8-bit grayscale (ITU-R 601-2 luma, PIL's "L").
+2. Converted to 8-bit grayscale (ITU-R 601-2 luma, PIL's "L"; 16-bit images are scaled, not
+   clipped).
 3. If the background is light, the image is inverted, so the object is light on dark. The
    background is judged by the mean of the outermost row and column of pixels: above 127.5
    means light.
@@ -13,6 +14,9 @@ were made with (a product photo on a light background, turned into a 28x28 negat
    median) by more than 5% of the full range (13 levels).
 5. Scaled (Lanczos) so that its longer side is 28 pixels, keeping the aspect ratio, and
    centred on a 28x28 canvas filled with the background level.
+
+An image that is already 28x28 skips steps 4 and 5: it is taken to be framed like the
+dataset's own images (which round-trip through a PNG file unchanged).
 """
 
 from __future__ import annotations
@@ -81,6 +85,15 @@ def prepare_image(img) -> torch.Tensor:  # img: PIL.Image.Image
     import numpy as np
     from PIL import Image, ImageOps
 
+    if img.mode.startswith("I") or img.mode == "F":
+        # 16-bit and float images: PIL's own conversion to "L" clips everything above 255.
+        a = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16"):
+            lo, hi = 0.0, 65535.0
+        else:
+            lo, hi = min(float(a.min()), 0.0), max(float(a.max()), 255.0)
+        a = np.clip(np.round((a - lo) * 255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        img = Image.fromarray(a)
     if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -93,6 +106,8 @@ def prepare_image(img) -> torch.Tensor:  # img: PIL.Image.Image
         a = np.asarray(gray)
         border = 255 - border
     background = int(np.median(border))
+    if gray.size == (SIZE, SIZE):
+        return torch.from_numpy(np.array(gray, dtype=np.uint8))  # already in the dataset's form
     rows, cols = np.nonzero(np.abs(a.astype(np.int16) - background) > TRIM_LEVELS)
     if rows.size:
         gray = gray.crop((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1))

@@ -169,6 +169,7 @@ def train_run(
     directory marked failed (status.json, the history so far, the last good checkpoint) and
     no model file; the error is re-raised.
     """
+    device = resolve_device(config.device)  # before anything is read or written
     warm = _warm_matplotlib() if plots else None
     state: TrainState | None = None
     if resume is not None:
@@ -192,7 +193,6 @@ def train_run(
     else:
         directory = make_run_dir(out, root)
 
-    device = resolve_device(config.device)
     artifacts.write_run_config(
         directory,
         config.to_dict(),
