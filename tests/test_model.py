@@ -38,8 +38,10 @@ def test_book_initialisation_and_seeding() -> None:
 
 def test_initialising_with_a_generator_leaves_the_global_rng_alone() -> None:
     before = torch.random.get_rng_state()
-    nn.utils.skip_init(SoftmaxRegression).init_book(torch.Generator().manual_seed(0))
+    a = SoftmaxRegression.seeded(torch.Generator().manual_seed(0))
     assert torch.equal(before, torch.random.get_rng_state())
+    b = SoftmaxRegression().init_book(torch.Generator().manual_seed(0))
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
 
 
 def test_class_scores_are_the_forward_pass_transposed() -> None:

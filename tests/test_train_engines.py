@@ -31,7 +31,7 @@ def book_loop(config: TrainConfig, train, test):
     """The chapter's ``train_ch3`` with a torch optimizer, batches in the trainer's order."""
     with cpu_threads(1):
         gen = torch.Generator().manual_seed(config.seed)
-        net = nn.utils.skip_init(SoftmaxRegression).init_book(gen)
+        net = SoftmaxRegression.seeded(gen)
         loss = nn.CrossEntropyLoss(reduction="none")
         trainer = torch.optim.SGD(
             net.parameters(),
@@ -109,7 +109,7 @@ def test_one_fast_step_is_one_autograd_step(data) -> None:
         config = TrainConfig(epochs=1, lr=lr)
         fast = fit(config.replace(engine="fast"), one, test)
         slow = fit(config.replace(engine="autograd"), one, test)
-        init = nn.utils.skip_init(SoftmaxRegression).init_book(torch.Generator().manual_seed(0))
+        init = SoftmaxRegression.seeded(torch.Generator().manual_seed(0))
         step_fast = fast.model.weight - init.weight.detach()
         step_slow = slow.model.weight - init.weight.detach()
         torch.testing.assert_close(step_fast, step_slow, rtol=1e-5, atol=1e-6 * lr)

@@ -188,7 +188,7 @@ def load_model(path: str | Path) -> SavedModel:
     extra = sorted(set(tensors) - {"1.weight", "1.bias"})
     if extra:
         raise ModelFileError(f"{file}: unexpected tensor {extra[0]!r}")
-    model = torch.nn.utils.skip_init(SoftmaxRegression)
+    model = SoftmaxRegression.untouched_rng()
     model.load_state_dict(tensors)
     model.eval()
     info: dict[str, Any] = {}

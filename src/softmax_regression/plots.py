@@ -1,28 +1,32 @@
-"""Figures of a run, drawn from returned numbers and tensors (never from inside training).
+"""Figures of a run, drawn from returned numbers and arrays (never from inside training).
 
 Built on ``matplotlib.figure.Figure`` rather than pyplot: no global figure state, no GUI
 backend, and a shorter import. Each function returns the Figure; :func:`save` writes a PNG
 atomically. In Jupyter a returned Figure displays itself.
+
+This module needs numpy and matplotlib only (tensors are accepted as arrays), so that a run
+can draw its figures in a helper process that never imports torch: see :func:`serve`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
 from ._io import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .train import History
-
 # The book's Animator: styles for train loss, train acc, test acc (and a fourth line).
 BOOK_FORMATS = ("-", "m--", "g-.", "r:")
 BOOK_YLIM = (0.3, 0.9)
+RUN_FIGURES = ("curves.png", "predictions.png", "confusion.png", "weights.png")
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -33,14 +37,66 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height))
 
 
+def _array(a: Any, dtype: Any = None) -> np.ndarray:
+    if hasattr(a, "detach"):  # a torch tensor, without importing torch here
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=dtype)
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write ``fig`` as a PNG under a temporary name, then rename it to ``path``."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return Path(path)
+
+
+def curves(history: Any, epochs: int | None = None) -> Figure:
+    """The book's ``train_ch3`` figure: train loss, train acc, test acc (and val acc) by epoch.
+
+    ``history`` is a :class:`~softmax_regression.train.History` or a mapping of column name
+    to values. The book's styles and limits (x from 1 to the number of epochs, y from 0.3 to
+    0.9); the y range only grows when a value would fall outside it.
+    """
+    series: Mapping[str, Sequence[Any]]
+    if hasattr(history, "series"):
+        series = {
+            c: history.series(c)
+            for c in ("epoch", "train_loss", "train_acc", "test_acc", "val_acc")
+        }
+    else:
+        series = history
+    fig = _figure(4.5, 3.2)
+    ax = fig.add_axes((0.11, 0.15, 0.86, 0.8))
+    x = list(series["epoch"])
+    lines = [("train loss", "train_loss"), ("train acc", "train_acc"), ("test acc", "test_acc")]
+    lines.append(("val acc", "val_acc"))
+    values: list[float] = []
+    for fmt, (label, name) in zip(BOOK_FORMATS, lines, strict=True):
+        ys = list(series.get(name) or [])
+        if not ys or any(v is None for v in ys):
+            continue
+        ax.plot(x, ys, fmt, label=label)
+        values += [v for v in ys if np.isfinite(v)]
+    last = epochs or (x[-1] if x else 1)
+    ax.set_xlim(1, last) if last > 1 else ax.set_xlim(0.5, 1.5)
+    lo, hi = BOOK_YLIM
+    if values:
+        lo, hi = min(lo, min(values) - 0.02), max(hi, max(values) + 0.02)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("epoch")
+    ax.grid(True)
+    ax.legend()
+    return fig
+
+
 def _tile_grid(
-    tiles: torch.Tensor,
+    tiles: np.ndarray,
     titles: Sequence[str],
     cols: int,
     scale: float,
     colors: Sequence[str] | None = None,
-    **imshow: object,
-) -> tuple[Figure, object, object]:
+    **imshow: Any,
+) -> tuple[Figure, Any, Any]:
     """Tiles drawn as one image in one axes, titles as text above each: a grid of subplots
     costs a set of axes and ticks per tile (most of the time of these figures, measured)."""
     n, h, w = tiles.shape
@@ -49,15 +105,15 @@ def _tile_grid(
     pad, title = 4, 7  # in image pixels: between tiles, and above each for a two-line title
     cell_w, cell_h = w + pad, h + title + pad
     # NaN is drawn transparent: white paper around the tiles.
-    canvas = torch.full((rows * cell_h + pad, cols * cell_w + pad), float("nan"))
+    canvas = np.full((rows * cell_h + pad, cols * cell_w + pad), np.nan, dtype=np.float32)
     for i in range(n):
         r, c = divmod(i, cols)
         top, left = pad + r * cell_h + title, pad + c * cell_w
-        canvas[top : top + h, left : left + w] = tiles[i].float()
+        canvas[top : top + h, left : left + w] = tiles[i]
     width = cols * scale
     fig = _figure(width, width * canvas.shape[0] / canvas.shape[1])
     ax = fig.add_axes((0, 0, 1, 1))
-    im = ax.imshow(canvas.numpy(), interpolation="nearest", **imshow)
+    im = ax.imshow(canvas, interpolation="nearest", **imshow)
     ax.set_axis_off()
     for i, text in enumerate(titles):
         r, c = divmod(i, cols)
@@ -74,72 +130,33 @@ def _tile_grid(
     return fig, ax, im
 
 
-def save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as a PNG under a temporary name, then rename it to ``path``."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    return Path(path)
-
-
-def curves(history: History, epochs: int | None = None) -> Figure:
-    """The book's ``train_ch3`` figure: train loss, train acc, test acc (and val acc) by epoch.
-
-    The book's styles and limits (x from 1 to the number of epochs, y from 0.3 to 0.9); the
-    y range only grows when a value would fall outside it.
-    """
-    fig = _figure(4.5, 3.2)
-    ax = fig.add_axes((0.11, 0.15, 0.86, 0.8))
-    x = history.series("epoch")
-    lines = [("train loss", "train_loss"), ("train acc", "train_acc"), ("test acc", "test_acc")]
-    lines.append(("val acc", "val_acc"))
-    values: list[float] = []
-    for fmt, (label, name) in zip(BOOK_FORMATS, lines, strict=True):
-        ys = history.series(name)
-        if any(v is None for v in ys):
-            continue
-        ax.plot(x, ys, fmt, label=label)
-        values += [v for v in ys if v == v and abs(v) != float("inf")]
-    last = epochs or (x[-1] if x else 1)
-    ax.set_xlim(1, last) if last > 1 else ax.set_xlim(0.5, 1.5)
-    lo, hi = BOOK_YLIM
-    if values:
-        lo, hi = min(lo, min(values) - 0.02), max(hi, max(values) + 0.02)
-    ax.set_ylim(lo, hi)
-    ax.set_xlabel("epoch")
-    ax.grid(True)
-    ax.legend()
-    return fig
-
-
 def images(
-    images: torch.Tensor,
+    images: Any,
     titles: Sequence[str],
     *,
     cols: int = 6,
     scale: float = 1.5,
     red: Sequence[bool] | None = None,
 ) -> Figure:
-    """A grid of grayscale images with titles, like the book's ``show_images``."""
+    """A grid of grayscale 0-255 images with titles, like the book's ``show_images``."""
     colors = ["red" if r else "black" for r in red] if red else None
-    fig, _, _ = _tile_grid(images.cpu(), titles, cols, scale, colors, cmap="gray", vmin=0, vmax=255)
+    tiles = _array(images, np.float32)
+    fig, _, _ = _tile_grid(tiles, titles, cols, scale, colors, cmap="gray", vmin=0, vmax=255)
     return fig
 
 
 def predictions(
-    images_: torch.Tensor, true: Sequence[str], predicted: Sequence[str], cols: int = 6
+    images_: Any, true: Sequence[str], predicted: Sequence[str], cols: int = 6
 ) -> Figure:
-    """Like the book's ``predict_ch3``: each image titled "true\npredicted" (wrong in red)."""
+    """Like the book's ``predict_ch3``: each image titled "true\\npredicted" (wrong in red)."""
     titles = [f"{t}\n{p}" for t, p in zip(true, predicted, strict=True)]
-    return images(
-        images_, titles, cols=cols, red=[t != p for t, p in zip(true, predicted, strict=True)]
-    )
+    wrong = [t != p for t, p in zip(true, predicted, strict=True)]
+    return images(images_, titles, cols=cols, red=wrong)
 
 
-def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> Figure:
+def confusion(matrix: Any, classes: Sequence[str]) -> Figure:
     """The confusion matrix (rows: true class, columns: predicted), counts written in."""
-    import numpy as np
-
-    m = np.asarray(matrix)
+    m = _array(matrix, np.int64)
     fig = _figure(6.4, 5.6)
     ax = fig.add_axes((0.17, 0.17, 0.68, 0.78))
     im = ax.imshow(m, cmap="Blues")
@@ -157,13 +174,13 @@ def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> Figure
     return fig
 
 
-def weights(weight: torch.Tensor, classes: Sequence[str]) -> Figure:
+def weights(weight: Any, classes: Sequence[str]) -> Figure:
     """Each class's weight vector as a 28x28 image: red pixels vote for the class, blue against.
 
     One colour scale for all ten, symmetric around 0, so the panels compare.
     """
-    w = weight.detach().cpu().float().reshape(len(classes), 28, 28)
-    bound = float(w.abs().max()) or 1.0
+    w = _array(weight, np.float32).reshape(len(classes), 28, 28)
+    bound = float(np.abs(w).max()) or 1.0
     fig, ax, im = _tile_grid(w, list(classes), 5, 1.5, None, cmap="RdBu_r", vmin=-bound, vmax=bound)
     # Make room on the right for the colour scale, keeping the tiles square.
     width, height = fig.get_size_inches()
@@ -172,3 +189,46 @@ def weights(weight: torch.Tensor, classes: Sequence[str]) -> Figure:
     cax = fig.add_axes((width / (width + 0.9) + 0.02, 0.1, 0.025, 0.8))
     fig.colorbar(im, cax=cax)
     return fig
+
+
+def render_run(directory: str | Path, request: Mapping[str, Any]) -> list[Path]:
+    """The four figures of a run (:data:`RUN_FIGURES`) from plain numbers, saved as PNGs.
+
+    ``request`` holds ``history`` (column -> values), ``epochs``, ``classes``, ``confusion``,
+    ``weight`` (10 x 784), ``images`` (n x 28 x 28, 0-255) with their ``true`` and
+    ``predicted`` class names.
+    """
+    d = Path(directory)
+    classes = list(request["classes"])
+    figures = [
+        curves(request["history"], request["epochs"]),
+        predictions(request["images"], request["true"], request["predicted"]),
+        confusion(request["confusion"], classes),
+        weights(request["weight"], classes),
+    ]
+    return [save(fig, d / name) for fig, name in zip(figures, RUN_FIGURES, strict=True)]
+
+
+# Runs :func:`serve` in a fresh interpreter without executing the package's __init__ (which
+# imports torch): the package is registered by its directory only, so this module and _io
+# import as usual and nothing else does.
+WORKER_BOOT = (
+    "import sys, types; pkg = types.ModuleType('softmax_regression'); "
+    "pkg.__path__ = [sys.argv[1]]; sys.modules['softmax_regression'] = pkg; "
+    "from softmax_regression.plots import serve; serve()"
+)
+
+
+def serve() -> None:
+    """A figure-drawing helper process: import matplotlib at once, then read one JSON request
+    ``{"directory": ..., **render_run's request}`` from stdin, draw, answer on stdout."""
+    import matplotlib.backends.backend_agg  # noqa: F401  (the import is what takes time)
+    import matplotlib.figure  # noqa: F401
+
+    try:
+        request = json.loads(sys.stdin.buffer.read())
+        files = render_run(request.pop("directory"), request)
+    except Exception as e:  # reported to the parent, which draws the figures itself
+        print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
+        return
+    print(json.dumps({"files": [str(f) for f in files]}), flush=True)

@@ -9,12 +9,17 @@ interrupted. The files are listed in :data:`RUN_FILES`.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from . import artifacts
 from .config import TrainConfig, resolve_device
@@ -132,20 +137,48 @@ class _Writer:
             raise self._error
 
 
-def _warm_matplotlib() -> threading.Thread:
-    """Import the plotting stack on a thread while the data loads (which mostly waits on
-    decompression and hashing with the GIL released), instead of after training."""
+class _PlotWorker:
+    """Draws the run's figures in a helper process started before the data loads.
 
-    def work() -> None:
+    Importing matplotlib takes about as long as training; in the helper (which never imports
+    torch) it happens on the other core while this process trains, instead of after. In this
+    process a thread doing the import would instead hold the interpreter lock in turns with
+    the training loop and slow every step. If the helper fails in any way, the figures are
+    drawn here after all.
+    """
+
+    def __init__(self) -> None:
+        from . import plots
+
+        self.proc: subprocess.Popen[bytes] | None = None
         try:
-            import matplotlib.backends.backend_agg  # noqa: F401
-            import matplotlib.figure  # noqa: F401
-        except Exception:  # pragma: no cover - plotting reports its own error later
-            pass
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", plots.WORKER_BOOT, str(Path(plots.__file__).parent)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError:
+            self.proc = None
 
-    t = threading.Thread(target=work, name="import-matplotlib", daemon=True)
-    t.start()
-    return t
+    def draw(self, directory: Path, request: dict[str, Any]) -> list[Path]:
+        from . import plots
+
+        if self.proc is not None:
+            payload = json.dumps({"directory": str(directory), **request}).encode()
+            try:
+                out, _ = self.proc.communicate(payload, timeout=300)
+                answer = json.loads(out or b"{}")
+                if self.proc.returncode == 0 and "files" in answer:
+                    return [Path(f) for f in answer["files"]]
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                self.cancel()
+        return plots.render_run(directory, request)
+
+    def cancel(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
 def _now() -> str:
@@ -170,7 +203,25 @@ def train_run(
     no model file; the error is re-raised.
     """
     device = resolve_device(config.device)  # before anything is read or written
-    warm = _warm_matplotlib() if plots else None
+    painter = _PlotWorker() if plots else None
+    try:
+        return _train_run(config, device, out, root, resume, train, test, progress, painter)
+    finally:
+        if painter is not None:
+            painter.cancel()
+
+
+def _train_run(
+    config: TrainConfig,
+    device: torch.device,
+    out: str | Path | None,
+    root: str | Path,
+    resume: str | Path | None,
+    train: FashionMNIST | None,
+    test: FashionMNIST | None,
+    progress: Progress | None,
+    painter: _PlotWorker | None,
+) -> RunOutcome:
     state: TrainState | None = None
     if resume is not None:
         directory = Path(resume)
@@ -254,11 +305,8 @@ def train_run(
             config=cfg_dict,
         )
     )
-    files: list[Path] = []
-    if plots:
-        if warm is not None:
-            warm.join()
-        files += write_plots(directory, result, ev, test, config.normalize)
+    if painter is not None:
+        painter.draw(directory, plot_request(result, ev, test, config.normalize))
     writer.close()
     artifacts.write_status(
         directory,
@@ -272,6 +320,28 @@ def train_run(
     return RunOutcome(directory, result, ev, files)
 
 
+def plot_request(
+    result: TrainResult, ev: Evaluation, test: FashionMNIST, normalize: bool = True
+) -> dict[str, Any]:
+    """What :func:`plots.render_run` needs, as plain JSON-able numbers."""
+    n = min(PREDICTION_IMAGES, len(test))
+    imgs = test.images[:n].cpu()
+    pred = predict_classes(result.model, imgs, normalize).cpu().tolist()
+    names = list(test.classes)
+    history = result.history
+    columns = ("epoch", "train_loss", "train_acc", "test_acc", "val_acc")
+    return {
+        "history": {c: history.series(c) for c in columns},
+        "epochs": result.config.epochs,
+        "classes": names,
+        "confusion": ev.confusion,
+        "weight": result.model.weight.detach().cpu().tolist(),
+        "images": imgs.tolist(),
+        "true": [names[t] for t in test.labels[:n].cpu().tolist()],
+        "predicted": [names[p] for p in pred],
+    }
+
+
 def write_plots(
     directory: str | Path,
     result: TrainResult,
@@ -279,21 +349,7 @@ def write_plots(
     test: FashionMNIST,
     normalize: bool = True,
 ) -> list[Path]:
-    """The four figures of a run, from its returned numbers."""
+    """The four figures of a run (in this process), from its returned numbers."""
     from . import plots
 
-    directory = Path(directory)
-    n = min(PREDICTION_IMAGES, len(test))
-    imgs = test.images[:n].cpu()
-    pred = predict_classes(result.model, imgs, normalize).cpu().tolist()
-    true = test.labels[:n].cpu().tolist()
-    names = test.classes
-    return [
-        plots.save(plots.curves(result.history, result.config.epochs), directory / "curves.png"),
-        plots.save(
-            plots.predictions(imgs, [names[t] for t in true], [names[p] for p in pred]),
-            directory / "predictions.png",
-        ),
-        plots.save(plots.confusion(ev.confusion, names), directory / "confusion.png"),
-        plots.save(plots.weights(result.model.weight, names), directory / "weights.png"),
-    ]
+    return plots.render_run(directory, plot_request(result, ev, test, normalize))

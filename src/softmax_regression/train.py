@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -331,20 +330,12 @@ def split_validation(
 def images_to_float(
     images: torch.Tensor, normalize: bool, out: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """uint8 (n, 784) -> float32 (n, 784): ``/ 255`` exactly as ToTensor when ``normalize``."""
+    """uint8 -> float32 of the same shape: ``/ 255`` exactly as ToTensor when ``normalize``."""
     if out is None:
         out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
-    if images.device.type == "cpu":
-        # One single-threaded pass that converts and divides (torch needs two).
-        if normalize:
-            np.divide(images.numpy(), np.float32(255), out=out.numpy(), dtype=np.float32)
-        else:
-            out.numpy()[...] = images.numpy()
-    else:
-        out.copy_(images)
-        if normalize:
-            out.div_(255)
-    return out
+    if normalize:
+        return torch.div(images, 255, out=out)  # converts and divides in one pass
+    return out.copy_(images)
 
 
 class _EvalSet:
@@ -417,7 +408,7 @@ def fit(
     with cpu_threads(1 if device.type == "cpu" else None):
         # Drawn on the CPU, so that a seed means the same model on every device.
         gen = torch.Generator().manual_seed(config.seed)
-        model = nn.utils.skip_init(SoftmaxRegression).init_book(gen).to(device)
+        model = SoftmaxRegression.seeded(gen).to(device)
         optimizer = make_optimizer(config, list(model.parameters()))
         history = History()
         if state is not None:
@@ -489,23 +480,18 @@ class _Loop:
         self.model = model
         self.optimizer = optimizer
         self.device = device
-        self.engine = config.resolved_engine
         self.images = train.images.reshape(len(train), -1).to(device)
         self.labels = train.labels.to(device)
         self.n = len(train)
-        b = min(config.batch_size, self.n)
-        self.b = b
+        self.b = b = min(config.batch_size, self.n)
         self.steps = -(-self.n // b)
-        # Reused every step: fresh 800 KB batches cost page faults, not just copies.
-        self.u8 = torch.empty((b, self.images.shape[1]), dtype=torch.uint8, device=device)
-        self.x = torch.empty((b, self.images.shape[1]), dtype=torch.float32, device=device)
-        self.scores = torch.empty((NUM_CLASSES, b), dtype=torch.float32, device=device)
-        self.grad_w = torch.empty_like(model.weight)
-        self.minus_one = torch.full((1, b), -1.0, device=device)
         self.loss_sums = torch.empty(self.steps, dtype=torch.float32, device=device)
         self.preds = torch.empty(self.n, dtype=torch.int64, device=device)
         self.maxes = torch.empty(self.n, dtype=torch.float32, device=device)
-        self.loss_fn = make_loss(config.loss)
+        if config.resolved_engine == "fast":
+            self.step, self.loss_sign = self._fast_step(), -1.0
+        else:
+            self.step, self.loss_sign = self._autograd_step(), 1.0
 
     def epoch(
         self, gen: torch.Generator, epoch: int, progress: Progress | None
@@ -513,31 +499,30 @@ class _Loop:
         """Train one epoch; return (train loss, train accuracy) as the book defines them."""
         perm = torch.randperm(self.n, generator=gen).to(self.device)
         labels = self.labels.index_select(0, perm)
-        step_fn = self._fast_step if self.engine == "fast" else self._autograd_step
-        b, loss_views = self.b, self.loss_sums.unbind(0)
+        b, step, loss_sums, steps = self.b, self.step, self.loss_sums, self.steps
         batches = zip(
             perm.split(b),
             labels.unsqueeze(0).split(b, dim=1),
             self.preds.split(b),
             self.maxes.split(b),
-            loss_views,
+            loss_sums.unbind(0),
             strict=True,
         )
         checked = 0
         for i, (idx, y, pred, mx, loss_sum) in enumerate(batches, start=1):
-            step_fn(idx, y, pred, mx, loss_sum)
-            if i % CHECK_EVERY == 0 or i == self.steps:
+            step(idx, y, pred, mx, loss_sum)
+            if i % CHECK_EVERY == 0 or i == steps:
                 # The one host sync in here: a window sum is finite iff every step in it was.
-                if not bool(torch.isfinite(self.loss_sums[checked:i].sum())):
+                if not bool(torch.isfinite(loss_sums[checked:i].sum())):
                     self._raise_non_finite(epoch, checked, i)
                 if progress is not None:
                     progress.advance(i - checked)
                 checked = i
         total = 0.0
-        for v in self.loss_sums.tolist():  # float64 running sum, as the book's Accumulator
+        for v in loss_sums.tolist():  # float64 running sum, as the book's Accumulator
             total += v
         correct = int((self.preds == labels).sum())
-        return total / self.n, correct / self.n
+        return self.loss_sign * total / self.n, correct / self.n
 
     def _raise_non_finite(self, epoch: int, lo: int, hi: int) -> None:
         window = self.loss_sums[lo:hi]
@@ -545,38 +530,78 @@ class _Loop:
         if bad.numel() == 0:  # finite steps whose sum overflowed: not a bad step
             return
         k = int(bad[0, 0])
-        raise _non_finite_error(self.config, epoch, lo + k + 1, self.steps, float(window[k]))
+        value = self.loss_sign * float(window[k])
+        raise _non_finite_error(self.config, epoch, lo + k + 1, self.steps, value)
 
-    def _batch(self, idx: torch.Tensor) -> torch.Tensor:
-        n = idx.shape[0]
-        u8, x = self.u8[:n], self.x[:n]
-        torch.index_select(self.images, 0, idx, out=u8)
-        return images_to_float(u8, self.config.normalize, out=x)
+    def _buffers(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """(uint8, float32) batch buffers by batch size, views of one allocation: fresh 800 KB
+        tensors every step cost page faults on top of the copies."""
+        d = self.images.shape[1]
+        u8 = torch.empty((self.b, d), dtype=torch.uint8, device=self.device)
+        x = torch.empty((self.b, d), dtype=torch.float32, device=self.device)
+        sizes = {self.b, self.n - (self.steps - 1) * self.b}
+        return {n: (u8[:n], x[:n]) for n in sizes}
 
-    def _fast_step(self, idx, y, pred, mx, loss_sum) -> None:
-        x = self._batch(idx)
-        n = x.shape[0]
-        w, b = self.model.weight, self.model.bias
-        with torch.no_grad():
-            o = torch.addmm(b.unsqueeze(1), w, x.t(), out=self.scores[:, :n])  # (10, n)
+    def _fast_step(self) -> Callable[..., None]:
+        """The closed-form step. Logits are kept as (classes, batch): for this thin model
+        that layout makes the products and the row-wise softmax about twice as fast."""
+        images, normalize = self.images, self.config.normalize
+        w, b = self.model.weight.detach(), self.model.bias.detach()  # same storage
+        b_col = b.unsqueeze(1)
+        opt = self.optimizer
+        plain = isinstance(opt, LeanSGD) and opt.momentum == 0 and opt.weight_decay == 0
+        lr = opt.lr if isinstance(opt, LeanSGD) else 0.0
+        grad_w = torch.empty_like(w)
+        ones = torch.ones(self.b, device=self.device)
+        scores = torch.empty((NUM_CLASSES, self.b), device=self.device)
+        minus_one = torch.full((1, self.b), -1.0, device=self.device)
+        views = {
+            n: (u8, x, x.t(), scores[:, :n], minus_one[:, :n], ones[:n])
+            for n, (u8, x) in self._buffers().items()
+        }
+
+        @torch.no_grad()
+        def step(idx, y, pred, mx, loss_sum) -> None:
+            n = idx.shape[0]
+            u8, x, xt, o, m1, one = views[n]
+            torch.index_select(images, 0, idx, out=u8)
+            images_to_float(u8, normalize, out=x)  # ToTensor's division, bit for bit
+            torch.addmm(b_col, w, xt, out=o)  # logits, (10, n)
             torch.max(o, 0, out=(mx, pred))  # first maximum, as argmax
             lsm = torch.log_softmax(o, 0)
-            torch.sum(lsm.gather(0, y), (0, 1), out=loss_sum)
-            loss_sum.neg_()
-            # d mean(-log softmax(o)[y]) / d o = (softmax(o) - onehot(y)) / n
-            g = lsm.exp_().scatter_add_(0, y, self.minus_one[:, :n]).div_(n)
-            torch.mm(g, x, out=self.grad_w)
-            self.optimizer.step((self.grad_w, g.sum(1)))
+            torch.sum(lsm.gather(0, y), (0, 1), out=loss_sum)  # minus the loss sum
+            # n * d mean(-log softmax(o)[y]) / do = softmax(o) - onehot(y)
+            g = lsm.exp_().scatter_add_(0, y, m1)
+            if plain:  # the book's SGD, fused: w -= lr/n * g x, b -= lr/n * g 1
+                w.addmm_(g, x, alpha=-lr / n)
+                b.addmv_(g, one, alpha=-lr / n)
+            else:
+                g.div_(n)
+                torch.mm(g, x, out=grad_w)
+                opt.step((grad_w, g.sum(1)))
 
-    def _autograd_step(self, idx, y, pred, mx, loss_sum) -> None:
-        x = self._batch(idx)
-        y = y.squeeze(0)
-        out = self.model(x)
-        losses = self.loss_fn(out, y)
-        for p in self.optimizer.params:
-            p.grad = None  # optimizer.zero_grad(): set_to_none
-        losses.mean().backward()
-        self.optimizer.step()
-        with torch.no_grad():
-            torch.sum(losses.detach(), 0, out=loss_sum)
-            torch.argmax(out.detach(), 1, out=pred)
+        return step
+
+    def _autograd_step(self) -> Callable[..., None]:
+        """The book's step: forward, per-example loss, ``l.mean().backward()``, update."""
+        images, normalize = self.images, self.config.normalize
+        model, opt = self.model, self.optimizer
+        loss_fn = make_loss(self.config.loss)
+        views = self._buffers()
+
+        def step(idx, y, pred, mx, loss_sum) -> None:
+            u8, x = views[idx.shape[0]]
+            torch.index_select(images, 0, idx, out=u8)
+            images_to_float(u8, normalize, out=x)
+            y = y.squeeze(0)
+            out = model(x)
+            losses = loss_fn(out, y)
+            for p in opt.params:
+                p.grad = None  # optimizer.zero_grad(): set_to_none
+            losses.mean().backward()
+            opt.step()
+            with torch.no_grad():
+                torch.sum(losses.detach(), 0, out=loss_sum)
+                torch.argmax(out.detach(), 1, out=pred)
+
+        return step

