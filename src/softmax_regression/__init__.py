@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .artifacts import load_model, save_model
+from .config import TrainConfig
 from .data import CLASSES, Batches, FashionMNIST, load_fashion_mnist
 from .errors import (
     ConfigError,
@@ -16,6 +18,10 @@ from .errors import (
     ResumeError,
     SoftmaxRegressionError,
 )
+from .evaluation import Evaluation, evaluate
+from .model import SoftmaxRegression
+from .runs import train_run
+from .train import EpochRecord, History, TrainResult, fit
 
 __version__ = "0.1.0"
 
@@ -28,12 +34,23 @@ __all__ = [
     "DataNotFoundError",
     "DeviceError",
     "DownloadError",
+    "EpochRecord",
+    "Evaluation",
     "FashionMNIST",
+    "History",
     "ImageError",
     "ModelFileError",
     "NonFiniteLossError",
     "ResumeError",
+    "SoftmaxRegression",
     "SoftmaxRegressionError",
+    "TrainConfig",
+    "TrainResult",
     "__version__",
+    "evaluate",
+    "fit",
     "load_fashion_mnist",
+    "load_model",
+    "save_model",
+    "train_run",
 ]
