@@ -6,7 +6,6 @@ never needs a display, and every figure is written atomically.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 
@@ -109,42 +108,43 @@ def plot_sweep_curves(
     path: str | os.PathLike[str],
     dpi: int = 110,
 ) -> None:
-    """Overlay of mean curves per setting: train loss, and train/val/test accuracy per epoch.
+    """Overlay of per-setting curves (means over seeds) against epoch.
 
-    Each setting is ``{"label": str, "epochs": [...], "train_loss": [...], "train_acc": [...],
-    "val_acc": [...] or None, "test_acc": [...], "best_epoch": int or None}`` (seed means).
+    Each setting is ``{"label": str, "epoch": [...], "train_loss": [...], "train_acc": [...],
+    "test_acc": [...], "val_acc": [...] (optional), "best_epoch": int or None}``. With a
+    validation split: loss; train (dashed) vs validation (solid) accuracy, whose gap is the
+    overfitting; test accuracy. Dots mark the epoch validation picks.
     """
     plt = _pyplot()
     has_val = any(s.get("val_acc") for s in settings)
     ncols = 3 if has_val else 2
-    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 4.2))
+    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 4.3))
     for i, s in enumerate(settings):
         color = f"C{i % 10}"
-        ep = s["epochs"]
+        ep = list(s["epoch"])
+        best = s.get("best_epoch")
         axes[0].plot(ep, s["train_loss"], color=color, label=s["label"])
         axes[1].plot(ep, s["train_acc"], "--", color=color)
-        axes[1].plot(ep, s["test_acc"], "-", color=color, label=s["label"])
-        if has_val and s.get("val_acc"):
-            gap = [t - v for t, v in zip(s["train_acc"], s["val_acc"], strict=True)]
-            axes[2].plot(ep, gap, color=color, label=s["label"])
-            best = s.get("best_epoch")
+        held = s.get("val_acc") if has_val else s["test_acc"]
+        if held:
+            axes[1].plot(ep, held, "-", color=color)
+        if has_val:
+            axes[2].plot(ep, s["test_acc"], "-", color=color)
             if best is not None:
-                axes[2].plot([best], [gap[ep.index(best)]], "o", color=color, ms=6)
+                k = ep.index(best)
+                axes[1].plot([best], [s["val_acc"][k]], "o", color=color, ms=6)
+                axes[2].plot([best], [s["test_acc"][k]], "o", color=color, ms=6)
     axes[0].set_title("train loss (mean over seeds)")
     axes[0].set_ylabel("loss")
-    axes[1].set_title("accuracy: train (dashed), test (solid)")
+    held_name = "validation" if has_val else "test"
+    axes[1].set_title(f"train (dashed) vs {held_name} (solid) accuracy")
     axes[1].set_ylabel("accuracy")
     if has_val:
-        axes[2].set_title("train - validation accuracy (o: epoch validation picks)")
-        axes[2].set_ylabel("gap")
-        axes[2].axhline(0, color="k", lw=0.5)
+        axes[2].set_title("test accuracy (reported, never used to pick)")
+        fig.suptitle("dots: the epoch with the highest validation accuracy (mean over seeds)")
+        axes[2].set_ylabel("accuracy")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     _save(fig, path, dpi)
-
-
-def finite_or_none(x: float) -> float | None:
-    """JSON has no nan/inf: store them as null."""
-    return x if isinstance(x, int | float) and math.isfinite(x) else None

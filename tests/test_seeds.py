@@ -1,0 +1,82 @@
+"""Several seeds of a recipe: parsing --seeds, mean ± std, the files that hold them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+
+import numpy as np
+import pytest
+
+from softmax_regression.errors import ConfigError
+from softmax_regression.seeds import MeanStd, SeedRuns, final_metrics, parse_seeds, summarize
+from softmax_regression.train import EpochRecord, History
+
+
+@pytest.mark.parametrize(
+    "text, seeds",
+    [("0,1,2", (0, 1, 2)), ("5", (0, 1, 2, 3, 4)), ("1", (0,)), (" 3, 7 ", (3, 7))],
+)
+def test_parse_seeds(text, seeds):
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("a,b", "count"), ("0", "at least 1"), ("1,1", "twice"), ("-1,2", "negative"), ("", "count")],
+)
+def test_parse_seeds_rejects(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_seeds(text)
+
+
+def test_mean_std_is_the_sample_standard_deviation():
+    vals = [0.8312, 0.8275, 0.8350]
+    ms = MeanStd.of(vals)
+    assert ms.mean == pytest.approx(np.mean(vals), abs=1e-15)
+    assert ms.std == pytest.approx(np.std(vals, ddof=1), abs=1e-15)
+    assert MeanStd.of([0.5]).std == 0.0
+    assert ms.format(3) == f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1):.3f}"
+
+
+def _history(vals, tests):
+    return History(
+        [
+            EpochRecord(i + 1, 1.0 / (i + 1), 0.7 + 0.01 * i, t, v, 0.5)
+            for i, (v, t) in enumerate(zip(vals, tests, strict=True))
+        ]
+    )
+
+
+def test_final_metrics_picks_the_first_best_validation_epoch():
+    h = _history([0.80, 0.83, 0.82, 0.83], [0.79, 0.81, 0.84, 0.80])
+    m = final_metrics(h)
+    assert m["best_epoch"] == 2 and m["test_acc_at_best_epoch"] == 0.81
+    assert m["test_acc"] == 0.80 and m["val_acc"] == 0.83
+    assert m["seconds"] == pytest.approx(2.0)
+    no_val = final_metrics(_history([None, None], [0.8, 0.82]))
+    assert "best_epoch" not in no_val and "val_acc" not in no_val
+
+
+def test_summary_and_csv_hold_the_same_numbers():
+    rows = [
+        {"train_loss": 0.45, "test_acc": 0.83, "val_acc": None},
+        {"train_loss": 0.44, "test_acc": 0.82, "val_acc": None},
+        {"train_loss": 0.46, "test_acc": 0.84, "val_acc": None},
+    ]
+    runs = SeedRuns.from_rows([0, 1, 2], rows)
+    assert set(runs.summary) == {"train_loss", "test_acc"}  # absent metrics are not averaged
+    table = list(csv.reader(io.StringIO(runs.to_csv())))
+    assert table[0] == ["seed", "train_loss", "test_acc"]
+    assert [r[0] for r in table[1:]] == ["0", "1", "2", "mean", "std"]
+    assert float(table[4][2]) == statistics.fmean([0.83, 0.82, 0.84])
+    assert float(table[5][2]) == statistics.stdev([0.83, 0.82, 0.84])
+    text = "\n".join(runs.lines())
+    assert f"test_acc    {runs.summary['test_acc'].format()}" in text
+    assert runs.to_dict()["summary"]["train_loss"]["values"] == [0.45, 0.44, 0.46]
+
+
+def test_summarize_needs_runs():
+    with pytest.raises(ValueError):
+        summarize([])
