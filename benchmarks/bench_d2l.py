@@ -44,6 +44,19 @@ def _print_and_add(self, x, y):
     _book_add(self, x, y)
 d2l.Animator.add = _print_and_add
 """
+# Runs the chapter's "# %%" cells one at a time and prints how long each took.
+CELL_TIMER = """
+import re, sys, time
+start = time.perf_counter()
+cells = re.split(r"^# %%$", open(sys.argv[1], encoding="utf-8").read(), flags=re.M)[1:]
+scope = {"__name__": "__main__"}
+for cell in cells:
+    t = time.perf_counter()
+    exec(compile(cell, sys.argv[1], "exec"), scope)
+    code = [l for l in cell.strip().splitlines() if not l.startswith("#")]
+    print(f"cell {time.perf_counter() - t:6.2f} s  {code[0][:40]} ... {code[-1][:50]}", flush=True)
+print(f"all cells {time.perf_counter() - start:.2f} s", flush=True)
+"""
 EPOCH = re.compile(
     r"^epoch (\d+): train loss ([\d.]+), train acc ([\d.]+), test acc ([\d.]+)$", re.M
 )
@@ -102,6 +115,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="runs of each side (alternating)")
     parser.add_argument("--refenv", default=os.environ.get("REFENV", "/work/refenv"))
     parser.add_argument("--json", help="also write the raw measurements here")
+    parser.add_argument(
+        "--cells", action="store_true", help="then time each cell of one more run of ours"
+    )
     args = parser.parse_args()
     book_python = str(Path(args.refenv) / "bin" / "python")
     if not os.access(book_python, os.X_OK):
@@ -134,6 +150,21 @@ def main() -> None:
                     f"{result['load_avg_1min_after']:.1f})",
                     flush=True,
                 )
+
+        if args.cells:
+            timer = workdir / "cells.py"
+            timer.write_text(CELL_TIMER, encoding="utf-8")
+            env = {**base, "XDG_CACHE_HOME": str(tmp / "cache-cells")}
+            cells = subprocess.run(
+                [sys.executable, str(timer), str(scripts["ours"])],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            print("\nours, cell by cell:")
+            print("\n".join(line for line in cells.stdout.splitlines() if not EPOCH.match(line)))
 
     book = statistics.median(r["wall_s"] for r in results["book"])
     ours = statistics.median(r["wall_s"] for r in results["ours"])

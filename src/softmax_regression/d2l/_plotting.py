@@ -175,8 +175,8 @@ class Animator:
         if legend is None:
             legend = []
         use_svg_display()
-        self.notebook = in_notebook()
-        if not self.notebook:
+        self._output = LiveOutput() if in_notebook() else None
+        if self._output is None:
             figures_dir()  # a bad figure directory should fail now, not after training
         self.fig = new_figure(figsize)
         self.axes = self.fig.subplots(nrows, ncols)
@@ -189,8 +189,6 @@ class Animator:
         self.legend = list(legend)
         self.X, self.Y, self.fmts = None, None, fmts
         self.path: Path | None = None
-        self._output = LiveOutput() if self.notebook else None
-        self._line = ""
 
     def add(self, x, y) -> None:
         """Add one point to each line (``y`` may be a sequence; ``None`` skips a line)."""
@@ -207,12 +205,12 @@ class Animator:
             if a is not None and b is not None:
                 self.X[i].append(a)
                 self.Y[i].append(b)
-        self._line = self._describe(x, y)
+        line = self._describe(x, y)
         if self._output is not None:
             self._draw()
-            self._output.show(self.fig, self._line)
+            self._output.show(self.fig, line)
         else:
-            print(self._line, flush=True)
+            print(line, flush=True)
 
     def finish(self, name: str = "animator") -> Path | None:
         """Outside Jupyter, save the figure as ``<name>.png``, print and return its path."""
