@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from softmax_regression import d2l
-from softmax_regression.d2l._training import one_cpu_thread
 from softmax_regression.errors import ConfigError
+from softmax_regression.train import cpu_threads
 
 WHEEL_DIR = Path(sys.prefix) / "d2l-oracle"
 TORCH_PY_SHA256 = "3c173de4ee169b383e82f37877113115e8ca47bbe00274afc9215d2e5a70dcca"
@@ -99,7 +99,7 @@ def book() -> types.ModuleType:
 @pytest.fixture(autouse=True)
 def same_threads_as_ours():
     """Float sums depend on the thread count; ours train and evaluate on one thread."""
-    with one_cpu_thread():
+    with cpu_threads(1):
         yield
 
 

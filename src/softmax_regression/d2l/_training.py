@@ -6,10 +6,8 @@ their contract); what is counted per batch is the package's shared metric code.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +15,7 @@ import torch
 
 from ..errors import ConfigError, NonFiniteLossError, SoftmaxRegressionError
 from ..metrics import EpochMeter, count_correct
+from ..train import cpu_threads
 from ._data import get_fashion_mnist_labels
 from ._plotting import Animator, image_grid, show
 
@@ -78,28 +77,13 @@ def sgd(params, lr, batch_size):
             param.grad.zero_()
 
 
-@contextlib.contextmanager
-def one_cpu_thread() -> Iterator[None]:
-    """Run torch's CPU ops on one thread inside (the previous setting is restored after).
-
-    A chapter-3 batch is a few million flops: intra-op threads cannot pay for their
-    synchronisation, and when the machine is busy their spin-waits make an epoch 5-40x slower.
-    Results differ from a multi-threaded run only by float rounding.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def accuracy(y_hat, y):
     """The number of correct predictions, as a float (argmax over dim 1 for 2-D scores)."""
     return float(count_correct(y_hat, y))
 
 
-@one_cpu_thread()
+# One thread: a chapter-3 batch is too small for intra-op threads to pay (see cpu_threads).
+@cpu_threads(1)
 def evaluate_accuracy(net, data_iter):
     """The fraction of correct predictions of ``net`` over ``data_iter`` (eval mode, no grad)."""
     if isinstance(net, torch.nn.Module):
@@ -114,7 +98,7 @@ def evaluate_accuracy(net, data_iter):
     return int(correct) / count
 
 
-@one_cpu_thread()
+@cpu_threads(1)
 def train_epoch_ch3(net, train_iter, loss, updater):
     """Train one epoch; return (mean training loss, training accuracy).
 
