@@ -15,9 +15,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from softmax_regression import d2l
+import softmax_regression
+from softmax_regression import d2l, plots
 from softmax_regression.d2l import _plotting, _training
 from softmax_regression.errors import ConfigError, NonFiniteLossError, SoftmaxRegressionError
+from softmax_regression.train import EpochRecord
 
 SAVED = re.compile(r"^figure saved to (.+\.png)$", re.M)
 
@@ -112,7 +114,7 @@ def test_train_ch3_prints_one_line_per_epoch_and_saves_the_figure(fashion, figur
     err = caught.value
     assert isinstance(err, AssertionError) and isinstance(err, SoftmaxRegressionError)
     history = err.history
-    assert len(history) == 2
+    assert [r.epoch for r in history] == [1, 2] and all(r.seconds > 0 for r in history)
     loss_2 = history.train_loss[1]
     assert str(err) == (
         f"train_ch3's final checks failed after 2 epochs: train loss {loss_2:.4f} is not "
@@ -270,12 +272,24 @@ def test_sgd_steps_and_zeroes_the_gradient():
     assert w.tolist() == [1.0 - 0.5 * 3 / 2, 2.0 - 0.5 * 4 / 2] and w.grad.tolist() == [0.0, 0.0]
 
 
-def test_history_repr_is_one_line():
-    history = d2l.History([0.5, 0.25], [0.8, 0.875], [0.75, 0.8])
+def test_history_is_the_packages_run_history_with_a_one_line_repr():
+    records = [
+        EpochRecord(1, 0.5, 0.8, 0.75, None, 1.5),
+        EpochRecord(2, 0.25, 0.875, 0.8, None, 1.0),
+    ]
+    history = d2l.History(records)
+    assert isinstance(history, softmax_regression.History)
+    assert (history.train_loss, history.train_acc, history.test_acc) == (
+        [0.5, 0.25],
+        [0.8, 0.875],
+        [0.75, 0.8],
+    )
     assert repr(history) == (
         "History(2 epochs; last: train loss 0.2500, train acc 0.8750, test acc 0.8000)"
     )
     assert repr(d2l.History()) == "History(no epochs)"
+    assert history.to_csv().splitlines()[0] == "epoch,train_loss,train_acc,test_acc,seconds"
+    assert plots.curves(history).axes[0].get_lines()[2].get_ydata().tolist() == [0.75, 0.8]
 
 
 def test_import_is_light_and_checks_survive_python_O(tmp_path):

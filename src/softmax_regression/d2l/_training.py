@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError, NonFiniteLossError, SoftmaxRegressionError
 from ..metrics import EpochMeter, count_correct
-from ..train import cpu_threads
+from ..train import EpochRecord, cpu_threads
+from ..train import History as RunHistory
 from ._data import get_fashion_mnist_labels
 from ._plotting import Animator, image_grid, show
 
@@ -127,23 +127,30 @@ def train_epoch_ch3(net, train_iter, loss, updater):
     return meter.loss, meter.accuracy
 
 
-@dataclass
-class History:
-    """Per-epoch figures of one ``train_ch3`` run (index 0 is epoch 1)."""
+class History(RunHistory):
+    """The package's run history (``to_dict``, ``to_csv``, ``plots.curves`` take it), with the
+    book's three curves as lists (``train_loss``, ``train_acc``, ``test_acc``; index 0 is
+    epoch 1) and a one-line repr, which is what a notebook shows under the plot."""
 
-    train_loss: list[float] = field(default_factory=list)
-    train_acc: list[float] = field(default_factory=list)
-    test_acc: list[float] = field(default_factory=list)
+    @property
+    def train_loss(self) -> list[float]:
+        return self.series("train_loss")
 
-    def __len__(self) -> int:
-        return len(self.train_loss)
+    @property
+    def train_acc(self) -> list[float]:
+        return self.series("train_acc")
+
+    @property
+    def test_acc(self) -> list[float]:
+        return self.series("test_acc")
 
     def __repr__(self) -> str:
-        if not self:
+        last = self.last
+        if last is None:
             return "History(no epochs)"
         return (
-            f"History({len(self)} epochs; last: train loss {self.train_loss[-1]:.4f}, "
-            f"train acc {self.train_acc[-1]:.4f}, test acc {self.test_acc[-1]:.4f})"
+            f"History({len(self)} epochs; last: train loss {last.train_loss:.4f}, "
+            f"train acc {last.train_acc:.4f}, test acc {last.test_acc:.4f})"
         )
 
 
@@ -189,6 +196,7 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs, updater):
     )
     history = History()
     for epoch in range(1, num_epochs + 1):
+        start = time.perf_counter()
         train_loss, train_acc = train_epoch_ch3(net, train_iter, loss, updater)
         if not math.isfinite(train_loss):
             animator.finish("train_ch3")
@@ -197,9 +205,8 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs, updater):
                 f"or compute the loss from logits (nn.CrossEntropyLoss)"
             )
         test_acc = evaluate_accuracy(net, test_iter)
-        history.train_loss.append(train_loss)
-        history.train_acc.append(train_acc)
-        history.test_acc.append(test_acc)
+        seconds = time.perf_counter() - start
+        history.records.append(EpochRecord(epoch, train_loss, train_acc, test_acc, None, seconds))
         animator.add(epoch, (train_loss, train_acc, test_acc))
     animator.finish("train_ch3")
     failures = final_check_failures(train_loss, train_acc, test_acc)
