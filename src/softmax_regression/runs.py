@@ -241,6 +241,9 @@ def _train_run(
         changed = sorted(k for k in sha if k in old_sha and old_sha[k] != sha[k])
         if changed:
             raise ResumeError(f"{directory} was trained on different data ({changed[0]} differs)")
+        # A model file exists only beside "completed"; the checkpoint keeps these weights.
+        for name in (artifacts.MODEL_FILE, artifacts.MODEL_JSON):
+            (directory / name).unlink(missing_ok=True)
     else:
         directory = make_run_dir(out, root)
 
