@@ -1,0 +1,164 @@
+"""The best-linear recipe: exact folding, the written-out gradient, honest selection, accuracy."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+import torch
+
+from softmax_regression import load_fashion_mnist
+from softmax_regression.best_linear import (
+    BestLinearConfig,
+    Standardizer,
+    _Preconditioner,
+    fit_best_linear,
+    objective_and_gradient,
+    pixels,
+    run_best_linear,
+    select_weight_decay,
+    solve,
+)
+from softmax_regression.data import FashionMNIST
+from softmax_regression.errors import ConfigError
+from softmax_regression.train import cpu_threads, split_validation
+
+
+@pytest.fixture(scope="module")
+def train():
+    return load_fashion_mnist("train", download=False)
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    return load_fashion_mnist("test", download=False)
+
+
+@pytest.fixture(scope="module")
+def small(train):
+    # 4,000 real images: the solver's behaviour in well under a second per fit.
+    return train.subset(range(4000))
+
+
+def test_standardizer_guards_pixels_that_never_vary(small):
+    x = pixels(small, torch.float64)
+    assert bool((x[:, 0] == 0).all())  # the corner pixel is black in every image
+    s = Standardizer.fit(x)
+    assert s.std[0] == 1.0
+    z = s(x)
+    assert bool(torch.isfinite(z).all())
+    varying = x.std(0) > 1e-6
+    assert torch.allclose(z[:, varying].mean(0), torch.zeros((), dtype=z.dtype), atol=1e-12)
+    assert torch.allclose(z[:, varying].std(0), torch.ones((), dtype=z.dtype), atol=1e-12)
+
+
+def test_folding_is_exact_to_float_rounding(small):
+    x = pixels(small, torch.float64)
+    s = Standardizer.fit(x)
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(10, 784, generator=g, dtype=torch.float64)
+    b = torch.randn(10, generator=g, dtype=torch.float64)
+    standardised = s(x) @ w.T + b
+    fw, fb = s.fold(w, b)
+    raw = x @ fw.T + fb
+    assert torch.allclose(raw, standardised, rtol=0, atol=1e-10)
+    uw, ub = s.unfold(fw, fb)
+    assert torch.allclose(uw, w, atol=1e-12) and torch.allclose(ub, b, atol=1e-12)
+    # And in float32, as the saved model runs: within float32 rounding of the logits.
+    raw32 = pixels(small) @ fw.float().T + fb.float()
+    scale = standardised.abs().max()
+    assert float((raw32.double() - standardised).abs().max() / scale) < 1e-5
+
+
+def test_gradient_matches_autograd(small):
+    x = Standardizer.fit(pixels(small, torch.float64))(pixels(small, torch.float64))
+    y = small.labels
+    g = torch.Generator().manual_seed(1)
+    w = (0.05 * torch.randn(10, 784, generator=g, dtype=torch.float64)).requires_grad_(True)
+    b = torch.randn(10, generator=g, dtype=torch.float64).requires_grad_(True)
+    wd = 3e-3
+    ref = torch.nn.functional.cross_entropy(x @ w.T + b, y) + 0.5 * wd * (w * w).sum()
+    ref.backward()
+    with torch.no_grad():
+        loss, gw, gb = objective_and_gradient(x, y, w, b, wd)
+    assert float(loss) == pytest.approx(float(ref.detach()), rel=1e-12)
+    assert torch.allclose(gw, w.grad, rtol=1e-10, atol=1e-14)
+    assert torch.allclose(gb, b.grad, rtol=1e-10, atol=1e-14)
+
+
+def test_preconditioning_changes_the_path_not_the_minimum(train):
+    data = train.subset(range(2000))
+    x = Standardizer.fit(pixels(data, torch.float64))(pixels(data, torch.float64))
+    y, wd = data.labels, 0.1
+    init = (torch.zeros(10, 784, dtype=torch.float64), torch.zeros(10, dtype=torch.float64))
+    with cpu_threads(1):
+        pre = _Preconditioner(x, 10_000, torch.Generator().manual_seed(0))
+        a = solve(x, y, wd, 150, init=init, preconditioner=pre)
+        b = solve(x, y, wd, 400, init=init)
+        # The point of the preconditioner: far fewer passes over the data to the same place.
+        few = solve(x, y, wd, 30, init=init, preconditioner=pre)
+        plain = solve(x, y, wd, 30, init=init)
+    assert a.objective == pytest.approx(b.objective, rel=1e-8)
+    assert torch.allclose(a.weight, b.weight, atol=1e-4)
+    assert few.objective - a.objective < (plain.objective - a.objective) / 3
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="weight decays"):
+        BestLinearConfig(weight_decays=(1e-3, -1.0))
+    with pytest.raises(ConfigError, match="at least one"):
+        BestLinearConfig(weight_decays=())
+    with pytest.raises(ConfigError, match="select iters"):
+        BestLinearConfig(select_iters=0)
+    with pytest.raises(ConfigError, match="dtype"):
+        BestLinearConfig(dtype="float16")
+
+
+def test_validation_split_too_large_is_a_config_error(small):
+    with pytest.raises(ConfigError, match="validation split"):
+        fit_best_linear(small, BestLinearConfig(val_split=4000))
+
+
+class _Poisoned(FashionMNIST):
+    """A split whose data cannot be read: any use of it raises."""
+
+    def __getattribute__(self, name):
+        if name in ("images", "labels"):
+            raise AssertionError(f"the test split's {name} were read")
+        return object.__getattribute__(self, name)
+
+
+def _poison(data: FashionMNIST) -> FashionMNIST:
+    return _Poisoned(**{f.name: getattr(data, f.name) for f in dataclasses.fields(data)})
+
+
+def test_selection_never_reads_the_test_split(train, test_split):
+    # By construction: neither function has a place to put test data.
+    for fn in (fit_best_linear, select_weight_decay):
+        assert not any("test" in p for p in inspect.signature(fn).parameters)
+    cfg = BestLinearConfig(weight_decays=(1e-2, 1e-3), select_iters=5, refit_iters=5)
+    sub = train.subset(range(8000))
+    # And in use: the whole recipe with a test split that cannot be read gets as far as the
+    # single evaluation at the end, and no further.
+    with pytest.raises(AssertionError, match="test split") as info:
+        run_best_linear(sub, _poison(test_split), dataclasses.replace(cfg, val_split=2000))
+    frames = [f.name for f in info.traceback]
+    assert "evaluate_linear" in frames and "fit_best_linear" not in frames
+    # The choice is a function of the training split alone: the same with any test split.
+    cfg = dataclasses.replace(cfg, val_split=2000)
+    a = run_best_linear(sub, test_split, cfg)
+    b = run_best_linear(sub, test_split.subset(range(100)), cfg)
+    assert a.model.selection == b.model.selection
+    assert torch.equal(a.model.weight, b.model.weight)
+
+
+def test_selection_uses_the_trainers_validation_split(train):
+    cfg = BestLinearConfig(weight_decays=(1e-2,), select_iters=3, refit_iters=3, val_split=2000)
+    sub = train.subset(range(8000))
+    fit_idx, val_idx = split_validation(2000, sub.labels, cfg.seed)
+    direct = select_weight_decay(sub.subset(fit_idx), sub.subset(val_idx), cfg)
+    model = fit_best_linear(sub, cfg)
+    assert model.selection == direct
+    assert direct.n_fit == 6000 and direct.n_val == 2000
+    assert "the test split was not used" in model.how_chosen()
