@@ -333,9 +333,8 @@ def images_to_float(
     """uint8 -> float32 of the same shape: ``/ 255`` exactly as ToTensor when ``normalize``."""
     if out is None:
         out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
-    if normalize:
-        return torch.div(images, 255, out=out)  # converts and divides in one pass
-    return out.copy_(images)
+    out.copy_(images)  # converting in place: torch.div(images, 255, out=) would allocate
+    return out.div_(255) if normalize else out
 
 
 class _EvalSet:
