@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -186,3 +187,26 @@ def test_cli_out_must_be_a_directory(tmp_path, capsys):
     f.write_text("")
     assert main(["numerics", "--out", str(f)]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_training_demo_naive_loss_is_stopped_and_stable_loss_trains(tmp_path, capsys):
+    """The report's training demonstration: raw 0-255 pixels with the naive loss."""
+    naive = tmp_path / "naive"
+    argv = ["train", "--no-normalize", "--device", "cpu", "--no-plots", "--quiet"]
+    assert main([*argv, "--loss", "naive", "--out", str(naive)]) == 6
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    found = re.search(r"training loss became (nan|inf) at epoch 1, step (\d+) of 235", err)
+    assert found and int(found.group(2)) <= 5  # within the first steps
+    assert "un-normalised 0-255 inputs" in err and "naive loss" in err
+    status = json.loads((naive / "status.json").read_text())
+    assert status["status"] == "failed" and status["step"] == int(found.group(2))
+    assert not (naive / "model.safetensors").exists()
+
+    stable = tmp_path / "stable"
+    assert main([*argv, "--loss", "stable", "--epochs", "2", "--out", str(stable)]) == 0
+    history = json.loads((stable / "history.json").read_text())["epochs"]
+    losses = [row["train_loss"] for row in history]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert losses[1] < losses[0]  # large (raw pixels) but finite, and it learns
+    assert history[-1]["test_acc"] > 0.5
