@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from .config import resolve_device
 from .data import FashionMNIST
 from .errors import ConfigError, NonFiniteLossError
 
@@ -47,7 +48,7 @@ class BestLinearConfig:
     history_size: int = 20  # L-BFGS memory
     dtype: str = "float32"  # float32 halves the memory traffic of float64 at no accuracy cost
     seed: int = 0  # draws the validation split and the initial weights
-    device: str = "cpu"
+    device: str = "auto"  # "auto" = cuda when available, else cpu (as the trainer)
     min_std: float = 1e-6  # a pixel whose std is below this is only centred, not scaled
     precondition_rows: int = 10_000  # rows used to estimate the pixel correlations
 
@@ -63,6 +64,8 @@ class BestLinearConfig:
                 raise ConfigError(
                     f"{name.replace('_', ' ')} must be a positive integer, got {value!r}"
                 )
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be one of auto, cpu, cuda, got {self.device!r}")
         if self.dtype not in _DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
         if not (self.min_std > 0):
@@ -277,7 +280,7 @@ class _Selected:
 
 
 def _select(fit: FashionMNIST, val: FashionMNIST, config: BestLinearConfig) -> _Selected:
-    dtype, device = config.torch_dtype, torch.device(config.device)
+    dtype, device = config.torch_dtype, resolve_device(config.device)
     fit, val = fit.to(device), val.to(device)
     x_fit = pixels(fit, dtype)
     scaler = Standardizer.fit(x_fit, config.min_std)
@@ -335,7 +338,7 @@ def select_weight_decay(
     """
     from .train import cpu_threads
 
-    with cpu_threads(1 if torch.device(config.device).type == "cpu" else None):
+    with cpu_threads(1 if resolve_device(config.device).type == "cpu" else None):
         return _select(fit, val, config).selection
 
 
@@ -390,7 +393,7 @@ def fit_best_linear(
 
     # One thread: these are two large matrix products per step, and on a small shared
     # machine a second thread mostly waits (the same finding as the trainer's loop).
-    with cpu_threads(1 if torch.device(config.device).type == "cpu" else None):
+    with cpu_threads(1 if resolve_device(config.device).type == "cpu" else None):
         start = time.perf_counter()
         fit, val = _split(train, config)
         chosen = _select(fit, val, config)
@@ -399,7 +402,7 @@ def fit_best_linear(
         select_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
-        dtype, device = config.torch_dtype, torch.device(config.device)
+        dtype, device = config.torch_dtype, resolve_device(config.device)
         train = train.to(device)
         x = pixels(train, dtype)
         scaler = Standardizer.fit(x, config.min_std)

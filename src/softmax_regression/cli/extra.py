@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from .._io import atomic_write_json, atomic_write_text
-from ..errors import ConfigError
+from ..errors import ConfigError, SoftmaxRegressionError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -279,4 +279,200 @@ def _sweep(args: argparse.Namespace) -> int:
         f"{result.seconds:.1f} s; wrote {out / 'sweep.csv'}, {out / 'sweep.json'}, "
         f"{out / 'curves.png'}"
     )
+    return 0
+
+
+# --------------------------------------------------------------------------- train extras
+# ``train --recipe`` and ``train --seeds``: cli/train.py adds these options with
+# :func:`add_train_options` and hands such runs to :func:`train_extended`.
+
+RECIPES = ("book", "best-linear")
+# TrainConfig fields that mean something to the best-linear recipe; every other option of
+# ``train`` configures SGD training, which that recipe does not do.
+_BEST_LINEAR_OPTIONS = {"seed", "val_split", "device", "data_dir"}
+_FLAGS = {
+    "batch_size": "--batch-size",
+    "val_split": "--val-split",
+    "data_dir": "--data-dir",
+    "weight_decay": "--weight-decay",
+    "normalize": "--no-normalize",
+}
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default="book",
+        help="book: the chapter's SGD recipe (default); best-linear: standardised pixels, "
+        "L2 chosen on a validation split (--val-split, default 10000), full-batch L-BFGS, "
+        "refit on all training images",
+    )
+    parser.add_argument(
+        "--seeds",
+        metavar="SEEDS",
+        help="train once per seed and report mean ± std: a list (0,1,2) or a count (5 = seeds "
+        "0 to 4); each seed's run goes to OUT/seed-<k>/",
+    )
+
+
+def _flag(name: str) -> str:
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def train_extended(args: argparse.Namespace, given: dict) -> int:
+    """``train`` with ``--seeds`` or ``--recipe best-linear``; ``given`` holds the TrainConfig
+    fields set on the command line."""
+    from ..seeds import parse_seeds
+
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    if args.resume is not None:
+        raise ConfigError(
+            "--resume continues one run of the book's recipe; it does not "
+            "combine with --seeds or --recipe best-linear"
+        )
+    if seeds is not None and "seed" in given:
+        raise ConfigError("give either --seed or --seeds, not both")
+    try:
+        if args.recipe == "best-linear":
+            return _train_best_linear(args, given, seeds)
+        return _train_book_seeds(args, given, seeds)
+    except OSError as e:
+        raise SoftmaxRegressionError(
+            f"cannot write {e.filename or 'a run file'}: {e.strerror or e}"
+        ) from None
+
+
+def _final_line(m: dict) -> str:
+    parts = [f"train loss {m['train_loss']:.4f}", f"train acc {m['train_acc']:.4f}"]
+    if "val_acc" in m:
+        parts.append(f"val acc {m['val_acc']:.4f}")
+    parts.append(f"test acc {m['test_acc']:.4f}")
+    return ", ".join(parts) + f" ({m['seconds']:.1f} s)"
+
+
+def _print_seed_summary(directory: Path, result) -> None:
+    for line in result.lines():
+        print(line)
+    subdirs = ", ".join(f"seed-{s}/" for s in result.seeds)
+    print(f"runs saved in {directory}/: {subdirs}, seeds.json, seeds.csv")
+
+
+def _train_book_seeds(args: argparse.Namespace, given: dict, seeds) -> int:
+    from .. import runs
+    from ..config import TrainConfig
+    from ..progress import ConsoleProgress
+    from ..recipes import seed_runs
+    from ..seeds import final_metrics
+
+    config = TrainConfig(**given)
+    top = runs.make_run_dir(args.out, args.runs_dir)
+    train, test = runs.load_data(config)
+    columns = ["epoch", "train_loss", "train_acc", "test_acc"]
+    columns += ["val_acc"] if config.val_split else []
+
+    def run_one(seed: int, directory: Path) -> dict:
+        if not args.quiet:
+            print(f"seed {seed}:")
+        progress = None if args.quiet else ConsoleProgress([*columns, "seconds"])
+        try:
+            outcome = runs.train_run(
+                config.replace(seed=seed),
+                out=directory,
+                train=train,
+                test=test,
+                progress=progress,
+                plots=not args.no_plots,
+            )
+        finally:
+            if progress is not None:
+                progress.close()
+        m = final_metrics(outcome.result.history)
+        if outcome.evaluation is not None:
+            m["test_macro_f1"] = outcome.evaluation.macro_f1
+        return m
+
+    def on_seed(seed: int, m: dict) -> None:
+        print(f"seed {seed}: {_final_line(m)}", flush=True)
+
+    desc = {"recipe": "book", "config": {k: v for k, v in config.to_dict().items() if k != "seed"}}
+    result = seed_runs(top, seeds, run_one, description=desc, on_seed=on_seed)
+    _print_seed_summary(top, result)
+    return 0
+
+
+def _train_best_linear(args: argparse.Namespace, given: dict, seeds) -> int:
+    import dataclasses
+
+    from ..best_linear import BestLinearConfig
+    from ..data import load_fashion_mnist
+    from ..recipes import best_linear_run, seed_runs
+    from ..runs import make_run_dir
+
+    extra = sorted(set(given) - _BEST_LINEAR_OPTIONS)
+    if extra:
+        raise ConfigError(
+            f"{_flag(extra[0])} does not apply to --recipe best-linear (it fits standardised "
+            "pixels with full-batch L-BFGS and chooses its weight decay on --val-split)"
+        )
+    base = BestLinearConfig(
+        val_split=given.get("val_split", BestLinearConfig.val_split),
+        device=given.get("device", "auto"),
+    )
+    if base.val_split < 1:
+        raise ConfigError(
+            "--recipe best-linear chooses its weight decay on a validation "
+            "split: --val-split must be at least 1"
+        )
+    data_dir = given.get("data_dir")
+    train = load_fashion_mnist("train", data_dir)
+    test = load_fashion_mnist("test", data_dir)
+
+    outcomes = []
+
+    def run_one(seed: int, directory: Path | None) -> dict:
+        cfg = dataclasses.replace(base, seed=seed)
+        outcome = best_linear_run(
+            cfg,
+            out=directory,
+            root=args.runs_dir,
+            train=train,
+            test=test,
+            plots=not args.no_plots,
+        )
+        if not args.quiet:
+            for c in outcome.model.selection.candidates:
+                mark = (
+                    "  <- chosen"
+                    if c.weight_decay == outcome.model.selection.chosen_weight_decay
+                    else ""
+                )
+                print(
+                    f"  seed {seed}: weight decay {c.weight_decay:g}: val acc {c.val_acc:.4f}{mark}"
+                )
+        outcomes.append(outcome)
+        return outcome.metrics
+
+    if seeds is None:
+        m = run_one(given.get("seed", 0), Path(args.out) if args.out else None)
+        outcome = outcomes[-1]
+        print(outcome.model.how_chosen())
+        print(f"final (best-linear, seed {outcome.model.selection.seed}): {_final_line(m)}")
+        names = ", ".join(p.name for p in outcome.files)
+        print(f"run saved in {outcome.directory}/: {names}")
+        return 0
+    top = make_run_dir(args.out, args.runs_dir)
+
+    def on_seed(seed: int, m: dict) -> None:
+        wd = outcomes[-1].model.selection.chosen_weight_decay
+        print(
+            f"seed {seed}: weight decay {wd:g} chosen on validation; {_final_line(m)}", flush=True
+        )
+
+    desc = {
+        "recipe": "best-linear",
+        "config": {k: v for k, v in dataclasses.asdict(base).items() if k != "seed"},
+    }
+    result = seed_runs(top, seeds, run_one, description=desc, on_seed=on_seed)
+    _print_seed_summary(top, result)
     return 0

@@ -1,0 +1,255 @@
+"""Named recipes beyond the book's, run into a run directory, and runs over several seeds.
+
+``best_linear_run`` is what ``softmax-regression train --recipe best-linear`` does: choose
+the weight decay on a validation split, refit, save the model in the book model's format,
+evaluate the test split once, and write down how everything was chosen. ``seed_runs`` runs
+any recipe once per seed into ``seed-<k>/`` subdirectories and writes mean ± std beside them.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as _dt
+import io
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import artifacts
+from ._io import atomic_write_json, atomic_write_text
+from .best_linear import BestLinearConfig, BestLinearModel, fit_best_linear
+from .config import resolve_device
+from .data import FashionMNIST, load_fashion_mnist
+from .errors import NonFiniteLossError
+from .evaluation import Evaluation, evaluate, predict_classes
+from .model import SoftmaxRegression
+from .runs import PREDICTION_IMAGES, make_run_dir
+from .seeds import SeedRuns
+
+BEST_LINEAR_JSON = "best_linear.json"
+CANDIDATES_CSV = "candidates.csv"
+SEEDS_JSON = "seeds.json"
+SEEDS_CSV = "seeds.csv"
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def as_module(weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
+    """The book's ``Flatten + Linear(784, 10)`` holding these raw-pixel weights."""
+    model = SoftmaxRegression.untouched_rng()
+    with torch.no_grad():
+        model.weight.copy_(weight)
+        model.bias.copy_(bias)
+    return model.eval()
+
+
+@dataclass
+class BestLinearOutcome:
+    directory: Path
+    model: BestLinearModel
+    evaluation: Evaluation
+    metrics: dict[str, Any]
+    files: list[Path] = field(default_factory=list)
+
+
+def best_linear_run(
+    config: BestLinearConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    root: str | Path = "runs",
+    train: FashionMNIST | None = None,
+    test: FashionMNIST | None = None,
+    data_dir: str | None = None,
+    plots: bool = True,
+) -> BestLinearOutcome:
+    """Fit the best-linear recipe into a run directory; the test split is evaluated once.
+
+    Files: ``config.json``, ``status.json``, ``best_linear.json`` (every candidate's validation
+    numbers, the choice and how it was made, the final numbers labelled validation / train /
+    test), ``candidates.csv``, ``model.safetensors`` + ``model.json`` (the same format as the
+    book's recipe), and unless ``plots`` is false ``weights.png``, ``confusion.png``,
+    ``predictions.png``, ``selection.png``.
+    """
+    config = config or BestLinearConfig()
+    device = resolve_device(config.device)
+    config = dataclasses.replace(config, device=str(device))
+    if train is None:
+        train = load_fashion_mnist("train", data_dir)
+    if test is None:
+        test = load_fashion_mnist("test", data_dir)
+    directory = make_run_dir(out, root)
+    cfg = {"recipe": "best-linear", **dataclasses.asdict(config)}
+    artifacts.write_run_config(
+        directory,
+        cfg,
+        device=str(device),
+        data_sha256={**train.sha256, **test.sha256},
+        threads=1 if device.type == "cpu" else None,
+    )
+    started = _now()
+    artifacts.write_status(directory, "running", started=started)
+    start = time.perf_counter()
+    try:
+        model = fit_best_linear(train, config)  # sees the training split only
+    except (NonFiniteLossError, KeyboardInterrupt) as e:
+        failed = isinstance(e, NonFiniteLossError)
+        artifacts.write_status(
+            directory,
+            "failed" if failed else "interrupted",
+            started=started,
+            finished=_now(),
+            error=str(e) if failed else "interrupted",
+        )
+        raise
+    module = as_module(model.weight, model.bias)
+    ev = evaluate(module, test, normalize=True)  # the one look at the test split
+    seconds = time.perf_counter() - start
+    chosen = next(
+        c
+        for c in model.selection.candidates
+        if c.weight_decay == model.selection.chosen_weight_decay
+    )
+    metrics = {
+        "train_loss": model.train_loss,
+        "train_acc": model.train_acc,
+        "val_acc": chosen.val_acc,
+        "test_acc": ev.accuracy,
+        "test_macro_f1": ev.macro_f1,
+        "weight_decay": model.weight_decay,
+        "seconds": seconds,
+    }
+    artifacts.save_model(
+        directory, module, normalize=True, classes=test.classes, metrics=metrics, config=cfg
+    )
+    atomic_write_json(directory / BEST_LINEAR_JSON, _report(model, ev, metrics))
+    atomic_write_text(directory / CANDIDATES_CSV, _candidates_csv(model))
+    if plots:
+        _plots(directory, model, module, ev, test)
+    artifacts.write_status(
+        directory, "completed", started=started, finished=_now(), metrics=metrics
+    )
+    files = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+    return BestLinearOutcome(directory, model, ev, metrics, files)
+
+
+def _report(model: BestLinearModel, ev: Evaluation, metrics: dict[str, Any]) -> dict[str, Any]:
+    s = model.selection
+    return {
+        "recipe": "best-linear",
+        "model": "Linear(784, 10) on raw pixels in [0, 1]; standardisation folded into it",
+        "how_chosen": model.how_chosen(),
+        "selection": {
+            "rule": s.rule,
+            "chosen_weight_decay": s.chosen_weight_decay,
+            "fit_images": s.n_fit,
+            "validation_images": s.n_val,
+            "seed": s.seed,
+            "candidates": [dataclasses.asdict(c) for c in s.candidates],
+        },
+        "refit": {
+            "images": s.n_fit + s.n_val,
+            "weight_decay": model.weight_decay,
+            "objective": model.objective,
+            "lbfgs_passes_total": model.evaluations,
+            "select_seconds": model.select_seconds,
+            "refit_seconds": model.refit_seconds,
+        },
+        "validation": {
+            "accuracy": metrics["val_acc"],
+            "note": "the chosen candidate, fitted "
+            "on the other training images: what the choice was based on",
+        },
+        "train": {"accuracy": model.train_acc, "loss": model.train_loss},
+        "test": {
+            "accuracy": ev.accuracy,
+            "macro_f1": ev.macro_f1,
+            "note": "evaluated once, after everything was fixed; used for nothing",
+        },
+        "seconds": metrics["seconds"],
+        "config": dataclasses.asdict(model.config),
+    }
+
+
+def _candidates_csv(model: BestLinearModel) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    cols = [f.name for f in dataclasses.fields(model.selection.candidates[0])]
+    w.writerow([*cols, "chosen"])
+    for c in model.selection.candidates:
+        chosen = c.weight_decay == model.selection.chosen_weight_decay
+        w.writerow([repr(getattr(c, k)) for k in cols] + [int(chosen)])
+    return buf.getvalue()
+
+
+def _plots(
+    directory: Path,
+    model: BestLinearModel,
+    module: SoftmaxRegression,
+    ev: Evaluation,
+    test: FashionMNIST,
+) -> list[Path]:
+    from . import plots
+    from .report_plots import plot_selection
+
+    n = min(PREDICTION_IMAGES, len(test))
+    imgs = test.images[:n].cpu()
+    pred = predict_classes(module, imgs).cpu().tolist()
+    names = test.classes
+    true = [names[t] for t in test.labels[:n].cpu().tolist()]
+    out = [
+        plots.save(plots.weights(module.weight.detach(), names), directory / "weights.png"),
+        plots.save(plots.confusion(ev.confusion, names), directory / "confusion.png"),
+        plots.save(
+            plots.predictions(imgs, true, [names[p] for p in pred]),
+            directory / "predictions.png",
+        ),
+    ]
+    plot_selection(model.selection, directory / "selection.png")
+    return [*out, directory / "selection.png"]
+
+
+# --------------------------------------------------------------------------- several seeds
+
+
+def seed_runs(
+    directory: str | Path,
+    seeds: Sequence[int],
+    run_one: Callable[[int, Path], dict[str, Any]],
+    *,
+    description: dict[str, Any] | None = None,
+    on_seed: Callable[[int, dict[str, Any]], None] | None = None,
+) -> SeedRuns:
+    """``run_one(seed, directory / f"seed-{seed}")`` for each seed -> its final metrics; then
+    ``seeds.json`` and ``seeds.csv`` (per seed, mean, std) in ``directory``."""
+    directory = Path(directory)
+    rows = []
+    for seed in seeds:
+        rows.append(run_one(int(seed), directory / f"seed-{seed}"))
+        if on_seed is not None:
+            on_seed(int(seed), rows[-1])
+    result = SeedRuns.from_rows([int(s) for s in seeds], rows)
+    write_seed_files(directory, result, description)
+    return result
+
+
+def write_seed_files(
+    directory: str | Path, result: SeedRuns, description: dict[str, Any] | None = None
+) -> None:
+    directory = Path(directory)
+    body = {
+        **(description or {}),
+        **result.to_dict(),
+        "runs": [f"seed-{s}" for s in result.seeds],
+        "std": "sample standard deviation (n - 1)",
+        "labels": "val_acc: validation images held out of the training split (they chose "
+        "hyperparameters or epochs, if anything did); test_acc: the test split, reported only",
+    }
+    atomic_write_json(directory / SEEDS_JSON, body)
+    atomic_write_text(directory / SEEDS_CSV, result.to_csv())
