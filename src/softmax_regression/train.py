@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import io
 import math
 import time
@@ -298,6 +299,20 @@ def cpu_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the block (refcounting still frees everything
+    this loop allocates). Its full collections walk every object torch's import created and
+    took 70 ms each here, one every ninth epoch or so: 10% of a run."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def split_validation(
     n_val: int, labels: torch.Tensor, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -404,7 +419,7 @@ def fit(
     if len(train) == 0:
         raise ConfigError("the training set is empty")
 
-    with cpu_threads(1 if device.type == "cpu" else None):
+    with cpu_threads(1 if device.type == "cpu" else None), _no_cyclic_gc():
         # Drawn on the CPU, so that a seed means the same model on every device.
         gen = torch.Generator().manual_seed(config.seed)
         model = SoftmaxRegression.seeded(gen).to(device)
