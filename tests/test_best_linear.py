@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import inspect
+import io
+import json
 
 import pytest
 import torch
@@ -162,3 +165,45 @@ def test_selection_uses_the_trainers_validation_split(train):
     assert model.selection == direct
     assert direct.n_fit == 6000 and direct.n_val == 2000
     assert "the test split was not used" in model.how_chosen()
+
+
+def test_run_directory_holds_a_book_format_model_and_the_choice(tmp_path, train, test_split):
+    from softmax_regression.artifacts import load_model
+    from softmax_regression.evaluation import evaluate
+    from softmax_regression.recipes import best_linear_run
+
+    cfg = BestLinearConfig(
+        weight_decays=(1e-2, 1e-3), select_iters=10, refit_iters=10, val_split=2000, device="cpu"
+    )
+    sub = train.subset(range(10000))
+    out = best_linear_run(cfg, out=tmp_path / "run", train=sub, test=test_split)
+    names = {p.name for p in out.files}
+    assert {
+        "model.safetensors",
+        "model.json",
+        "best_linear.json",
+        "candidates.csv",
+        "config.json",
+        "status.json",
+        "weights.png",
+        "selection.png",
+    } <= names
+    saved = load_model(out.directory)
+    assert saved.normalize is True
+    # The saved model is the folded one: the same test accuracy as reported, recomputed.
+    ev = evaluate(saved.model, test_split, normalize=True)
+    assert ev.accuracy == out.metrics["test_acc"] > 0.7
+    report = json.loads((out.directory / "best_linear.json").read_text())
+    assert report["selection"]["chosen_weight_decay"] == out.model.selection.chosen_weight_decay
+    assert len(report["selection"]["candidates"]) == 2
+    assert report["validation"]["accuracy"] == out.metrics["val_acc"]
+    assert report["test"]["accuracy"] == ev.accuracy
+    assert "test split was not used" in report["how_chosen"]
+    rows = list(csv.DictReader(io.StringIO((out.directory / "candidates.csv").read_text())))
+    assert [float(r["val_acc"]) for r in rows] == [
+        c.val_acc for c in out.model.selection.candidates
+    ]
+    assert sum(int(r["chosen"]) for r in rows) == 1
+    config = json.loads((out.directory / "config.json").read_text())
+    assert config["config"]["recipe"] == "best-linear"
+    assert json.loads((out.directory / "status.json").read_text())["status"] == "completed"

