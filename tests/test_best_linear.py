@@ -207,3 +207,44 @@ def test_run_directory_holds_a_book_format_model_and_the_choice(tmp_path, train,
     config = json.loads((out.directory / "config.json").read_text())
     assert config["config"]["recipe"] == "best-linear"
     assert json.loads((out.directory / "status.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_train_recipe_best_linear_on_the_real_data(tmp_path, capsys):
+    """One seed of the recipe end to end (about 20 s here); the 3-seed figures are in
+    BENCHMARKS.md. Above the best linear result of the Fashion-MNIST benchmark (0.842)."""
+    from softmax_regression.artifacts import load_model
+    from softmax_regression.cli import main
+    from softmax_regression.evaluation import evaluate
+
+    out = tmp_path / "best"
+    assert (
+        main(["train", "--recipe", "best-linear", "--seed", "1", "--no-plots", "--out", str(out)])
+        == 0
+    )
+    text = capsys.readouterr().out
+    report = json.loads((out / "best_linear.json").read_text())
+    test_acc = report["test"]["accuracy"]
+    assert test_acc >= 0.844
+    assert report["validation"]["accuracy"] >= 0.85
+    assert f"test acc {test_acc:.4f}" in text and "chosen by validation accuracy" in text
+    saved = load_model(out)
+    assert evaluate(saved.model, load_fashion_mnist("test")).accuracy == test_acc
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--lr", "0.1"], "--lr does not apply to --recipe best-linear"),
+        (["--no-normalize"], "--no-normalize does not apply"),
+        (["--val-split", "0"], "--val-split must be at least 1"),
+        (["--device", "tpu"], "device must be one of"),
+    ],
+)
+def test_train_recipe_best_linear_bad_input(tmp_path, capsys, argv, message):
+    from softmax_regression.cli import main
+
+    assert main(["train", "--recipe", "best-linear", "--out", str(tmp_path / "r"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()

@@ -103,3 +103,65 @@ def test_seed_runs_write_mean_and_std_beside_the_runs(tmp_path):
     assert data["runs"] == ["seed-0", "seed-2", "seed-5"]
     table = list(csv.reader(io.StringIO((tmp_path / "seeds.csv").read_text())))
     assert table[-2][0] == "mean" and float(table[-2][1]) == result.summary["train_loss"].mean
+
+
+def test_train_seeds_reports_mean_and_std_in_terminal_and_files(tmp_path, capsys):
+    import json
+
+    from softmax_regression.cli import main
+
+    out = tmp_path / "runs"
+    argv = [
+        "train",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "2",
+        "--val-split",
+        "5000",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    data = json.loads((out / "seeds.json").read_text())
+    assert data["seeds"] == [0, 1] and data["recipe"] == "book"
+    assert data["config"]["val_split"] == 5000 and "seed" not in data["config"]
+    for seed in (0, 1):
+        run = out / f"seed-{seed}"
+        cfg = json.loads((run / "config.json").read_text())["config"]
+        assert cfg["seed"] == seed and cfg["epochs"] == 2
+        history = json.loads((run / "history.json").read_text())["epochs"]
+        row = data["per_seed"][seed]
+        assert row["test_acc"] == history[-1]["test_acc"]
+        assert row["val_acc"] == history[-1]["val_acc"]
+        assert (run / "model.safetensors").exists()
+    assert data["per_seed"][0]["train_loss"] != data["per_seed"][1]["train_loss"]
+    for name in ("train_loss", "train_acc", "val_acc", "test_acc", "best_epoch"):
+        s = data["summary"][name]
+        vals = [r[name] for r in data["per_seed"]]
+        assert s["mean"] == statistics.fmean(vals) and s["std"] == statistics.stdev(vals)
+        digits = 2 if name == "best_epoch" else 4
+        assert f"{name} " in text and f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}" in text
+    assert "seeds.json" in text
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seeds", "0,1", "--seed", "3"], "either --seed or --seeds"),
+        (["--seeds", "x"], "--seeds must be a count"),
+        (["--seeds", "2", "--resume", "somewhere"], "--resume continues one run"),
+    ],
+)
+def test_train_seeds_bad_input(tmp_path, capsys, argv, message):
+    from softmax_regression.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "r"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()

@@ -360,12 +360,13 @@ def _print_seed_summary(directory: Path, result) -> None:
 
 def _train_book_seeds(args: argparse.Namespace, given: dict, seeds) -> int:
     from .. import runs
-    from ..config import TrainConfig
+    from ..config import TrainConfig, resolve_device
     from ..progress import ConsoleProgress
     from ..recipes import seed_runs
     from ..seeds import final_metrics
 
     config = TrainConfig(**given)
+    resolve_device(config.device)  # a missing GPU is reported before anything is written
     top = runs.make_run_dir(args.out, args.runs_dir)
     train, test = runs.load_data(config)
     columns = ["epoch", "train_loss", "train_acc", "test_acc"]
@@ -405,6 +406,7 @@ def _train_best_linear(args: argparse.Namespace, given: dict, seeds) -> int:
     import dataclasses
 
     from ..best_linear import BestLinearConfig
+    from ..config import resolve_device
     from ..data import load_fashion_mnist
     from ..recipes import best_linear_run, seed_runs
     from ..runs import make_run_dir
@@ -415,15 +417,16 @@ def _train_best_linear(args: argparse.Namespace, given: dict, seeds) -> int:
             f"{_flag(extra[0])} does not apply to --recipe best-linear (it fits standardised "
             "pixels with full-batch L-BFGS and chooses its weight decay on --val-split)"
         )
+    if given.get("val_split", 1) < 1:
+        raise ConfigError(
+            "--recipe best-linear chooses its weight decay on a validation split: "
+            "--val-split must be at least 1"
+        )
     base = BestLinearConfig(
         val_split=given.get("val_split", BestLinearConfig.val_split),
         device=given.get("device", "auto"),
     )
-    if base.val_split < 1:
-        raise ConfigError(
-            "--recipe best-linear chooses its weight decay on a validation "
-            "split: --val-split must be at least 1"
-        )
+    resolve_device(base.device)  # a missing GPU is reported before anything is written
     data_dir = given.get("data_dir")
     train = load_fashion_mnist("train", data_dir)
     test = load_fashion_mnist("test", data_dir)

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import DEVICES, ENGINES, LOSSES, OPTIMIZERS, TrainConfig
 from ..errors import ConfigError, SoftmaxRegressionError
+from .extra import add_train_options, train_extended
 
 _D = {f.name: f.default for f in fields(TrainConfig)}
 
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last epoch")
     t.add_argument("--no-plots", action="store_true", help="skip the four PNG figures")
     t.add_argument("--quiet", "-q", action="store_true", help="print only the final summary")
+    add_train_options(t)  # --recipe and --seeds
     t.set_defaults(func=_train)
 
     e = sub.add_parser(
@@ -100,6 +102,9 @@ def _train(args: argparse.Namespace) -> int:
     from ..progress import ConsoleProgress
 
     given = _given(args)
+    if args.recipe != "book" or args.seeds is not None:
+        train_extended(args, given)
+        return _finish()
     if args.resume is not None:
         if args.out is not None:
             raise ConfigError("--resume continues a run in place; drop --out")
