@@ -12,7 +12,7 @@ The book's side prints nothing per epoch, so a few lines after its import line p
 its ``Animator`` is given. Reports wall time of the whole process, peak RSS and the final
 figures of each run; the target is at least 15x faster with the same final figures.
 
-    .venv/bin/python benchmarks/bench_d2l.py [--runs 2] [--refenv /work/refenv]
+    .venv/bin/python benchmarks/bench_d2l.py [--runs 2] [--refenv DIR]   # $REFENV, else .refenv
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def extract_dataset(raw: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2, help="runs of each side (alternating)")
-    parser.add_argument("--refenv", default=os.environ.get("REFENV", "/work/refenv"))
+    default_refenv = Path(__file__).resolve().parent.parent / ".refenv"
+    parser.add_argument("--refenv", default=os.environ.get("REFENV", str(default_refenv)))
     parser.add_argument("--json", help="also write the raw measurements here")
     parser.add_argument(
         "--cells", action="store_true", help="then time each cell of one more run of ours"

@@ -14,7 +14,7 @@ The reference side runs with the interpreter of the reference environment (``--r
 by benchmarks/reference_env.sh), never imported here. Reports medians; the target is one epoch
 of batches at least 100x faster than the reference.
 
-    .venv/bin/python benchmarks/bench_data.py [--repeats 5] [--refenv /work/refenv]
+    .venv/bin/python benchmarks/bench_data.py [--repeats 5] [--refenv DIR]   # $REFENV, else .refenv
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=5, help="our epochs per process")
     parser.add_argument("--ref-epochs", type=int, default=1, help="reference epochs per process")
-    parser.add_argument("--refenv", default=os.environ.get("REFENV", "/work/refenv"))
+    default_refenv = Path(__file__).resolve().parent.parent / ".refenv"
+    parser.add_argument("--refenv", default=os.environ.get("REFENV", str(default_refenv)))
     parser.add_argument("--json", help="also write the raw measurements here")
     args = parser.parse_args()
 

@@ -226,7 +226,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats of the loop")
     parser.add_argument("--ours-runs", type=int, default=3, help="train processes of ours")
     parser.add_argument("--book-runs", type=int, default=1, help="runs of the book's chapter")
-    parser.add_argument("--refenv", default=os.environ.get("REFENV", "/work/refenv"))
+    default_refenv = Path(__file__).resolve().parent.parent / ".refenv"
+    parser.add_argument("--refenv", default=os.environ.get("REFENV", str(default_refenv)))
     parser.add_argument("--skip-loop", action="store_true", help="only (b) and (c)")
     parser.add_argument("--json", help="also write the raw measurements here")
     args = parser.parse_args()
