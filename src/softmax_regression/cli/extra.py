@@ -69,30 +69,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.set_defaults(func=_sweep)
 
 
+def _parse_list(text: str, what: str, kind: type, noun: str) -> tuple:
+    try:
+        values = tuple(kind(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        msg = f"{what} must be a comma-separated list of {noun}s, got {text!r}"
+        raise ConfigError(msg) from None
+    if not values:
+        raise ConfigError(f"{what} must list at least one {noun}, got {text!r}")
+    return values
+
+
 def parse_floats(text: str, what: str) -> tuple[float, ...]:
     """'1e-3,3e-4' -> (0.001, 0.0003), with a one-line error naming the option."""
-    try:
-        values = tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise ConfigError(
-            f"{what} must be a comma-separated list of numbers, got {text!r}"
-        ) from None
-    if not values:
-        raise ConfigError(f"{what} must list at least one number, got {text!r}")
-    return values
+    return _parse_list(text, what, float, "number")
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
     """'64,256' -> (64, 256), with a one-line error naming the option."""
-    try:
-        values = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise ConfigError(
-            f"{what} must be a comma-separated list of integers, got {text!r}"
-        ) from None
-    if not values:
-        raise ConfigError(f"{what} must list at least one integer, got {text!r}")
-    return values
+    return _parse_list(text, what, int, "integer")
 
 
 def jsonable(obj):
