@@ -14,8 +14,8 @@ import torch
 from softmax_regression import load_fashion_mnist
 from softmax_regression.best_linear import (
     BestLinearConfig,
+    Spectrum,
     Standardizer,
-    _Preconditioner,
     fit_best_linear,
     objective_and_gradient,
     pixels,
@@ -90,21 +90,52 @@ def test_gradient_matches_autograd(small):
     assert torch.allclose(gb, b.grad, rtol=1e-10, atol=1e-14)
 
 
+def test_gradient_with_the_correlation_metric_matches_autograd(small):
+    x = Standardizer.fit(pixels(small, torch.float64))(pixels(small, torch.float64))
+    spectrum = Spectrum(x, power=1.0, floor=0.01)
+    r = spectrum.penalty()
+    assert torch.allclose(r, r.T) and float(torch.linalg.eigvalsh(r).min()) > 0
+    # Dear where images do not vary, cheap where they do: r_k falls as eigenvalue c_k grows.
+    assert bool((spectrum.relative[:-1] >= spectrum.relative[1:]).all())
+    assert Spectrum(x, power=0.0).penalty() is None  # plain L2
+    g = torch.Generator().manual_seed(2)
+    w = (0.05 * torch.randn(10, 784, generator=g, dtype=torch.float64)).requires_grad_(True)
+    b = torch.randn(10, generator=g, dtype=torch.float64).requires_grad_(True)
+    wd = 3e-3
+    ref = torch.nn.functional.cross_entropy(x @ w.T + b, small.labels)
+    ref = ref + 0.5 * wd * torch.trace(w @ r @ w.T)
+    ref.backward()
+    with torch.no_grad():
+        loss, gw, gb = objective_and_gradient(x, small.labels, w, b, wd, r)
+    assert float(loss) == pytest.approx(float(ref.detach()), rel=1e-12)
+    assert torch.allclose(gw, w.grad, rtol=1e-10, atol=1e-14)
+    assert torch.allclose(gb, b.grad, rtol=1e-10, atol=1e-14)
+
+
 def test_preconditioning_changes_the_path_not_the_minimum(train):
     data = train.subset(range(2000))
     x = Standardizer.fit(pixels(data, torch.float64))(pixels(data, torch.float64))
-    y, wd = data.labels, 0.1
+    y = data.labels
     init = (torch.zeros(10, 784, dtype=torch.float64), torch.zeros(10, dtype=torch.float64))
     with cpu_threads(1):
-        pre = _Preconditioner(x, 10_000, torch.Generator().manual_seed(0))
-        a = solve(x, y, wd, 150, init=init, preconditioner=pre)
-        b = solve(x, y, wd, 400, init=init)
+        # Plain L2.
+        spectrum, wd = Spectrum(x, power=0.0), 0.1
+        a = solve(x, y, wd, 150, init=init, spectrum=spectrum)
+        b = solve(x, y, wd, 400, init=init, spectrum=spectrum, precondition=False)
         # The point of the preconditioner: far fewer passes over the data to the same place.
-        few = solve(x, y, wd, 30, init=init, preconditioner=pre)
-        plain = solve(x, y, wd, 30, init=init)
-    assert a.objective == pytest.approx(b.objective, rel=1e-8)
-    assert torch.allclose(a.weight, b.weight, atol=1e-4)
-    assert few.objective - a.objective < (plain.objective - a.objective) / 3
+        few = solve(x, y, wd, 30, init=init, spectrum=spectrum)
+        plain = solve(x, y, wd, 30, init=init, spectrum=spectrum, precondition=False)
+        assert a.objective == pytest.approx(b.objective, rel=1e-8)
+        assert torch.allclose(a.weight, b.weight, atol=1e-4)
+        assert few.objective - a.objective < (plain.objective - a.objective) / 3
+        # The correlation metric: a harder problem, where the gain shows near the minimum.
+        spectrum = Spectrum(x, power=1.0)
+        a = solve(x, y, wd, 400, init=init, spectrum=spectrum)
+        b = solve(x, y, wd, 1500, init=init, spectrum=spectrum, precondition=False)
+        plain = solve(x, y, wd, 400, init=init, spectrum=spectrum, precondition=False)
+    assert a.objective == pytest.approx(b.objective, rel=1e-6)
+    assert torch.allclose(a.weight, b.weight, atol=1e-3)
+    assert plain.objective - b.objective > 10 * abs(a.objective - b.objective)
 
 
 def test_config_rejects_bad_values():
@@ -116,6 +147,10 @@ def test_config_rejects_bad_values():
         BestLinearConfig(select_iters=0)
     with pytest.raises(ConfigError, match="dtype"):
         BestLinearConfig(dtype="float16")
+    with pytest.raises(ConfigError, match="penalty power must be a finite number >= 0"):
+        BestLinearConfig(penalty_power=-1.0)
+    with pytest.raises(ConfigError, match="penalty floor must be positive"):
+        BestLinearConfig(penalty_floor=0.0)
 
 
 def test_validation_split_too_large_is_a_config_error(small):

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The checks that need a CUDA GPU, in one go (CI has none). Run from the repository root on a
+# machine with torch, numpy, matplotlib, safetensors, tqdm, pillow and pytest installed:
+#
+#     SOFTMAX_REGRESSION_DATA=/path/to/fashion-mnist OUT=/tmp/gpu bash benchmarks/gpu_check.sh
+#
+# 1. the test suite with device "auto" meaning the GPU (the notebook tests and the d2l wheel
+#    comparison need packages a bare GPU image lacks, so they are left to CPU runs);
+# 2. the book's recipe on cuda and on cpu, both engines, whole process timed;
+# 3. the best-linear recipe on cuda over seeds 0,1,2.
+set -u
+OUT=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
+
+timeout 300 python3 -m pytest -q -p no:cacheprovider --ignore=tests/test_d2l_chapters.py \
+    --ignore=tests/test_d2l_oracle.py 2>&1 | tee "$OUT/pytest.log" | tail -25
+
+TIMEFORMAT="%R s"
+for engine in fast autograd; do
+    for device in cuda cpu; do
+        echo "book recipe, engine $engine, device $device:"
+        time python3 -m softmax_regression train --device "$device" --engine "$engine" \
+            --quiet --no-plots --out "$OUT/book-$engine-$device" | tail -2
+    done
+done
+
+python3 benchmarks/bench_best_linear.py --seeds 0,1,2 --no-process 2>&1 | tail -8
