@@ -27,11 +27,16 @@ def data():
     return train, test
 
 
-def book_loop(config: TrainConfig, train, test):
+# Every device this machine has: the book's loop and the engine must agree on each.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def book_loop(config: TrainConfig, train, test, device: str = "cpu"):
     """The chapter's ``train_ch3`` with a torch optimizer, batches in the trainer's order."""
+    train, test = train.to(device), test.to(device)
     with cpu_threads(1):
         gen = torch.Generator().manual_seed(config.seed)
-        net = SoftmaxRegression.seeded(gen)
+        net = SoftmaxRegression.seeded(gen).to(device)
         loss = nn.CrossEntropyLoss(reduction="none")
         trainer = torch.optim.SGD(
             net.parameters(),
@@ -42,8 +47,8 @@ def book_loop(config: TrainConfig, train, test):
         out = []
         for _ in range(config.epochs):
             net.train()
-            meter = EpochMeter()
-            perm = torch.randperm(len(train), generator=gen)
+            meter = EpochMeter(device)
+            perm = torch.randperm(len(train), generator=gen).to(device)
             for idx in perm.split(config.batch_size):
                 X, y = to_float(train.images[idx]), train.labels[idx]
                 y_hat = net(X)
@@ -68,13 +73,14 @@ def numbers(result):
     [{}, {"momentum": 0.9, "weight_decay": 1e-3}, {"batch_size": 100, "lr": 0.05, "seed": 7}],
     ids=["book", "momentum+wd", "other-batch"],
 )
-def test_autograd_engine_is_the_books_loop_bit_for_bit(data, changes) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_autograd_engine_is_the_books_loop_bit_for_bit(data, changes, device) -> None:
     train, test = data
-    config = TrainConfig(engine="autograd", epochs=2, **changes)
-    net, expected = book_loop(config, train, test)
+    config = TrainConfig(engine="autograd", epochs=2, device=device, **changes)
+    net, expected = book_loop(config, train, test, device)
     result = fit(config, train, test)
-    assert torch.equal(result.model.weight, net[1].weight.detach())
-    assert torch.equal(result.model.bias, net[1].bias.detach())
+    assert torch.equal(result.model.weight.cpu(), net[1].weight.detach().cpu())
+    assert torch.equal(result.model.bias.cpu(), net[1].bias.detach().cpu())
     got = numbers(result)
     assert [(loss, acc) for loss, acc, _ in got] == [(loss, acc) for loss, acc, _ in expected]
     # Test accuracy is scored in another matrix layout: equal unless a logit pair ties to

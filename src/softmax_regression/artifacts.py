@@ -273,13 +273,17 @@ def read_status(directory: str | Path) -> dict[str, Any] | None:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions that decide the numbers (read from package metadata, nothing imported)."""
+    """Versions that decide the numbers: torch's own build string (``2.13.0+cpu``,
+    ``2.11.0+cu130``: package metadata may drop the build tag) and its CUDA, the others from
+    package metadata (nothing more imported)."""
     out = {"python": platform.python_version(), "platform": sys.platform}
-    for name in ("softmax-regression", "torch", "numpy", "safetensors", "matplotlib"):
+    for name in ("softmax-regression", "numpy", "safetensors", "matplotlib"):
         try:
             out[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
             out[name] = "not installed"
+    out["torch"] = torch.__version__
+    out["torch_cuda"] = torch.version.cuda or "none"
     return out
 
 
