@@ -128,14 +128,16 @@ def test_preconditioning_changes_the_path_not_the_minimum(train):
         assert a.objective == pytest.approx(b.objective, rel=1e-8)
         assert torch.allclose(a.weight, b.weight, atol=1e-4)
         assert few.objective - a.objective < (plain.objective - a.objective) / 3
-        # The correlation metric: a harder problem, where the gain shows near the minimum.
-        spectrum = Spectrum(x, power=1.0)
-        a = solve(x, y, wd, 400, init=init, spectrum=spectrum)
-        b = solve(x, y, wd, 1500, init=init, spectrum=spectrum, precondition=False)
-        plain = solve(x, y, wd, 400, init=init, spectrum=spectrum, precondition=False)
-    assert a.objective == pytest.approx(b.objective, rel=1e-6)
-    assert torch.allclose(a.weight, b.weight, atol=1e-3)
-    assert plain.objective - b.objective > 10 * abs(a.objective - b.objective)
+        # The correlation metric: a harder problem, where the gain shows near the minimum:
+        # 250 preconditioned iterations end at least as low as 800 plain ones, at the same
+        # weights, while 250 plain ones are still far above.
+        spectrum, wd = Spectrum(x, power=1.0), 0.3
+        a = solve(x, y, wd, 250, init=init, spectrum=spectrum)
+        b = solve(x, y, wd, 800, init=init, spectrum=spectrum, precondition=False)
+        plain = solve(x, y, wd, 250, init=init, spectrum=spectrum, precondition=False)
+    assert a.objective <= b.objective * (1 + 1e-6)
+    assert torch.allclose(a.weight, b.weight, atol=5e-3)
+    assert plain.objective - a.objective > 100 * abs(b.objective - a.objective)
 
 
 def test_config_rejects_bad_values():
@@ -234,6 +236,8 @@ def test_run_directory_holds_a_book_format_model_and_the_choice(tmp_path, train,
     assert report["validation"]["accuracy"] == out.metrics["val_acc"]
     assert report["test"]["accuracy"] == ev.accuracy
     assert "test split was not used" in report["how_chosen"]
+    assert "pixel-correlation metric, power 1" in report["how_chosen"]
+    assert report["config"]["penalty_power"] == 1.0
     rows = list(csv.DictReader(io.StringIO((out.directory / "candidates.csv").read_text())))
     assert [float(r["val_acc"]) for r in rows] == [
         c.val_acc for c in out.model.selection.candidates
@@ -246,7 +250,7 @@ def test_run_directory_holds_a_book_format_model_and_the_choice(tmp_path, train,
 
 @pytest.mark.slow
 def test_train_recipe_best_linear_on_the_real_data(tmp_path, capsys):
-    """One seed of the recipe end to end (about 20 s here); the 3-seed figures are in
+    """One seed of the recipe end to end (about 25 s here); the 3-seed figures are in
     BENCHMARKS.md. Above the best linear result of the Fashion-MNIST benchmark (0.842)."""
     from softmax_regression.artifacts import load_model
     from softmax_regression.cli import main
@@ -260,8 +264,8 @@ def test_train_recipe_best_linear_on_the_real_data(tmp_path, capsys):
     text = capsys.readouterr().out
     report = json.loads((out / "best_linear.json").read_text())
     test_acc = report["test"]["accuracy"]
-    assert test_acc >= 0.844
-    assert report["validation"]["accuracy"] >= 0.85
+    assert test_acc >= 0.845
+    assert report["validation"]["accuracy"] >= 0.855
     assert f"test acc {test_acc:.4f}" in text and "chosen by validation accuracy" in text
     saved = load_model(out)
     assert evaluate(saved.model, load_fashion_mnist("test")).accuracy == test_acc

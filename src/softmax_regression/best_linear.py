@@ -52,13 +52,13 @@ class BestLinearConfig:
     # steps of 2 around where validation accuracy peaked (5e-4 to 1e-3) on validation splits.
     weight_decays: tuple[float, ...] = (4e-3, 2e-3, 1e-3, 5e-4, 2.5e-4)
     # The penalty's metric (module docstring): 0 = plain L2, 1 = prior N(0, C + floor I).
-    # Chosen on validation splits of seeds 0-5 (BENCHMARKS.md): 1 beat 0 on every one.
+    # Chosen on validation splits of seeds 0-5 (benchmarks/bench_penalty.py): 1 beat 0 on all.
     penalty_power: float = 1.0
     penalty_floor: float = 0.01  # added to the correlation eigenvalues (mean eigenvalue ~1)
     val_split: int = 10_000  # images held out (seeded, stratified) to choose the weight decay
     select_iters: int = 50  # L-BFGS iterations per candidate (warm-started): enough to rank
     # L-BFGS iterations of the final fit, from the chosen candidate: within 4e-4 of the
-    # minimum objective (1e-3 after 100 iterations, 2e-5 after 400; BENCHMARKS.md).
+    # minimum objective (1.8e-3 after 100 iterations, 7e-5 after 400; BENCHMARKS.md).
     refit_iters: int = 200
     history_size: int = 50  # L-BFGS memory (after 60 refit steps: 40% smaller gap than 20)
     dtype: str = "float32"  # float32 halves the memory traffic of float64 at no accuracy cost

@@ -300,8 +300,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         choices=RECIPES,
         default="book",
         help="book: the chapter's SGD recipe (default); best-linear: standardised pixels, "
-        "L2 chosen on a validation split (--val-split, default 10000), full-batch L-BFGS, "
-        "refit on all training images",
+        "an L2 penalty in the pixel-correlation metric whose strength is chosen on a "
+        "validation split (--val-split, default 10000), full-batch L-BFGS, refit on all "
+        "training images",
     )
     parser.add_argument(
         "--seeds",
