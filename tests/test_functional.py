@@ -36,12 +36,22 @@ def logits_and_labels(draw, max_abs: float = 30.0):
     return torch.from_numpy(arr), torch.from_numpy(labels)
 
 
-def close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, ulps: float = 4):
-    """Within ``ulps`` units of roundoff of ``dtype``, relative to max(1, |expected|)."""
+def close(
+    actual: torch.Tensor,
+    expected: torch.Tensor,
+    dtype: torch.dtype,
+    ulps: float = 4,
+    scale: float = 1.0,
+):
+    """Within ``ulps`` units of roundoff of ``dtype``, relative to max(scale, |expected|).
+
+    ``scale`` is the size of the numbers the result is computed from, where that exceeds 1:
+    a gradient near 0 made of upstream gradients of size 3 carries their rounding errors.
+    """
     assert actual.dtype == expected.dtype == dtype
     a, e = actual.double(), expected.double()
     assert torch.isfinite(a).all(), actual
-    tol = ulps * EPS[dtype] * e.abs().clamp(min=1)
+    tol = ulps * EPS[dtype] * e.abs().clamp(min=max(1.0, scale))
     assert ((a - e).abs() <= tol).all(), (actual, expected, (a - e).abs().max())
 
 
@@ -74,8 +84,13 @@ def test_gradients_match_torch(dtype, data, seed) -> None:
         (out * g).sum().backward()
         return x.grad
 
-    close(grad(Fn.softmax, 1), grad(F.softmax, 1), dtype, ulps=8)
-    close(grad(Fn.log_softmax, 1), grad(F.log_softmax, 1), dtype, ulps=8)
+    # Both backward passes subtract a weighted sum of a row's upstream gradients from each of
+    # them (s * (g - sum s g), g - s * sum g): their rounding errors scale with |g|, which
+    # autograd through the written-out formula rounds more often than torch's fused kernel
+    # (seen: 12 float32 ulps of a result near 0 at max |g| = 2.6).
+    size = float(upstream.to(dtype).double().abs().max())
+    close(grad(Fn.softmax, 1), grad(F.softmax, 1), dtype, ulps=8, scale=size)
+    close(grad(Fn.log_softmax, 1), grad(F.log_softmax, 1), dtype, ulps=8, scale=size)
     for reduction in ("mean", "sum"):
         close(
             grad(lambda x, r=reduction: Fn.cross_entropy(x, labels, reduction=r)),
