@@ -112,6 +112,26 @@ def test_gradient_with_the_correlation_metric_matches_autograd(small):
     assert torch.allclose(gb, b.grad, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("block_rows", [None, 1000, 4096])
+def test_gradient_with_a_margin_matches_autograd(small, block_rows):
+    # The margin lowers the true class's logit inside the loss; blocks change nothing.
+    x = Standardizer.fit(pixels(small, torch.float64))(pixels(small, torch.float64))
+    y, margin, wd = small.labels, 2.0, 1e-3
+    g = torch.Generator().manual_seed(3)
+    w = (0.05 * torch.randn(10, 784, generator=g, dtype=torch.float64)).requires_grad_(True)
+    b = torch.randn(10, generator=g, dtype=torch.float64).requires_grad_(True)
+    shift = margin * torch.nn.functional.one_hot(y, 10).double()
+    ref = torch.nn.functional.cross_entropy(x @ w.T + b - shift, y) + 0.5 * wd * (w * w).sum()
+    ref.backward()
+    with torch.no_grad():
+        loss, gw, gb = objective_and_gradient(x, y, w, b, wd, None, block_rows, margin)
+        plain, _, _ = objective_and_gradient(x, y, w, b, wd, None, block_rows)
+    assert float(loss) == pytest.approx(float(ref.detach()), rel=1e-12)
+    assert torch.allclose(gw, w.grad, rtol=1e-10, atol=1e-14)
+    assert torch.allclose(gb, b.grad, rtol=1e-10, atol=1e-14)
+    assert float(loss) > float(plain)  # the margin makes every image's loss larger
+
+
 def test_preconditioning_changes_the_path_not_the_minimum(train):
     data = train.subset(range(2000))
     x = Standardizer.fit(pixels(data, torch.float64))(pixels(data, torch.float64))
@@ -153,6 +173,10 @@ def test_config_rejects_bad_values():
         BestLinearConfig(penalty_power=-1.0)
     with pytest.raises(ConfigError, match="penalty floor must be positive"):
         BestLinearConfig(penalty_floor=0.0)
+    with pytest.raises(ConfigError, match="margin must be a finite number >= 0"):
+        BestLinearConfig(margin=-1.0)
+    with pytest.raises(ConfigError, match="margin must be a number"):
+        BestLinearConfig(margin="2")
 
 
 def test_validation_split_too_large_is_a_config_error(small):
@@ -237,7 +261,8 @@ def test_run_directory_holds_a_book_format_model_and_the_choice(tmp_path, train,
     assert report["test"]["accuracy"] == ev.accuracy
     assert "test split was not used" in report["how_chosen"]
     assert "pixel-correlation metric, power 1" in report["how_chosen"]
-    assert report["config"]["penalty_power"] == 1.0
+    assert "cross-entropy with margin 2" in report["how_chosen"]
+    assert report["config"]["penalty_power"] == 1.0 and report["config"]["margin"] == 2.0
     rows = list(csv.DictReader(io.StringIO((out.directory / "candidates.csv").read_text())))
     assert [float(r["val_acc"]) for r in rows] == [
         c.val_acc for c in out.model.selection.candidates
