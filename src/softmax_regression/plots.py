@@ -177,17 +177,24 @@ def confusion(matrix: Any, classes: Sequence[str]) -> Figure:
 def weights(weight: Any, classes: Sequence[str]) -> Figure:
     """Each class's weight vector as a 28x28 image: red pixels vote for the class, blue against.
 
-    One colour scale for all ten, symmetric around 0, so the panels compare.
+    One colour scale for all ten, symmetric around 0, so the panels compare. It spans five
+    robust standard deviations of the weights (1.4826 x their median absolute deviation), or
+    the largest weight if that is smaller: a model fitted on standardised pixels has huge raw
+    weights on the border pixels that are almost always black (its weight there is divided by
+    their tiny spread), and a scale set by those would paint everything else white. Weights
+    beyond the scale saturate, and the colour bar's pointed ends say so.
     """
     w = _array(weight, np.float32).reshape(len(classes), 28, 28)
-    bound = float(np.abs(w).max()) or 1.0
+    magnitude = np.abs(w)
+    spread = 1.4826 * float(np.median(np.abs(w - np.median(w))))
+    bound = min(float(magnitude.max()), 5 * spread) or float(magnitude.max()) or 1.0
     fig, ax, im = _tile_grid(w, list(classes), 5, 1.5, None, cmap="RdBu_r", vmin=-bound, vmax=bound)
     # Make room on the right for the colour scale, keeping the tiles square.
     width, height = fig.get_size_inches()
     fig.set_size_inches(width + 0.9, height)
     ax.set_position((0, 0, width / (width + 0.9), 1))
     cax = fig.add_axes((width / (width + 0.9) + 0.02, 0.1, 0.025, 0.8))
-    fig.colorbar(im, cax=cax)
+    fig.colorbar(im, cax=cax, extend="both" if magnitude.max() > bound else "neither")
     return fig
 
 
