@@ -18,18 +18,18 @@ figures of each run; the target is at least 15x faster with the same final figur
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import add_refenv_argument, extract_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTER = ROOT / "tests" / "chapter" / "concise.py"
@@ -98,23 +98,10 @@ def run(python: str, script: Path, cwd: Path, env: dict[str, str]) -> dict:
     }
 
 
-def extract_dataset(raw: Path) -> None:
-    """The four IDX files, decompressed, where torchvision looks for them (no download)."""
-    from softmax_regression.data import locate
-
-    found = locate()
-    raw.mkdir(parents=True)
-    for stem, path in found.files.items():
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as src, open(raw / stem, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2, help="runs of each side (alternating)")
-    default_refenv = Path(__file__).resolve().parent.parent / ".refenv"
-    parser.add_argument("--refenv", default=os.environ.get("REFENV", str(default_refenv)))
+    add_refenv_argument(parser)
     parser.add_argument("--json", help="also write the raw measurements here")
     parser.add_argument(
         "--cells", action="store_true", help="then time each cell of one more run of ours"

@@ -20,7 +20,6 @@ of batches at least 100x faster than the reference.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -31,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import add_refenv_argument, extract_dataset
 
 OURS = r"""
 import json, sys, time
@@ -106,14 +107,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=5, help="our epochs per process")
     parser.add_argument("--ref-epochs", type=int, default=1, help="reference epochs per process")
-    default_refenv = Path(__file__).resolve().parent.parent / ".refenv"
-    parser.add_argument("--refenv", default=os.environ.get("REFENV", str(default_refenv)))
+    add_refenv_argument(parser)
     parser.add_argument("--json", help="also write the raw measurements here")
     args = parser.parse_args()
 
-    from softmax_regression.data.sources import locate
-
-    found = locate()
     ref_python = str(Path(args.refenv) / "bin" / "python")
     if not Path(ref_python).exists():
         sys.exit(f"no reference interpreter at {ref_python}; run benchmarks/reference_env.sh")
@@ -121,11 +118,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-data-"))
     try:
         raw = work / "root" / "FashionMNIST" / "raw"
-        raw.mkdir(parents=True)
-        for stem, path in found.files.items():  # torchvision reads the extracted files
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rb") as src, open(raw / stem, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+        found = extract_dataset(raw)  # torchvision reads the extracted files
         (work / "ours.py").write_text(OURS)
         (work / "reference.py").write_text(REFERENCE)
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTMAX_REGRESSION")}

@@ -20,18 +20,18 @@
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import add_refenv_argument, extract_dataset
 
 # The book's concise chapter (d2l 0.17.6), verbatim; its train_ch3 only draws, so the lines
 # after the import print what its Animator is given.
@@ -160,18 +160,6 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> dict:
     return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "output": text}
 
 
-def extract_dataset(raw: Path) -> None:
-    """The four IDX files, decompressed, where torchvision looks for them (no download)."""
-    from softmax_regression.data import locate
-
-    found = locate()
-    raw.mkdir(parents=True)
-    for stem, path in found.files.items():
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as src, open(raw / stem, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-
-
 def time_processes(ours_runs: int, book_runs: int, refenv: str) -> dict:
     book_python = str(Path(refenv) / "bin" / "python")
     have_book = book_runs > 0 and os.access(book_python, os.X_OK)
@@ -226,8 +214,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats of the loop")
     parser.add_argument("--ours-runs", type=int, default=3, help="train processes of ours")
     parser.add_argument("--book-runs", type=int, default=1, help="runs of the book's chapter")
-    default_refenv = Path(__file__).resolve().parent.parent / ".refenv"
-    parser.add_argument("--refenv", default=os.environ.get("REFENV", str(default_refenv)))
+    add_refenv_argument(parser)
     parser.add_argument("--skip-loop", action="store_true", help="only (b) and (c)")
     parser.add_argument("--json", help="also write the raw measurements here")
     args = parser.parse_args()
