@@ -176,7 +176,7 @@ class Spectrum:
         c = (x.T.float() @ x.float()).double() / x.shape[0]
         eigenvalues, self.eigenvectors = torch.linalg.eigh(c)
         self.eigenvalues = eigenvalues.clamp_min(0)
-        self.power, self.floor = float(power), float(floor)
+        self.power = float(power)
         if self.power == 0:
             self.relative = torch.ones_like(self.eigenvalues)
         else:
@@ -227,15 +227,18 @@ def objective_and_gradient(
     grad_b = torch.zeros_like(b)
     data_loss = torch.zeros((), dtype=x.dtype, device=x.device)
     bias = b.unsqueeze(1)
+    # Made once, sliced per block (the last block may be shorter).
+    minus_one = torch.full((1, min(step, n)), -1.0, dtype=x.dtype, device=x.device)
+    minus_margin = minus_one * margin if margin else None
     for lo in range(0, n, step):
         xb, rows = x[lo : lo + step], y[lo : lo + step].unsqueeze(0)
+        k = rows.shape[1]
         z = torch.addmm(bias, w, xb.t())  # (10, rows)
-        minus_one = torch.full(rows.shape, -1.0, dtype=x.dtype, device=x.device)
-        if margin:
-            z.scatter_add_(0, rows, minus_one * margin)
+        if minus_margin is not None:
+            z.scatter_add_(0, rows, minus_margin[:, :k])
         lsm = torch.log_softmax(z, 0)
         data_loss -= lsm.gather(0, rows).sum()
-        g = lsm.exp_().scatter_add_(0, rows, minus_one)
+        g = lsm.exp_().scatter_add_(0, rows, minus_one[:, :k])
         grad_w.addmm_(g, xb)
         grad_b += g.sum(1)
     wr = w if penalty is None else w @ penalty
