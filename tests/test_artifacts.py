@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from softmax_regression import artifacts
 from softmax_regression.config import TrainConfig, resolve_device
 from softmax_regression.data import load_fashion_mnist
 from softmax_regression.errors import ModelFileError, NonFiniteLossError, ResumeError
 from softmax_regression.evaluation import evaluate
 from softmax_regression.model import SoftmaxRegression
-from softmax_regression.runs import RUN_FILES, resume_config, train_run
+from softmax_regression.runs import artifacts
+from softmax_regression.runs.book import RUN_FILES, resume_config, train_run
 
 
 @pytest.fixture(scope="module")

@@ -229,9 +229,9 @@ def test_selection_uses_the_trainers_validation_split(train):
 
 
 def test_run_directory_holds_a_book_format_model_and_the_choice(tmp_path, train, test_split):
-    from softmax_regression.artifacts import load_model
     from softmax_regression.evaluation import evaluate
-    from softmax_regression.recipes import best_linear_run
+    from softmax_regression.runs.artifacts import load_model
+    from softmax_regression.runs.best_linear import best_linear_run
 
     cfg = BestLinearConfig(
         weight_decays=(1e-2, 1e-3), select_iters=10, refit_iters=10, val_split=2000, device="cpu"
@@ -277,9 +277,9 @@ def test_run_directory_holds_a_book_format_model_and_the_choice(tmp_path, train,
 def test_train_recipe_best_linear_on_the_real_data(tmp_path, capsys):
     """One seed of the recipe end to end (about 25 s here); the 3-seed figures are in
     BENCHMARKS.md. Above the best linear result of the Fashion-MNIST benchmark (0.842)."""
-    from softmax_regression.artifacts import load_model
     from softmax_regression.cli import main
     from softmax_regression.evaluation import evaluate
+    from softmax_regression.runs.artifacts import load_model
 
     out = tmp_path / "best"
     assert (

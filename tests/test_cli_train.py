@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from softmax_regression import artifacts
 from softmax_regression.cli import main
 from softmax_regression.data import load_fashion_mnist
 from softmax_regression.progress import ConsoleProgress
+from softmax_regression.runs import artifacts
 from softmax_regression.train import EpochRecord
 
 

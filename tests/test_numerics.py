@@ -12,7 +12,7 @@ from PIL import Image
 
 from softmax_regression import functional as Fn
 from softmax_regression.cli import main
-from softmax_regression.cli.extra import format_outcome
+from softmax_regression.cli.numerics import format_outcome
 from softmax_regression.numerics import (
     DTYPES,
     TRAINING_DEMO,

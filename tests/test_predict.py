@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from softmax_regression import artifacts
 from softmax_regression.config import TrainConfig
 from softmax_regression.data import load_fashion_mnist
 from softmax_regression.errors import ImageError
 from softmax_regression.evaluation import predict_classes
 from softmax_regression.predict import load_image, predict_files, prepare_image, probabilities
+from softmax_regression.runs import artifacts
 from softmax_regression.train import fit
 
 

@@ -9,8 +9,9 @@ import statistics
 import numpy as np
 import pytest
 
+from softmax_regression.cli._options import parse_seeds
 from softmax_regression.errors import ConfigError
-from softmax_regression.seeds import MeanStd, SeedRuns, final_metrics, parse_seeds, summarize
+from softmax_regression.seeds import MeanStd, SeedRuns, final_metrics, summarize
 from softmax_regression.train import EpochRecord, History
 
 
@@ -85,7 +86,7 @@ def test_summarize_needs_runs():
 def test_seed_runs_write_mean_and_std_beside_the_runs(tmp_path):
     import json
 
-    from softmax_regression.recipes import seed_runs
+    from softmax_regression.runs.seeds import seed_runs
 
     seen = []
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .artifacts import load_model, save_model
 from .config import TrainConfig
 from .data import CLASSES, Batches, FashionMNIST, load_fashion_mnist
 from .errors import (
@@ -20,7 +19,8 @@ from .errors import (
 )
 from .evaluation import Evaluation, evaluate
 from .model import SoftmaxRegression
-from .runs import train_run
+from .runs.artifacts import load_model, save_model
+from .runs.book import train_run
 from .train import EpochRecord, History, TrainResult, fit
 
 __version__ = "0.1.0"

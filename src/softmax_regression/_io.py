@@ -1,9 +1,14 @@
-"""Atomic file writes: a crash or kill never leaves a truncated file under the final name."""
+"""Atomic file writes: a crash or kill never leaves a truncated file under the final name.
+
+The lowest floor of the package: the data cache, the run directories, the figures and the
+book drop-in all write through it, and it imports nothing of theirs.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -53,3 +58,14 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def jsonable(obj: Any) -> Any:
+    """Replace nan/inf (not JSON) by the strings "nan", "inf", "-inf", recursively."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    return obj

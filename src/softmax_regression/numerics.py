@@ -9,7 +9,8 @@ Two questions, answered by computation in each floating-point type (nothing type
   LogSumExp)? Errors are measured against a float64 evaluation of the stable formula on the
   same (already rounded) logits, so they show what the function loses, not the input rounding.
 
-Everything returns numbers; :mod:`softmax_regression.cli.extra` prints them and draws the figure.
+Everything returns numbers; :mod:`softmax_regression.cli.numerics` prints them and
+:mod:`softmax_regression.runs.numerics` writes them, with the figure.
 """
 
 from __future__ import annotations

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import SavedModel
 from .errors import ImageError
 from .functional import softmax
 from .model import class_scores
+from .runs.artifacts import SavedModel
 from .train import cpu_threads, images_to_float
 
 SIZE = 28

@@ -14,8 +14,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
-
 # The order metrics are shown in, when a run has them.
 METRIC_ORDER = (
     "train_loss",
@@ -29,26 +27,6 @@ METRIC_ORDER = (
     "weight_decay",
     "seconds",
 )
-
-
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"0,1,2"`` -> (0, 1, 2); a single number ``"5"`` means five seeds, (0, 1, 2, 3, 4)."""
-    parts = [p.strip() for p in str(text).split(",")]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise ConfigError(
-            f"--seeds must be a count (e.g. 5) or a comma-separated list (e.g. 0,1,2), got {text!r}"
-        ) from None
-    if len(values) == 1:
-        if values[0] < 1:
-            raise ConfigError(f"--seeds count must be at least 1, got {values[0]}")
-        return tuple(range(values[0]))
-    if any(v < 0 for v in values):
-        raise ConfigError(f"seeds must not be negative, got {text!r}")
-    if len(set(values)) != len(values):
-        raise ConfigError(f"--seeds lists a seed twice: {text!r}")
-    return tuple(values)
 
 
 @dataclass(frozen=True)

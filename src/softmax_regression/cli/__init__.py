@@ -1,7 +1,9 @@
 """``softmax-regression``: a thin command line over the library.
 
-Each command group lives in its own module with a ``register(subparsers)`` function that adds
-its parsers and sets ``func`` (a callable taking the parsed namespace and returning an exit code).
+Each command lives in its own module (``train``, ``evaluate``, ``predict``, ``data``,
+``sweep``, ``numerics``) with a ``register(subparsers)`` function that adds its parser and
+sets ``func`` (a callable taking the parsed namespace and returning an exit code); options
+that several commands share are parsed by ``_options``. This module only assembles them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import SoftmaxRegressionError
-from . import data as data_cmd
+from . import data, evaluate, numerics, predict, sweep, train
+
+COMMANDS = (data, train, evaluate, predict, numerics, sweep)
 
 PROG = "softmax-regression"
 
@@ -28,20 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in _command_modules():
+    for module in COMMANDS:
         module.register(sub)
     return parser
-
-
-def _command_modules() -> list:
-    modules = [data_cmd]
-    for name in ("train", "extra"):
-        try:
-            modules.append(__import__(f"{__name__}.{name}", fromlist=["register"]))
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
-    return modules
 
 
 def main(argv: Sequence[str] | None = None) -> int:

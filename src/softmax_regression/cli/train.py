@@ -1,16 +1,32 @@
-"""``softmax-regression train | evaluate | predict``: argv to the library, results to text."""
+"""``softmax-regression train``: the book's recipe (one run, or one per seed with ``--seeds``)
+or ``--recipe best-linear``, from argv to a run directory, results to text.
+
+The handler :func:`_train` sends each kind of run to its function here; each of those calls
+one function of :mod:`softmax_regression.runs`, which trains and writes the files.
+"""
 
 from __future__ import annotations
 
 import argparse
-import gc
-import json
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from ..config import DEVICES, ENGINES, LOSSES, OPTIMIZERS, TrainConfig
-from ..errors import ConfigError, SoftmaxRegressionError
-from .extra import add_train_options, train_extended
+from ..errors import ConfigError
+from ._options import finish, parse_seeds, write_error
+
+RECIPES = ("book", "best-linear")
+# TrainConfig fields that mean something to the best-linear recipe; every other option of
+# ``train`` configures SGD training, which that recipe does not do.
+_BEST_LINEAR_OPTIONS = {"seed", "val_split", "device", "data_dir"}
+_FLAGS = {
+    "batch_size": "--batch-size",
+    "val_split": "--val-split",
+    "data_dir": "--data-dir",
+    "weight_decay": "--weight-decay",
+    "normalize": "--no-normalize",
+}
 
 _D = {f.name: f.default for f in fields(TrainConfig)}
 
@@ -55,41 +71,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last epoch")
     t.add_argument("--no-plots", action="store_true", help="skip the four PNG figures")
     t.add_argument("--quiet", "-q", action="store_true", help="print only the final summary")
-    add_train_options(t)  # --recipe and --seeds
+    t.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default="book",
+        help="book: the chapter's SGD recipe (default); best-linear: standardised pixels, "
+        "an L2 penalty in the pixel-correlation metric whose strength is chosen on a "
+        "validation split (--val-split, default 10000), full-batch L-BFGS, refit on all "
+        "training images",
+    )
+    t.add_argument(
+        "--seeds",
+        metavar="SEEDS",
+        help="train once per seed and report mean ± std: a list (0,1,2) or a count (5 = seeds "
+        "0 to 4); each seed's run goes to OUT/seed-<k>/",
+    )
     t.set_defaults(func=_train)
-
-    e = sub.add_parser(
-        "evaluate",
-        help="test accuracy, per-class precision/recall/F1, most confused classes",
-        description="Evaluate a trained model (model.safetensors or its run directory).",
-    )
-    e.add_argument("model", metavar="MODEL", help="model.safetensors or a run directory")
-    e.add_argument("--split", choices=("test", "train"), default="test", help="default: test")
-    e.add_argument("--data-dir", help="directory with the Fashion-MNIST IDX files")
-    e.add_argument("--top", type=int, default=5, help="confused pairs to list (default: 5)")
-    e.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    e.set_defaults(func=_evaluate)
-
-    p = sub.add_parser(
-        "predict",
-        help="classify image files (PNG, JPEG, ...) with a trained model",
-        description="Classify images: each is turned grayscale, inverted when its background "
-        "is light, trimmed, fitted into 28x28 keeping its aspect ratio (see the README).",
-    )
-    p.add_argument("model", metavar="MODEL", help="model.safetensors or a run directory")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
-    p.add_argument("--top", type=int, default=3, help="classes to show per image (default: 3)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.set_defaults(func=_predict)
-
-
-def _finish() -> int:
-    """Success. The process usually ends next: freezing the objects alive now spares the
-    interpreter's final garbage collection a walk through everything torch's import created
-    (0.35 s of every command here, measured). For a caller in the same process the only
-    effect is that these objects are left out of later collections."""
-    gc.freeze()
-    return 0
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
@@ -98,24 +95,40 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .. import runs
-    from ..progress import ConsoleProgress
-
     given = _given(args)
-    if args.recipe != "book" or args.seeds is not None:
-        train_extended(args, given)
-        return _finish()
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    if args.resume is not None and (seeds is not None or args.recipe != "book"):
+        raise ConfigError(
+            "--resume continues one run of the book's recipe; it does not "
+            "combine with --seeds or --recipe best-linear"
+        )
+    if seeds is not None and "seed" in given:
+        raise ConfigError("give either --seed or --seeds, not both")
+    try:
+        if args.recipe == "best-linear":
+            _train_best_linear(args, given, seeds)
+        elif seeds is not None:
+            _train_book_seeds(args, given, seeds)
+        else:
+            _train_book(args, given)
+    except OSError as e:
+        raise write_error(e) from None
+    return finish()
+
+
+def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> None:
+    from ..progress import ConsoleProgress
+    from ..runs.book import resume_config, train_run
+
     if args.resume is not None:
         if args.out is not None:
             raise ConfigError("--resume continues a run in place; drop --out")
-        config = runs.resume_config(args.resume, given)
+        config = resume_config(args.resume, given)
     else:
         config = TrainConfig(**given)
-    columns = ["epoch", "train_loss", "train_acc", "test_acc"]
-    columns += ["val_acc"] if config.val_split else []
-    progress = None if args.quiet else ConsoleProgress([*columns, "seconds"])
+    progress = None if args.quiet else ConsoleProgress(_columns(config))
     try:
-        outcome = runs.train_run(
+        outcome = train_run(
             config,
             out=args.out,
             root=args.runs_dir,
@@ -123,10 +136,6 @@ def _train(args: argparse.Namespace) -> int:
             progress=progress,
             plots=not args.no_plots,
         )
-    except OSError as e:
-        raise SoftmaxRegressionError(
-            f"cannot write {e.filename or 'a run file'}: {e.strerror or e}"
-        ) from None
     finally:
         if progress is not None:
             progress.close()
@@ -140,38 +149,125 @@ def _train(args: argparse.Namespace) -> int:
     print(f"final ({len(r.history)} epochs, {seconds:.2f} s on {r.device}): " + ", ".join(parts))
     names = ", ".join(p.name for p in outcome.files)
     print(f"run saved in {outcome.directory}/: {names}")
-    return _finish()
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from ..artifacts import load_model
-    from ..data import load_fashion_mnist
-    from ..evaluation import evaluate, format_report
-
-    if args.top < 0:
-        raise ConfigError(f"--top must not be negative, got {args.top}")
-    saved = load_model(args.model)
-    data = load_fashion_mnist(args.split, args.data_dir)
-    ev = evaluate(saved.model, data, normalize=saved.normalize, classes=saved.classes)
-    if args.json:
-        print(json.dumps({"model": str(saved.path), "split": args.split, **ev.to_dict(args.top)}))
-    else:
-        print(f"{saved.path} on the {args.split} split ({len(data)} images)")
-        print(format_report(ev, args.top).replace("test accuracy", f"{args.split} accuracy", 1))
-    return _finish()
+def _columns(config: TrainConfig) -> list[str]:
+    """The progress table's columns."""
+    columns = ["epoch", "train_loss", "train_acc", "test_acc"]
+    return [*columns, *(["val_acc"] if config.val_split else []), "seconds"]
 
 
-def _predict(args: argparse.Namespace) -> int:
-    from ..artifacts import load_model
-    from ..predict import predict_files
+def _flag(name: str) -> str:
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
 
-    if args.top < 1:
-        raise ConfigError(f"--top must be at least 1, got {args.top}")
-    saved = load_model(args.model)
-    preds = predict_files(saved, args.images, args.top)
-    if args.json:
-        print(json.dumps({"model": str(saved.path), "predictions": [p.to_dict() for p in preds]}))
-    else:
-        for p in preds:
-            print(f"{p.source}: " + ", ".join(f"{c} {v:.3f}" for c, v in p.top))
-    return _finish()
+
+def _final_line(m: dict) -> str:
+    parts = [f"train loss {m['train_loss']:.4f}", f"train acc {m['train_acc']:.4f}"]
+    if "val_acc" in m:
+        parts.append(f"val acc {m['val_acc']:.4f}")
+    parts.append(f"test acc {m['test_acc']:.4f}")
+    return ", ".join(parts) + f" ({m['seconds']:.1f} s)"
+
+
+def _print_seed_summary(directory: Path, result) -> None:
+    for line in result.lines():
+        print(line)
+    subdirs = ", ".join(f"seed-{s}/" for s in result.seeds)
+    print(f"runs saved in {directory}/: {subdirs}, seeds.json, seeds.csv")
+
+
+def _train_book_seeds(args: argparse.Namespace, given: dict[str, Any], seeds) -> None:
+    from ..progress import ConsoleProgress
+    from ..runs.seeds import book_seed_runs
+
+    config = TrainConfig(**given)
+
+    def progress(seed: int) -> ConsoleProgress | None:
+        if args.quiet:
+            return None
+        print(f"seed {seed}:")
+        return ConsoleProgress(_columns(config))
+
+    def on_seed(seed: int, outcome, m: dict) -> None:
+        print(f"seed {seed}: {_final_line(m)}", flush=True)
+
+    top, result = book_seed_runs(
+        config,
+        seeds,
+        out=args.out,
+        root=args.runs_dir,
+        plots=not args.no_plots,
+        progress=progress,
+        on_seed=on_seed,
+    )
+    _print_seed_summary(top, result)
+
+
+def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -> None:
+    import dataclasses
+
+    from ..best_linear import BestLinearConfig
+    from ..runs.best_linear import best_linear_run
+    from ..runs.seeds import best_linear_seed_runs
+
+    extra = sorted(set(given) - _BEST_LINEAR_OPTIONS)
+    if extra:
+        raise ConfigError(
+            f"{_flag(extra[0])} does not apply to --recipe best-linear (it fits standardised "
+            "pixels with full-batch L-BFGS and chooses its weight decay on --val-split)"
+        )
+    if given.get("val_split", 1) < 1:
+        raise ConfigError(
+            "--recipe best-linear chooses its weight decay on a validation split: "
+            "--val-split must be at least 1"
+        )
+    config = BestLinearConfig(
+        val_split=given.get("val_split", BestLinearConfig.val_split),
+        device=given.get("device", "auto"),
+    )
+    data_dir = given.get("data_dir")
+    if seeds is None:
+        seed = given.get("seed", 0)
+        outcome = best_linear_run(
+            dataclasses.replace(config, seed=seed),
+            out=args.out,
+            root=args.runs_dir,
+            data_dir=data_dir,
+            plots=not args.no_plots,
+        )
+        _print_candidates(args, seed, outcome)
+        print(outcome.model.how_chosen())
+        print(f"final (best-linear, seed {seed}): {_final_line(outcome.metrics)}")
+        names = ", ".join(p.name for p in outcome.files)
+        print(f"run saved in {outcome.directory}/: {names}")
+        return
+
+    def on_seed(seed: int, outcome) -> None:
+        _print_candidates(args, seed, outcome)
+        wd = outcome.model.selection.chosen_weight_decay
+        print(
+            f"seed {seed}: weight decay {wd:g} chosen on validation; "
+            f"{_final_line(outcome.metrics)}",
+            flush=True,
+        )
+
+    top, result = best_linear_seed_runs(
+        config,
+        seeds,
+        out=args.out,
+        root=args.runs_dir,
+        data_dir=data_dir,
+        plots=not args.no_plots,
+        on_seed=on_seed,
+    )
+    _print_seed_summary(top, result)
+
+
+def _print_candidates(args: argparse.Namespace, seed: int, outcome) -> None:
+    """Each weight decay tried on validation, the chosen one marked (not with --quiet)."""
+    if args.quiet:
+        return
+    chosen = outcome.model.selection.chosen_weight_decay
+    for c in outcome.model.selection.candidates:
+        mark = "  <- chosen" if c.weight_decay == chosen else ""
+        print(f"  seed {seed}: weight decay {c.weight_decay:g}: val acc {c.val_acc:.4f}{mark}")

@@ -1,44 +1,36 @@
-"""Named recipes beyond the book's, run into a run directory, and runs over several seeds.
+"""The best-linear recipe as a run on disk.
 
-``best_linear_run`` is what ``softmax-regression train --recipe best-linear`` does: choose
-the weight decay on a validation split, refit, save the model in the book model's format,
-evaluate the test split once, and write down how everything was chosen. ``seed_runs`` runs
-any recipe once per seed into ``seed-<k>/`` subdirectories and writes mean ± std beside them.
+:func:`best_linear_run` is what ``softmax-regression train --recipe best-linear`` does: choose
+the weight decay on a validation split, refit (:mod:`softmax_regression.best_linear`, which
+writes nothing), save the model in the book model's format, evaluate the test split once, and
+write down how everything was chosen.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import datetime as _dt
 import io
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._io import atomic_write_json, atomic_write_text
+from ..best_linear import BestLinearConfig, BestLinearModel, fit_best_linear
+from ..config import resolve_device
+from ..data import FashionMNIST, load_fashion_mnist
+from ..errors import NonFiniteLossError
+from ..evaluation import Evaluation, evaluate, predict_classes
+from ..model import SoftmaxRegression
 from . import artifacts
-from ._io import atomic_write_json, atomic_write_text
-from .best_linear import BestLinearConfig, BestLinearModel, fit_best_linear
-from .config import resolve_device
-from .data import FashionMNIST, load_fashion_mnist
-from .errors import NonFiniteLossError
-from .evaluation import Evaluation, evaluate, predict_classes
-from .model import SoftmaxRegression
-from .runs import PREDICTION_IMAGES, make_run_dir
-from .seeds import SeedRuns
+from .book import PREDICTION_IMAGES
+from .directory import make_run_dir, now
 
 BEST_LINEAR_JSON = "best_linear.json"
 CANDIDATES_CSV = "candidates.csv"
-SEEDS_JSON = "seeds.json"
-SEEDS_CSV = "seeds.csv"
-
-
-def _now() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def as_module(weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
@@ -93,7 +85,7 @@ def best_linear_run(
         data_sha256={**train.sha256, **test.sha256},
         threads=1 if device.type == "cpu" else None,
     )
-    started = _now()
+    started = now()
     artifacts.write_status(directory, "running", started=started)
     start = time.perf_counter()
     try:
@@ -104,7 +96,7 @@ def best_linear_run(
             directory,
             "failed" if failed else "interrupted",
             started=started,
-            finished=_now(),
+            finished=now(),
             error=str(e) if failed else "interrupted",
         )
         raise
@@ -133,7 +125,7 @@ def best_linear_run(
     if plots:
         _plots(directory, model, module, ev, test)
     artifacts.write_status(
-        directory, "completed", started=started, finished=_now(), metrics=metrics
+        directory, "completed", started=started, finished=now(), metrics=metrics
     )
     files = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
     return BestLinearOutcome(directory, model, ev, metrics, files)
@@ -195,8 +187,8 @@ def _plots(
     ev: Evaluation,
     test: FashionMNIST,
 ) -> list[Path]:
-    from . import plots
-    from .report_plots import plot_selection
+    from ..plots import run as plots
+    from ..plots.selection import plot_selection
 
     n = min(PREDICTION_IMAGES, len(test))
     imgs = test.images[:n].cpu()
@@ -213,43 +205,3 @@ def _plots(
     ]
     plot_selection(model.selection, directory / "selection.png")
     return [*out, directory / "selection.png"]
-
-
-# --------------------------------------------------------------------------- several seeds
-
-
-def seed_runs(
-    directory: str | Path,
-    seeds: Sequence[int],
-    run_one: Callable[[int, Path], dict[str, Any]],
-    *,
-    description: dict[str, Any] | None = None,
-    on_seed: Callable[[int, dict[str, Any]], None] | None = None,
-) -> SeedRuns:
-    """``run_one(seed, directory / f"seed-{seed}")`` for each seed -> its final metrics; then
-    ``seeds.json`` and ``seeds.csv`` (per seed, mean, std) in ``directory``."""
-    directory = Path(directory)
-    rows = []
-    for seed in seeds:
-        rows.append(run_one(int(seed), directory / f"seed-{seed}"))
-        if on_seed is not None:
-            on_seed(int(seed), rows[-1])
-    result = SeedRuns.from_rows([int(s) for s in seeds], rows)
-    write_seed_files(directory, result, description)
-    return result
-
-
-def write_seed_files(
-    directory: str | Path, result: SeedRuns, description: dict[str, Any] | None = None
-) -> None:
-    directory = Path(directory)
-    body = {
-        **(description or {}),
-        **result.to_dict(),
-        "runs": [f"seed-{s}" for s in result.seeds],
-        "std": "sample standard deviation (n - 1)",
-        "labels": "val_acc: validation images held out of the training split (they chose "
-        "hyperparameters or epochs, if anything did); test_acc: the test split, reported only",
-    }
-    atomic_write_json(directory / SEEDS_JSON, body)
-    atomic_write_text(directory / SEEDS_CSV, result.to_csv())

@@ -1,4 +1,4 @@
-"""A training run on disk: ``runs/<name>/`` with everything a run leaves behind.
+"""The book's recipe as a run on disk: ``runs/<name>/`` with everything a run leaves behind.
 
 :func:`train_run` is what ``softmax-regression train`` does: load the data, write the run's
 description, train with a resume checkpoint after every epoch, then the model, the history,
@@ -8,11 +8,9 @@ interrupted. The files are listed in :data:`RUN_FILES`.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import queue
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,14 +19,14 @@ from typing import Any
 
 import torch
 
+from ..config import TrainConfig, resolve_device
+from ..data import FashionMNIST, load_fashion_mnist
+from ..errors import ConfigError, NonFiniteLossError, ResumeError
+from ..evaluation import Evaluation, evaluate, predict_classes
+from ..train import Progress, TrainResult, TrainState, fit
 from . import artifacts
-from .config import TrainConfig, resolve_device
-from .data import FashionMNIST, load_fashion_mnist
-from .errors import ConfigError, NonFiniteLossError, ResumeError
-from .evaluation import Evaluation, evaluate, predict_classes
-from .train import Progress, TrainResult, TrainState, fit
+from .directory import DEFAULT_ROOT, make_run_dir, now
 
-DEFAULT_ROOT = "runs"
 # What a resumed run may change: more epochs, and where the (checksum-verified) data lives.
 RESUMABLE_CHANGES = ("epochs", "data_dir")
 PREDICTION_IMAGES = 12
@@ -56,29 +54,6 @@ class RunOutcome:
     result: TrainResult
     evaluation: Evaluation | None
     files: list[Path] = field(default_factory=list)
-
-
-def default_name(now: _dt.datetime | None = None) -> str:
-    return (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-
-
-def make_run_dir(out: str | Path | None = None, root: str | Path = DEFAULT_ROOT) -> Path:
-    """A new, empty run directory: ``out``, or ``root/<date-time>`` (suffixed if taken)."""
-    if out is not None:
-        path = Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise ConfigError(f"{path} already exists and is not empty; choose a new --out")
-    else:
-        base = Path(root) / default_name()
-        path, k = base, 1
-        while path.exists():
-            k += 1
-            path = base.with_name(f"{base.name}-{k}")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create run directory {path}: {e.strerror or e}") from None
-    return path
 
 
 def load_data(config: TrainConfig) -> tuple[FashionMNIST, FashionMNIST]:
@@ -148,12 +123,12 @@ class _PlotWorker:
     """
 
     def __init__(self) -> None:
-        from . import plots
+        from ..plots.run import worker_command
 
         self.proc: subprocess.Popen[bytes] | None = None
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", plots.WORKER_BOOT, str(Path(plots.__file__).parent)],
+                worker_command(),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -162,7 +137,7 @@ class _PlotWorker:
             self.proc = None
 
     def draw(self, directory: Path, request: dict[str, Any]) -> list[Path]:
-        from . import plots
+        from ..plots.run import render_run
 
         if self.proc is not None:
             payload = json.dumps({"directory": str(directory), **request}).encode()
@@ -173,16 +148,12 @@ class _PlotWorker:
                     return [Path(f) for f in answer["files"]]
             except (OSError, ValueError, subprocess.TimeoutExpired):
                 self.cancel()
-        return plots.render_run(directory, request)
+        return render_run(directory, request)
 
     def cancel(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate()
-
-
-def _now() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def train_run(
@@ -254,7 +225,7 @@ def _train_run(
         data_sha256=sha,
         threads=1 if device.type == "cpu" else None,
     )
-    started = _now()
+    started = now()
     artifacts.write_status(directory, "running", started=started)
 
     writer = _Writer()
@@ -277,7 +248,7 @@ def _train_run(
             directory,
             "failed" if failed else "interrupted",
             started=started,
-            finished=_now(),
+            finished=now(),
             epochs_completed=len(history) if history is not None else 0,
             error=str(e) if failed else "interrupted",
             **({"epoch": e.epoch, "step": e.step} if failed else {}),
@@ -315,7 +286,7 @@ def _train_run(
         directory,
         "completed",
         started=started,
-        finished=_now(),
+        finished=now(),
         epochs_completed=len(result.history),
         metrics=metrics,
     )
@@ -326,7 +297,8 @@ def _train_run(
 def plot_request(
     result: TrainResult, ev: Evaluation, test: FashionMNIST, normalize: bool = True
 ) -> dict[str, Any]:
-    """What :func:`plots.render_run` needs, as plain JSON-able numbers."""
+    """What :func:`~softmax_regression.plots.run.render_run` needs, as plain JSON-able
+    numbers."""
     n = min(PREDICTION_IMAGES, len(test))
     imgs = test.images[:n].cpu()
     pred = predict_classes(result.model, imgs, normalize).cpu().tolist()
@@ -353,6 +325,6 @@ def write_plots(
     normalize: bool = True,
 ) -> list[Path]:
     """The four figures of a run (in this process), from its returned numbers."""
-    from . import plots
+    from ..plots.run import render_run
 
-    return plots.render_run(directory, plot_request(result, ev, test, normalize))
+    return render_run(directory, plot_request(result, ev, test, normalize))

@@ -1,11 +1,8 @@
-"""Figures of a run, drawn from returned numbers and arrays (never from inside training).
+"""The four figures of a training run, drawn from returned numbers and arrays.
 
-Built on ``matplotlib.figure.Figure`` rather than pyplot: no global figure state, no GUI
-backend, and a shorter import. Each function returns the Figure; :func:`save` writes a PNG
-atomically. In Jupyter a returned Figure displays itself.
-
-This module needs numpy and matplotlib only (tensors are accepted as arrays), so that a run
-can draw its figures in a helper process that never imports torch: see :func:`serve`.
+Each function returns the Figure (:mod:`.style` saves it). This module needs numpy and
+matplotlib only (tensors are accepted as arrays), so that a run can draw its figures in a
+helper process that never imports torch: see :func:`serve`.
 """
 
 from __future__ import annotations
@@ -18,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._io import atomic_path
+from .style import array as _array
+from .style import figure as _figure
+from .style import save
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -27,27 +26,6 @@ if TYPE_CHECKING:
 BOOK_FORMATS = ("-", "m--", "g-.", "r:")
 BOOK_YLIM = (0.3, 0.9)
 RUN_FIGURES = ("curves.png", "predictions.png", "confusion.png", "weights.png")
-
-
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure
-
-    # A fixed layout: a layout engine measures every label by drawing the figure twice, which
-    # cost more than everything else in a run's figures together (measured).
-    return Figure(figsize=(width, height))
-
-
-def _array(a: Any, dtype: Any = None) -> np.ndarray:
-    if hasattr(a, "detach"):  # a torch tensor, without importing torch here
-        a = a.detach().cpu().numpy()
-    return np.asarray(a, dtype=dtype)
-
-
-def save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as a PNG under a temporary name, then rename it to ``path``."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    return Path(path)
 
 
 def curves(history: Any, epochs: int | None = None) -> Figure:
@@ -217,13 +195,18 @@ def render_run(directory: str | Path, request: Mapping[str, Any]) -> list[Path]:
 
 
 # Runs :func:`serve` in a fresh interpreter without executing the package's __init__ (which
-# imports torch): the package is registered by its directory only, so this module and _io
-# import as usual and nothing else does.
+# imports torch): the package is registered by its directory only, so this subpackage and
+# _io import as usual and nothing else does.
 WORKER_BOOT = (
     "import sys, types; pkg = types.ModuleType('softmax_regression'); "
     "pkg.__path__ = [sys.argv[1]]; sys.modules['softmax_regression'] = pkg; "
-    "from softmax_regression.plots import serve; serve()"
+    "from softmax_regression.plots.run import serve; serve()"
 )
+
+
+def worker_command() -> list[str]:
+    """The command line of a helper process running :func:`serve`."""
+    return [sys.executable, "-c", WORKER_BOOT, str(Path(__file__).resolve().parents[1])]
 
 
 def serve() -> None:

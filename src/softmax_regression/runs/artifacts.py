@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 
-from ._io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .data import CLASSES
-from .errors import ModelFileError, ResumeError
-from .model import NUM_CLASSES, NUM_INPUTS, SoftmaxRegression
-from .train import History, TrainState
+from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..data import CLASSES
+from ..errors import ModelFileError, ResumeError
+from ..model import NUM_CLASSES, NUM_INPUTS, SoftmaxRegression
+from ..train import History, TrainState
 
 MODEL_FILE = "model.safetensors"
 MODEL_JSON = "model.json"

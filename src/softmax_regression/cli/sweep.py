@@ -1,0 +1,126 @@
+"""``softmax-regression sweep``: the book's recipe for every combination of learning rates,
+batch sizes and epochs, several seeds each; mean ± std of the final metrics."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._options import parse_floats, parse_ints, parse_seeds
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    w = sub.add_parser(
+        "sweep",
+        help="train every combination of learning rates, batch sizes and epochs, several seeds",
+        description="Train the book's recipe for every combination of --lr, --batch-size and "
+        "--epochs, once per seed, on data loaded once; print mean ± std of the final metrics "
+        "and write sweep.csv, sweep.json and curves.png to --out.",
+    )
+    w.add_argument(
+        "--lr", default="0.1", help="comma-separated learning rates (default: %(default)s)"
+    )
+    w.add_argument(
+        "--batch-size", default="256", help="comma-separated batch sizes (default: %(default)s)"
+    )
+    w.add_argument(
+        "--epochs", default="10", help="comma-separated epoch counts (default: %(default)s)"
+    )
+    w.add_argument(
+        "--seeds",
+        default="0,1",
+        help="a count (3 = seeds 0,1,2) or a comma-separated list (default: %(default)s)",
+    )
+    w.add_argument(
+        "--val-split",
+        type=int,
+        default=0,
+        help="training images held out for validation, e.g. 10000 (default: 0)",
+    )
+    w.add_argument("--optimizer", default="sgd", help="sgd or adam (default: %(default)s)")
+    w.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default: 0)")
+    w.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (default: 0)")
+    w.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    w.add_argument("--data-dir", help="directory with the Fashion-MNIST IDX files")
+    w.add_argument("--out", default="runs/sweep", help="output directory (default: %(default)s)")
+    w.add_argument("--quiet", "-q", action="store_true", help="print only the table")
+    w.set_defaults(func=_sweep)
+
+
+def sweep_table(result) -> list[str]:
+    """The sweep as text: one line per setting, mean ± std over seeds."""
+    cols = result.columns()
+    titles = {
+        "train_loss": "train loss",
+        "train_acc": "train acc",
+        "val_acc": "val acc",
+        "test_acc": "test acc",
+        "seconds": "seconds",
+    }
+    has_best = any(r.best_epoch is not None for r in result.results)
+    head = f"{'lr':>8} {'batch':>6} {'epochs':>6} " + " ".join(f"{titles[c]:>17}" for c in cols)
+    if has_best:
+        head += f" {'val picks':>9} {'its test acc':>12}"
+    lines = [head, "-" * len(head)]
+    for r in result.results:
+        s = r.setting
+        line = f"{s.lr:>8g} {s.batch_size:>6} {s.epochs:>6} " + " ".join(
+            f"{r.runs.summary[c].format(2 if c == 'seconds' else 4):>17}" for c in cols
+        )
+        if has_best:
+            line += f" {r.best_epoch:>9} {r.test_acc_at_best_epoch:>12.4f}"
+        lines.append(line)
+    return lines
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .. import sweep
+    from ..config import TrainConfig
+    from ..data import load_fashion_mnist
+    from ..runs.directory import output_dir
+    from ..runs.sweep import write_sweep
+
+    settings = sweep.grid(
+        parse_floats(args.lr, "--lr"),
+        parse_ints(args.batch_size, "--batch-size"),
+        parse_ints(args.epochs, "--epochs"),
+    )
+    seeds = parse_seeds(args.seeds)
+    base = TrainConfig(
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        device=args.device,
+        val_split=args.val_split,
+        data_dir=args.data_dir,
+    )
+    for s in settings:  # every setting is checked before any training starts
+        base.replace(lr=s.lr, batch_size=s.batch_size, epochs=s.epochs)
+    out = output_dir(args.out)
+    train = load_fashion_mnist("train", args.data_dir)
+    test = load_fashion_mnist("test", args.data_dir)
+    runs = len({(s.lr, s.batch_size) for s in settings}) * len(seeds)
+    if not args.quiet:
+        print(f"{len(settings)} settings x {len(seeds)} seeds: {runs} training runs")
+    done = [0]
+
+    def on_run(setting, seed, history) -> None:
+        done[0] += 1
+        if not args.quiet:
+            last = history.last
+            secs = sum(r.seconds for r in history)
+            print(
+                f"  [{done[0]}/{runs}] lr {setting.lr:g}, batch {setting.batch_size}, "
+                f"{setting.epochs} epochs, seed {seed}: test acc {last.test_acc:.4f} "
+                f"({secs:.1f} s)",
+                flush=True,
+            )
+
+    result = sweep.run_sweep(base, settings, seeds, train, test, on_run=on_run)
+    for line in sweep_table(result):
+        print(line)
+    csv_file, json_file, png_file = write_sweep(out, result)
+    print(
+        f"{len(settings)} settings, {result.trained_epochs} epochs trained in "
+        f"{result.seconds:.1f} s; wrote {csv_file}, {json_file}, {png_file}"
+    )
+    return 0

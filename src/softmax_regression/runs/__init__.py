@@ -1,0 +1,21 @@
+"""Everything that writes a run directory, and the files in it.
+
+- :mod:`.directory`: where a run goes (``runs/<date-time>`` or ``--out``);
+- :mod:`.artifacts`: the file formats (model and checkpoint as safetensors, config, status,
+  history) and how they are read back;
+- :mod:`.book`: the book's recipe trained into a run directory (``train_run``, resume);
+- :mod:`.best_linear`: the best-linear recipe's run directory;
+- :mod:`.seeds`: several seeds of a recipe, ``seed-<k>/`` and the mean ± std files;
+- :mod:`.sweep`, :mod:`.numerics`: the sweep's and the numerics report's directories.
+
+Training itself (:mod:`softmax_regression.train`, :mod:`softmax_regression.best_linear`,
+:mod:`softmax_regression.sweep`) writes no file; these modules take its results to disk, every
+file atomically (:mod:`softmax_regression._io`).
+"""
+
+from __future__ import annotations
+
+from .book import RUN_FILES, RunOutcome, resume_config, train_run
+from .directory import make_run_dir
+
+__all__ = ["RUN_FILES", "RunOutcome", "make_run_dir", "resume_config", "train_run"]

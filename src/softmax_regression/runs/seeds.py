@@ -1,0 +1,149 @@
+"""Several seeds of one recipe on disk: ``seed-<k>/`` run directories, and ``seeds.json`` /
+``seeds.csv`` with every final metric per seed and as mean ± std beside them.
+
+:func:`book_seed_runs` and :func:`best_linear_seed_runs` are what ``train --seeds`` does for
+each recipe: data loaded once, one run directory per seed (:mod:`.book`, :mod:`.best_linear`),
+then the summary. :func:`seed_runs` is the loop under both, for any ``run_one`` that returns its
+final metrics. The statistics are :mod:`softmax_regression.seeds`'.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_json, atomic_write_text
+from ..best_linear import BestLinearConfig
+from ..config import TrainConfig, resolve_device
+from ..data import FashionMNIST, load_fashion_mnist
+from ..seeds import SeedRuns, final_metrics
+from ..train import Progress
+from .best_linear import BestLinearOutcome, best_linear_run
+from .book import RunOutcome, load_data, train_run
+from .directory import DEFAULT_ROOT, make_run_dir
+
+SEEDS_JSON = "seeds.json"
+SEEDS_CSV = "seeds.csv"
+
+def seed_runs(
+    directory: str | Path,
+    seeds: Sequence[int],
+    run_one: Callable[[int, Path], dict[str, Any]],
+    *,
+    description: dict[str, Any] | None = None,
+    on_seed: Callable[[int, dict[str, Any]], None] | None = None,
+) -> SeedRuns:
+    """``run_one(seed, directory / f"seed-{seed}")`` for each seed -> its final metrics; then
+    ``seeds.json`` and ``seeds.csv`` (per seed, mean, std) in ``directory``."""
+    directory = Path(directory)
+    rows = []
+    for seed in seeds:
+        rows.append(run_one(int(seed), directory / f"seed-{seed}"))
+        if on_seed is not None:
+            on_seed(int(seed), rows[-1])
+    result = SeedRuns.from_rows([int(s) for s in seeds], rows)
+    write_seed_files(directory, result, description)
+    return result
+
+
+def write_seed_files(
+    directory: str | Path, result: SeedRuns, description: dict[str, Any] | None = None
+) -> None:
+    directory = Path(directory)
+    body = {
+        **(description or {}),
+        **result.to_dict(),
+        "runs": [f"seed-{s}" for s in result.seeds],
+        "std": "sample standard deviation (n - 1)",
+        "labels": "val_acc: validation images held out of the training split (they chose "
+        "hyperparameters or epochs, if anything did); test_acc: the test split, reported only",
+    }
+    atomic_write_json(directory / SEEDS_JSON, body)
+    atomic_write_text(directory / SEEDS_CSV, result.to_csv())
+
+
+def book_seed_runs(
+    config: TrainConfig,
+    seeds: Sequence[int],
+    *,
+    out: str | Path | None = None,
+    root: str | Path = DEFAULT_ROOT,
+    train: FashionMNIST | None = None,
+    test: FashionMNIST | None = None,
+    plots: bool = True,
+    progress: Callable[[int], Progress | None] | None = None,
+    on_seed: Callable[[int, RunOutcome, dict[str, Any]], None] | None = None,
+) -> tuple[Path, SeedRuns]:
+    """The book's recipe once per seed into ``out/seed-<k>/`` (:func:`.book.train_run`), then
+    the summary files. ``progress(seed)`` gives each run's progress display (closed after the
+    run if it has ``close``); ``on_seed(seed, outcome, metrics)`` follows each run."""
+    resolve_device(config.device)  # a missing GPU is reported before anything is written
+    top = make_run_dir(out, root)
+    if train is None or test is None:
+        train, test = load_data(config)
+
+    def run_one(seed: int, directory: Path) -> dict[str, Any]:
+        shown = progress(seed) if progress is not None else None
+        try:
+            outcome = train_run(
+                config.replace(seed=seed),
+                out=directory,
+                train=train,
+                test=test,
+                progress=shown,
+                plots=plots,
+            )
+        finally:
+            close = getattr(shown, "close", None)
+            if close is not None:
+                close()
+        m = final_metrics(outcome.result.history)
+        if outcome.evaluation is not None:
+            m["test_macro_f1"] = outcome.evaluation.macro_f1
+        if on_seed is not None:
+            on_seed(seed, outcome, m)
+        return m
+
+    desc = {"recipe": "book", "config": {k: v for k, v in config.to_dict().items() if k != "seed"}}
+    return top, seed_runs(top, seeds, run_one, description=desc)
+
+
+def best_linear_seed_runs(
+    config: BestLinearConfig,
+    seeds: Sequence[int],
+    *,
+    out: str | Path | None = None,
+    root: str | Path = DEFAULT_ROOT,
+    train: FashionMNIST | None = None,
+    test: FashionMNIST | None = None,
+    data_dir: str | None = None,
+    plots: bool = True,
+    on_seed: Callable[[int, BestLinearOutcome], None] | None = None,
+) -> tuple[Path, SeedRuns]:
+    """The best-linear recipe once per seed into ``out/seed-<k>/``
+    (:func:`.best_linear.best_linear_run`), then the summary files; ``on_seed(seed, outcome)``
+    follows each run."""
+    resolve_device(config.device)  # a missing GPU is reported before anything is written
+    train = train if train is not None else load_fashion_mnist("train", data_dir)
+    test = test if test is not None else load_fashion_mnist("test", data_dir)
+    top = make_run_dir(out, root)
+
+    def run_one(seed: int, directory: Path) -> dict[str, Any]:
+        outcome = best_linear_run(
+            dataclasses.replace(config, seed=seed),
+            out=directory,
+            train=train,
+            test=test,
+            plots=plots,
+        )
+        if on_seed is not None:
+            on_seed(seed, outcome)
+        return outcome.metrics
+
+    desc = {
+        "recipe": "best-linear",
+        "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "seed"},
+    }
+    return top, seed_runs(top, seeds, run_one, description=desc)
