@@ -15,7 +15,7 @@ def default_name(now: _dt.datetime | None = None) -> str:
 
 
 def now() -> str:
-    """The local time with its UTC offset, to the second: ``started``/``finished`` in status.json."""
+    """Local time with its UTC offset, to the second: ``started`` and ``finished`` of a status."""
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
