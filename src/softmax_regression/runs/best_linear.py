@@ -124,9 +124,7 @@ def best_linear_run(
     atomic_write_text(directory / CANDIDATES_CSV, _candidates_csv(model))
     if plots:
         _plots(directory, model, module, ev, test)
-    artifacts.write_status(
-        directory, "completed", started=started, finished=now(), metrics=metrics
-    )
+    artifacts.write_status(directory, "completed", started=started, finished=now(), metrics=metrics)
     files = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
     return BestLinearOutcome(directory, model, ev, metrics, files)
 

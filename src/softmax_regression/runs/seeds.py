@@ -27,6 +27,7 @@ from .directory import DEFAULT_ROOT, make_run_dir
 SEEDS_JSON = "seeds.json"
 SEEDS_CSV = "seeds.csv"
 
+
 def seed_runs(
     directory: str | Path,
     seeds: Sequence[int],
