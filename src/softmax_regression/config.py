@@ -1,15 +1,20 @@
-"""Every knob of a training run, with the book's defaults, validated when it is built."""
+"""Every knob of a training run, with the book's defaults, validated when it is built.
+
+The checks need no torch (only :func:`resolve_device` imports it), so the library and the
+command line share them and a bad value is reported before torch is imported.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, DeviceError
+
+if TYPE_CHECKING:
+    import torch
 
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -96,6 +101,8 @@ class TrainConfig:
 
 def resolve_device(name: str) -> torch.device:
     """``auto``/``cpu``/``cuda`` -> a usable torch.device, or a one-line DeviceError."""
+    import torch  # here, not at the top: the command line validates a config without torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":

@@ -18,13 +18,15 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import TrainConfig
-from .data import FashionMNIST
 from .errors import ConfigError
 from .seeds import MeanStd, SeedRuns, final_metrics
-from .train import History, fit
+
+if TYPE_CHECKING:  # the settings are built and checked without torch; training imports it
+    from .data import FashionMNIST
+    from .train import History
 
 SUMMARY_METRICS = ("train_loss", "train_acc", "val_acc", "test_acc", "seconds")
 
@@ -139,7 +141,7 @@ def _mean_curves(histories: Sequence[History], epochs: int) -> dict[str, list[fl
 
 
 def _prefix(history: History, epochs: int) -> History:
-    return History(list(history.records[:epochs]))
+    return type(history)(list(history.records[:epochs]))
 
 
 def run_sweep(
@@ -157,6 +159,8 @@ def run_sweep(
     validation split, device...). ``on_run`` is called after each trained run with the
     longest setting it serves.
     """
+    from .train import fit
+
     if not seeds:
         raise ConfigError("a sweep needs at least one seed")
     settings = list(settings)

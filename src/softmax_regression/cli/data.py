@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..data import dataset
 from ..data.sources import FILES, SPLITS, cache_dir, locate
 from ..errors import CorruptDataError
 
@@ -59,6 +58,8 @@ def _where(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from ..data import dataset
+
     found = locate(args.data_dir)
     print(f"Verifying {found.directory} (found via {found.how})")
     failed: list[str] = []
@@ -109,6 +110,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from ..data import dataset
     from ..data.preview import image_format, sample_grid, save_figure
 
     image_format(args.out)  # a bad --out fails before the data is read

@@ -25,12 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from ..runs.directory import resolve_model_path
+
+    if args.top < 0:
+        raise ConfigError(f"--top must not be negative, got {args.top}")
+    resolve_model_path(args.model)  # a missing model is reported before torch is imported
     from ..data import load_fashion_mnist
     from ..evaluation import evaluate, format_report
     from ..runs.artifacts import load_model
 
-    if args.top < 0:
-        raise ConfigError(f"--top must not be negative, got {args.top}")
     saved = load_model(args.model)
     data = load_fashion_mnist(args.split, args.data_dir)
     ev = evaluate(saved.model, data, normalize=saved.normalize, classes=saved.classes)

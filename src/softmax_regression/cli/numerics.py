@@ -74,13 +74,15 @@ def numerics_tables(report) -> list[str]:
 
 
 def _numerics(args: argparse.Namespace) -> int:
-    from ..numerics import numerics_report
     from ..runs.directory import output_dir
-    from ..runs.numerics import write_numerics
 
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
-    report = numerics_report(dtypes, parse_floats(args.scales, "--scales"))
+    scales = parse_floats(args.scales, "--scales")
     out = output_dir(args.out)
+    from ..numerics import numerics_report
+    from ..runs.numerics import write_numerics
+
+    report = numerics_report(dtypes, scales)
     for line in numerics_tables(report):
         print(line)
     print()

@@ -24,11 +24,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ..predict import predict_files
-    from ..runs.artifacts import load_model
+    from pathlib import Path
+
+    from ..errors import ImageError
+    from ..runs.directory import resolve_model_path
 
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
+    resolve_model_path(args.model)  # missing files are reported before torch is imported
+    missing = next((p for p in args.images if not Path(p).exists()), None)
+    if missing is not None:
+        raise ImageError(f"{missing}: no such file")
+    from ..predict import predict_files
+    from ..runs.artifacts import load_model
+
     saved = load_model(args.model)
     preds = predict_files(saved, args.images, args.top)
     if args.json:

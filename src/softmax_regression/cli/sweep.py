@@ -75,9 +75,7 @@ def sweep_table(result) -> list[str]:
 def _sweep(args: argparse.Namespace) -> int:
     from .. import sweep
     from ..config import TrainConfig
-    from ..data import load_fashion_mnist
     from ..runs.directory import output_dir
-    from ..runs.sweep import write_sweep
 
     settings = sweep.grid(
         parse_floats(args.lr, "--lr"),
@@ -96,6 +94,10 @@ def _sweep(args: argparse.Namespace) -> int:
     for s in settings:  # every setting is checked before any training starts
         base.replace(lr=s.lr, batch_size=s.batch_size, epochs=s.epochs)
     out = output_dir(args.out)
+    # Everything that the arguments alone can get wrong has been checked: now torch.
+    from ..data import load_fashion_mnist
+    from ..runs.sweep import write_sweep
+
     train = load_fashion_mnist("train", args.data_dir)
     test = load_fashion_mnist("test", args.data_dir)
     runs = len({(s.lr, s.batch_size) for s in settings}) * len(seeds)

@@ -117,8 +117,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> None:
-    from ..progress import ConsoleProgress
-    from ..runs.book import resume_config, train_run
+    from ..runs.directory import check_new, resume_config
 
     if args.resume is not None:
         if args.out is not None:
@@ -126,6 +125,11 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> None:
         config = resume_config(args.resume, given)
     else:
         config = TrainConfig(**given)
+        check_new(args.out)
+    # Everything that the arguments alone can get wrong has been checked: now torch.
+    from ..progress import ConsoleProgress
+    from ..runs.book import train_run
+
     progress = None if args.quiet else ConsoleProgress(_columns(config))
     try:
         outcome = train_run(
@@ -177,10 +181,12 @@ def _print_seed_summary(directory: Path, result) -> None:
 
 
 def _train_book_seeds(args: argparse.Namespace, given: dict[str, Any], seeds) -> None:
-    from ..progress import ConsoleProgress
-    from ..runs.seeds import book_seed_runs
+    from ..runs.directory import check_new
 
     config = TrainConfig(**given)
+    check_new(args.out)
+    from ..progress import ConsoleProgress
+    from ..runs.seeds import book_seed_runs
 
     def progress(seed: int) -> ConsoleProgress | None:
         if args.quiet:
@@ -206,9 +212,7 @@ def _train_book_seeds(args: argparse.Namespace, given: dict[str, Any], seeds) ->
 def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -> None:
     import dataclasses
 
-    from ..best_linear import BestLinearConfig
-    from ..runs.best_linear import best_linear_run
-    from ..runs.seeds import best_linear_seed_runs
+    from ..runs.directory import check_new
 
     extra = sorted(set(given) - _BEST_LINEAR_OPTIONS)
     if extra:
@@ -221,6 +225,11 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
             "--recipe best-linear chooses its weight decay on a validation split: "
             "--val-split must be at least 1"
         )
+    check_new(args.out)
+    from ..best_linear import BestLinearConfig
+    from ..runs.best_linear import best_linear_run
+    from ..runs.seeds import best_linear_seed_runs
+
     config = BestLinearConfig(
         val_split=given.get("val_split", BestLinearConfig.val_split),
         device=given.get("device", "auto"),

@@ -24,14 +24,16 @@ from ..data import CLASSES
 from ..errors import ModelFileError, ResumeError
 from ..model import NUM_CLASSES, NUM_INPUTS, SoftmaxRegression
 from ..train import History, TrainState
-
-MODEL_FILE = "model.safetensors"
-MODEL_JSON = "model.json"
-CHECKPOINT_FILE = "checkpoint.safetensors"
-CONFIG_JSON = "config.json"
-STATUS_JSON = "status.json"
-HISTORY_JSON = "history.json"
-METRICS_CSV = "metrics.csv"
+from .directory import (  # the file names and the JSON read back need no torch
+    CHECKPOINT_FILE,
+    CONFIG_JSON,
+    HISTORY_JSON,
+    METRICS_CSV,
+    MODEL_FILE,
+    MODEL_JSON,
+    STATUS_JSON,
+    resolve_model_path,
+)
 
 MODEL_FORMAT = "softmax-regression/model"
 CHECKPOINT_FORMAT = "softmax-regression/checkpoint"
@@ -157,19 +159,6 @@ def save_model(
     return directory / MODEL_FILE
 
 
-def resolve_model_path(path: str | Path) -> Path:
-    """A model file, or a run directory holding one (with a reason when it does not)."""
-    p = Path(path)
-    if not p.is_dir():
-        return p
-    file = p / MODEL_FILE
-    if file.exists():
-        return file
-    status = read_status(p)
-    why = f" (the run {status['status']})" if status and status.get("status") != "completed" else ""
-    raise ModelFileError(f"{p}: no {MODEL_FILE} in this directory{why}")
-
-
 def load_model(path: str | Path) -> SavedModel:
     """Read a model written by :func:`save_model` (a file or its run directory)."""
     file = resolve_model_path(path)
@@ -264,14 +253,6 @@ def write_status(directory: str | Path, status: str, **fields: Any) -> None:
     atomic_write_json(Path(directory) / STATUS_JSON, {"status": status, **fields})
 
 
-def read_status(directory: str | Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((Path(directory) / STATUS_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def library_versions() -> dict[str, str]:
     """Versions that decide the numbers: torch's own build string (``2.13.0+cpu``,
     ``2.11.0+cu130``: package metadata may drop the build tag) and its CUDA, the others from
@@ -306,18 +287,3 @@ def write_run_config(
             "data_sha256": data_sha256,
         },
     )
-
-
-def read_run_config(directory: str | Path) -> dict[str, Any]:
-    if not Path(directory).is_dir():
-        raise ResumeError(f"{directory}: no such run directory")
-    path = Path(directory) / CONFIG_JSON
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResumeError(f"{directory}: no {CONFIG_JSON}; not a run directory") from None
-    except (OSError, ValueError) as e:
-        raise ResumeError(f"{path}: unreadable ({e})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-        raise ResumeError(f"{path}: not a run description")
-    return data

@@ -21,14 +21,12 @@ import torch
 
 from ..config import TrainConfig, resolve_device
 from ..data import FashionMNIST, load_fashion_mnist
-from ..errors import ConfigError, NonFiniteLossError, ResumeError
+from ..errors import NonFiniteLossError, ResumeError
 from ..evaluation import Evaluation, evaluate, predict_classes
 from ..train import Progress, TrainResult, TrainState, fit
 from . import artifacts
-from .directory import DEFAULT_ROOT, make_run_dir, now
+from .directory import DEFAULT_ROOT, check_resumable, make_run_dir, now
 
-# What a resumed run may change: more epochs, and where the (checksum-verified) data lives.
-RESUMABLE_CHANGES = ("epochs", "data_dir")
 PREDICTION_IMAGES = 12
 
 RUN_FILES = {
@@ -58,30 +56,6 @@ class RunOutcome:
 
 def load_data(config: TrainConfig) -> tuple[FashionMNIST, FashionMNIST]:
     return load_fashion_mnist("train", config.data_dir), load_fashion_mnist("test", config.data_dir)
-
-
-def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The settings of the run in ``run_dir`` with ``overrides`` applied; only
-    :data:`RESUMABLE_CHANGES` may differ, anything else is a :class:`ResumeError`."""
-    saved = artifacts.read_run_config(run_dir)["config"]
-    try:
-        base = TrainConfig.from_dict(saved)
-    except ConfigError as e:
-        raise ResumeError(f"{run_dir}: its config.json is not usable ({e})") from None
-    config = base.replace(**(overrides or {}))
-    check_resumable(run_dir, saved, config)
-    return config
-
-
-def check_resumable(run_dir: str | Path, saved: dict[str, Any], config: TrainConfig) -> None:
-    wanted = config.to_dict()
-    for key in sorted(set(saved) | set(wanted)):
-        if key in RESUMABLE_CHANGES or saved.get(key) == wanted.get(key):
-            continue
-        raise ResumeError(
-            f"{run_dir} was trained with {key}={saved.get(key)!r}, not {wanted.get(key)!r}; "
-            f"a resumed run keeps every setting except {', '.join(RESUMABLE_CHANGES)}"
-        )
 
 
 class _Writer:
