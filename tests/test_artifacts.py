@@ -18,7 +18,8 @@ from softmax_regression.errors import ModelFileError, NonFiniteLossError, Resume
 from softmax_regression.evaluation import evaluate
 from softmax_regression.model import SoftmaxRegression
 from softmax_regression.runs import artifacts
-from softmax_regression.runs.book import RUN_FILES, resume_config, train_run
+from softmax_regression.runs.book import RUN_FILES, train_run
+from softmax_regression.runs.directory import resume_config
 
 
 @pytest.fixture(scope="module")
