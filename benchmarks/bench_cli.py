@@ -66,7 +66,7 @@ def main() -> None:
             cases[(name, "before")] = ([*cli, *argv], before)
             cases[(name, "after")] = ([*cli, *argv], after)
         times: dict[tuple[str, str], list[float]] = {k: [] for k in cases}
-        for k, (argv, src) in cases.items():  # warm the file cache once
+        for argv, src in cases.values():  # warm the file cache once
             timed(argv, src)
         for _ in range(args.rounds):
             for k, (argv, src) in cases.items():

@@ -24,16 +24,19 @@ from ..data import CLASSES
 from ..errors import ModelFileError, ResumeError
 from ..model import NUM_CLASSES, NUM_INPUTS, SoftmaxRegression
 from ..train import History, TrainState
-from .directory import (  # the file names and the JSON read back need no torch
-    CHECKPOINT_FILE,
-    CONFIG_JSON,
-    HISTORY_JSON,
-    METRICS_CSV,
-    MODEL_FILE,
-    MODEL_JSON,
-    STATUS_JSON,
-    resolve_model_path,
-)
+
+# The file names and the JSON descriptions read back need no torch: they live in .directory,
+# and are this module's names too (``artifacts.read_status(run)``, ``artifacts.MODEL_FILE``).
+from .directory import CHECKPOINT_FILE as CHECKPOINT_FILE
+from .directory import CONFIG_JSON as CONFIG_JSON
+from .directory import HISTORY_JSON as HISTORY_JSON
+from .directory import METRICS_CSV as METRICS_CSV
+from .directory import MODEL_FILE as MODEL_FILE
+from .directory import MODEL_JSON as MODEL_JSON
+from .directory import STATUS_JSON as STATUS_JSON
+from .directory import read_run_config as read_run_config
+from .directory import read_status as read_status
+from .directory import resolve_model_path as resolve_model_path
 
 MODEL_FORMAT = "softmax-regression/model"
 CHECKPOINT_FORMAT = "softmax-regression/checkpoint"
