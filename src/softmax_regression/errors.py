@@ -63,3 +63,7 @@ class NonFiniteLossError(SoftmaxRegressionError):
     """Training produced a nan or inf loss and was stopped."""
 
     exit_code = 6
+
+
+class ReportError(SoftmaxRegressionError):
+    """A report page that cannot be written (no such directory, nothing to report)."""

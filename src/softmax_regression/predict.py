@@ -12,8 +12,12 @@ were made with (a product photo on a light background, turned into a 28x28 negat
    means light.
 4. Trimmed to the box of pixels that differ from the background level (the border pixels'
    median) by more than 5% of the full range (13 levels).
-5. Scaled (Lanczos) so that its longer side is 28 pixels, keeping the aspect ratio, and
-   centred on a 28x28 canvas filled with the background level.
+5. Scaled so that its longer side is 28 pixels, keeping the aspect ratio (the other side
+   rounded half up, at least 1), by exact area averaging: each output pixel is the mean of the
+   source pixels it covers, weighted by the covered fraction of each, computed in integers and
+   rounded half up. Then centred on a 28x28 canvas filled with the background level. This is
+   one explicit algorithm, not a library's resampler, so that the report page's "Try it"
+   (JavaScript, ``report/page.js``) computes the same pixels exactly.
 
 An image that is already 28x28 skips steps 4 and 5: it is taken to be framed like the
 dataset's own images (which round-trip through a PNG file unchanged).
@@ -112,13 +116,44 @@ def prepare_image(img) -> torch.Tensor:  # img: PIL.Image.Image
     if rows.size:
         gray = gray.crop((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1))
     w, h = gray.size
-    scale = SIZE / max(w, h)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if size != (w, h):
-        gray = gray.resize(size, Image.Resampling.LANCZOS)
-    canvas = Image.new("L", (SIZE, SIZE), background)
-    canvas.paste(gray, ((SIZE - size[0]) // 2, (SIZE - size[1]) // 2))
-    return torch.from_numpy(np.array(canvas, dtype=np.uint8))
+    longer = max(w, h)
+    # w * 28 / longer rounded half up, in integers (Python's round() rounds half to even).
+    size = (
+        max(1, (2 * w * SIZE + longer) // (2 * longer)),
+        max(1, (2 * h * SIZE + longer) // (2 * longer)),
+    )
+    small = area_resize(np.asarray(gray), size[0], size[1])
+    canvas = np.full((SIZE, SIZE), background, np.uint8)
+    x0, y0 = (SIZE - size[0]) // 2, (SIZE - size[1]) // 2
+    canvas[y0 : y0 + size[1], x0 : x0 + size[0]] = small
+    return torch.from_numpy(canvas)
+
+
+def _coverage(n: int, m: int):  # float64 (m, n): how much of source pixel i output pixel k covers
+    """In units of 1/(n*m) of the axis: output k spans [k*n, (k+1)*n), source i [i*m, (i+1)*m)."""
+    import numpy as np
+
+    k = np.arange(m)[:, None]
+    i = np.arange(n)[None, :]
+    lo = np.maximum(k * n, i * m)
+    hi = np.minimum((k + 1) * n, (i + 1) * m)
+    return np.maximum(hi - lo, 0).astype(np.float64)
+
+
+def area_resize(a, width: int, height: int):
+    """Exact area averaging of a uint8 (h, w) array to (height, width), rounded half up.
+
+    Every weight and partial sum is an integer below 2**53, so the float64 products are exact
+    whatever order BLAS adds in, and the result is the same as an integer computation.
+    """
+    import numpy as np
+
+    h, w = a.shape
+    if (w, h) == (width, height):
+        return np.array(a, dtype=np.uint8)
+    total = _coverage(h, height) @ a.astype(np.float64) @ _coverage(w, width).T
+    area = float(w * h)  # the area of one output pixel in these units
+    return np.floor((2 * total + area) / (2 * area)).astype(np.uint8)
 
 
 @torch.no_grad()

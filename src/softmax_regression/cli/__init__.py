@@ -1,7 +1,7 @@
 """``softmax-regression``: a thin command line over the library.
 
 Each command lives in its own module (``train``, ``evaluate``, ``predict``, ``data``,
-``sweep``, ``numerics``) with a ``register(subparsers)`` function that adds its parser and
+``sweep``, ``numerics``, ``report``) with a ``register(subparsers)`` function that adds its parser and
 sets ``func`` (a callable taking the parsed namespace and returning an exit code); options
 that several commands share are parsed by ``_options``. This module only assembles them.
 """
@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import SoftmaxRegressionError
-from . import data, evaluate, numerics, predict, sweep, train
+from . import data, evaluate, numerics, predict, report, sweep, train
 
-COMMANDS = (data, train, evaluate, predict, numerics, sweep)
+COMMANDS = (data, train, evaluate, predict, numerics, sweep, report)
 
 PROG = "softmax-regression"
 

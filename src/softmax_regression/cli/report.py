@@ -1,0 +1,31 @@
+"""``softmax-regression report RUN_DIR|RUNS_DIR [--out FILE]``: a run's page, or an index."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write a self-contained HTML page for a run (or an index of a directory of runs)",
+        description="Write report.html: one offline HTML file with the run's curves, "
+        "evaluation, confusion gallery, weights and a 'Try it' panel running the model. "
+        "Given a --seeds or sweep directory, its summary page; given a directory of runs, "
+        "an index comparing them (and the page of each run that has none).",
+    )
+    p.add_argument("path", metavar="DIR", help="a run directory, or a directory of runs")
+    p.add_argument("--out", help="file to write (default: DIR/report.html)")
+    p.add_argument(
+        "--data-dir",
+        help="where to find Fashion-MNIST's test split, for the gallery (default: the usual search)",
+    )
+    p.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ..report import write_report
+
+    path = write_report(args.path, args.out, data_dir=args.data_dir)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0

@@ -1,0 +1,139 @@
+"""A run as one self-contained HTML page: curves, evaluation, gallery, weights, and "Try it".
+
+``write_report(run_dir)`` writes ``report.html`` for a run, a ``--seeds`` directory or a sweep
+directory; ``write_index(runs_dir)`` writes a page comparing the runs of a directory. The page
+is one file: the run's numbers go in as JSON, the CSS and JavaScript (``page.css``,
+``page.js``, package data) are inlined, and the page draws everything itself (SVG charts,
+canvas images), so it opens offline from ``file://`` and can be mailed as it is.
+
+Safety is structural: the JSON is embedded with ``<``, ``>`` and ``&`` escaped, the script
+renders every string from the run with ``textContent`` (never as HTML), and a
+Content-Security-Policy meta tag allows only the page's own script (by its SHA-256) and no
+network source at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import re
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_text
+from ..errors import ReportError
+from . import collect
+
+REPORT_HTML = "report.html"
+
+__all__ = ["REPORT_HTML", "page_html", "write_index", "write_report"]
+
+
+def _asset(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def _json_for_script(data: Any) -> str:
+    text = json.dumps(collect.clean(data), separators=(",", ":"), allow_nan=False)
+    # Inside <script type="application/json"> only "</script" could end the element early;
+    # escaping every <, > and & makes any string from the run inert.
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def page_html(data: dict[str, Any]) -> str:
+    """The complete page for ``data`` (from :mod:`.collect`)."""
+    from .. import __version__
+
+    data = {
+        **data,
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "generator": f"softmax-regression {__version__}",
+    }
+    script = _asset("page.js")
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+    csp = (
+        f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
+        "img-src data: blob:; base-uri 'none'; form-action 'none'"
+    )
+    parts = {
+        "TITLE": html.escape(f"{data.get('name', 'run')} · softmax-regression report"),
+        "CSP": html.escape(csp),
+        "STYLE": _asset("page.css"),
+        "DATA": _json_for_script(data),
+        "SCRIPT": script,
+    }
+    # One pass, so that text coming from the run can never be taken for a placeholder.
+    return re.sub(r"\{\{([A-Z]+)\}\}", lambda m: parts[m.group(1)], _asset("template.html"))
+
+
+def _directory(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ReportError(f"{p}: no such directory")
+    if not p.is_dir():
+        raise ReportError(f"{p}: not a directory (give a run directory or a directory of runs)")
+    return p
+
+
+def write_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    data_dir: str | None = None,
+    test=None,
+) -> Path:
+    """Write the page of a run (or of a ``--seeds`` / sweep directory); returns its path.
+
+    ``test`` is the test split if the caller has it loaded; otherwise it is loaded from
+    ``data_dir`` (the usual search), and if that fails the page says so and leaves out the
+    sections that need test images. A ``--seeds`` directory's page links to the seeds' own
+    pages, which are written too.
+    """
+    directory = _directory(run_dir)
+    kind = collect.kind_of(directory)
+    if kind == "runs":
+        return write_index(directory, out, data_dir=data_dir, test=test)
+    if kind == "run":
+        problem = None
+        if test is None and (directory / collect.MODEL_FILE).exists():
+            test, problem = collect.load_test(data_dir)
+        data = collect.run_data(directory, test, problem)
+    elif kind == "seeds":
+        data = collect.seeds_data(directory)
+        for row in data["rows"]:
+            sub = directory / row["name"]
+            if not (sub / REPORT_HTML).exists():
+                if test is None:
+                    test, problem = collect.load_test(data_dir)
+                write_report(sub, data_dir=data_dir, test=test)
+    else:
+        data = collect.sweep_data(directory)
+    target = Path(out) if out is not None else directory / REPORT_HTML
+    atomic_write_text(target, page_html(data))
+    return target
+
+
+def write_index(
+    runs_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    data_dir: str | None = None,
+    test=None,
+) -> Path:
+    """Write a page comparing the runs in ``runs_dir`` (one row each, curves overlaid), and
+    the page of every run there that has none yet."""
+    directory = _directory(runs_dir)
+    data = collect.index_data(directory)
+    for row in data["rows"]:
+        sub = directory / row["name"]
+        if not (sub / REPORT_HTML).exists():
+            if test is None and collect.kind_of(sub) in ("run", "seeds"):
+                test, _ = collect.load_test(data_dir)
+            write_report(sub, data_dir=data_dir, test=test)
+    target = Path(out) if out is not None else directory / REPORT_HTML
+    atomic_write_text(target, page_html(data))
+    return target
