@@ -1,0 +1,528 @@
+"""The report page: what it contains, that it is safe and self-contained, and, in a real
+headless Chromium, that it works: the confusion gallery, drawing, the file picker, and "Try it"
+computing the same 28x28 input and probabilities as ``softmax-regression predict``.
+
+The browser is Debian's ``chromium`` driven by Playwright (``make test`` installs it as root).
+Without it the browser tests skip on a developer's machine and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+from contextlib import redirect_stdout
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from softmax_regression import TrainConfig, load_fashion_mnist, load_model, save_model, train_run
+from softmax_regression.best_linear import BestLinearConfig
+from softmax_regression.cli import main
+from softmax_regression.errors import NonFiniteLossError, ReportError
+from softmax_regression.predict import area_resize, load_image, probabilities
+from softmax_regression.recipes import best_linear_run
+from softmax_regression.report import REPORT_HTML, write_index, write_report
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+EVIL = "<img src=x onerror=alert(1)>"
+SHOTS = (
+    Path(os.environ.get("REPORT_SCREENSHOTS", "")) if os.environ.get("REPORT_SCREENSHOTS") else None
+)
+
+
+# --------------------------------------------------------------------------- runs, made once
+
+
+@pytest.fixture(scope="session")
+def splits():
+    return load_fashion_mnist("train"), load_fashion_mnist("test")
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory, splits) -> Path:
+    """A directory of runs of every kind: book, failed, best-linear, seeds, sweep, hostile."""
+    root = tmp_path_factory.mktemp("runs")
+    train, test = splits
+    train_run(TrainConfig(), out=root / "book", train=train, test=test, plots=False)
+    with pytest.raises(NonFiniteLossError):
+        bad = TrainConfig(loss="naive", normalize=False, epochs=2)
+        train_run(bad, out=root / "failed", train=train, test=test, plots=False)
+    quick = BestLinearConfig(weight_decays=(1e-3, 5e-4), select_iters=4, refit_iters=4)
+    best_linear_run(quick, out=root / "best", train=train, test=test, plots=False)
+    with redirect_stdout(io.StringIO()):
+        common = ["--epochs", "2", "--quiet", "--no-plots"]
+        assert main(["train", "--seeds", "0,1", "--out", str(root / "seeds"), *common]) == 0
+        sweep = ["--lr", "0.1,0.3", "--epochs", "2", "--seeds", "1", "--out", str(root / "sweep")]
+        assert main(["sweep", *sweep]) == 0
+    # Hostile strings: a directory name and a class name that are HTML.
+    evil = root / EVIL
+    shutil.copytree(root / "book", evil)
+    saved = load_model(evil)
+    save_model(evil, saved.model, classes=(*saved.classes[:9], EVIL))
+    return root
+
+
+@pytest.fixture(scope="session")
+def pages(runs, splits) -> Path:
+    _, test = splits
+    for name in ("book", "failed", "best", "seeds", "sweep", EVIL):
+        write_report(runs / name, test=test)
+    write_index(runs, test=test)
+    return runs
+
+
+def page_data(path: Path) -> dict:
+    text = path.read_text(encoding="utf-8")
+    m = re.search(r'<script id="run-data" type="application/json">(.*?)</script>', text, re.S)
+    return json.loads(m.group(1))
+
+
+# --------------------------------------------------------------------------- without a browser
+
+
+def test_book_page_is_one_small_offline_file(pages) -> None:
+    page = pages / "book" / REPORT_HTML
+    text = page.read_text(encoding="utf-8")
+    assert page.stat().st_size < 2_000_000
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', text).group(1)
+    assert "default-src &#x27;none&#x27;" in csp and "unsafe-eval" not in csp
+    assert "connect-src" not in csp  # nothing overrides default-src 'none' for the network
+    # No external resource of any kind: every src/href is inline data or a fragment.
+    assert not re.search(r'(src|href)\s*=\s*"(?!data:)', text)
+    assert "<script src" not in text and "@import" not in text and "url(" not in text
+    data = page_data(page)
+    assert data["kind"] == "run" and data["problems"] == []
+    ev = data["evaluation"]
+    assert ev["total"] == 10_000 and abs(ev["accuracy"] - data["history"][-1]["test_acc"]) < 1e-12
+    assert sum(map(sum, ev["confusion"])) == 10_000
+    gallery = data["gallery"]
+    n = len(gallery["items"])
+    assert len(base64.b64decode(gallery["images"])) == n * 784
+    for key, idx in gallery["cells"].items():
+        i, j = map(int, key.split(","))
+        assert 0 < len(idx) <= gallery["per_cell"] and len(idx) == min(ev["confusion"][i][j], 8)
+        assert all(
+            gallery["items"][k]["label"] == i and gallery["items"][k]["pred"] == j for k in idx
+        )
+    losses = [gallery["items"][k]["loss"] for k in gallery["top_losses"]]
+    assert losses == sorted(losses, reverse=True) and len(losses) == 16
+
+
+def test_gallery_images_and_probabilities_are_the_test_images_and_the_model(pages, splits) -> None:
+    _, test = splits
+    data = page_data(pages / "book" / REPORT_HTML)
+    g = data["gallery"]
+    imgs = np.frombuffer(base64.b64decode(g["images"]), np.uint8).reshape(-1, 28, 28)
+    saved = load_model(pages / "book")
+    sel = [it["index"] for it in g["items"][:50]]
+    probs = probabilities(saved, test.images[sel])
+    for k, it in enumerate(g["items"][:50]):
+        assert np.array_equal(imgs[k], test.images[it["index"]].numpy())
+        assert it["label"] == int(test.labels[it["index"]])
+        top_c, top_p = it["top"][0]
+        assert top_c == it["pred"] == int(probs[k].argmax())
+        assert abs(top_p - float(probs[k, top_c])) < 1e-5
+
+
+def test_strings_from_the_run_are_never_markup(pages) -> None:
+    text = (pages / EVIL / REPORT_HTML).read_text(encoding="utf-8")
+    assert EVIL not in text and "<img" not in text
+    data = page_data(pages / EVIL / REPORT_HTML)
+    assert data["name"] == EVIL and data["model"]["classes"][-1] == EVIL
+    assert EVIL not in (pages / REPORT_HTML).read_text(encoding="utf-8")
+
+
+def test_failed_partial_and_broken_runs_get_pages_that_say_what_is_missing(pages, tmp_path) -> None:
+    failed = page_data(pages / "failed" / REPORT_HTML)
+    assert failed["status"]["status"] == "failed" and failed["model"] is None
+    assert any("no model.safetensors (the run failed" in p for p in failed["problems"])
+    assert any(p.startswith("no history.json") for p in failed["problems"])  # failed in epoch 1
+
+    partial = tmp_path / "partial"
+    shutil.copytree(pages / "book", partial)
+    (partial / "history.json").unlink()
+    (partial / "config.json").write_text("{not json", encoding="utf-8")
+    (partial / "model.safetensors").write_bytes(b"garbage")
+    data = page_data(write_report(partial))
+    text = " ".join(data["problems"])
+    assert "no history.json" in text and "config.json is unreadable" in text
+    assert "not a valid safetensors file" in text and data["model"] is None
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert page_data(write_report(empty))["problems"] == ["no run directories here"]
+
+    with pytest.raises(ReportError, match="no such directory"):
+        write_report(tmp_path / "nowhere")
+
+
+def test_without_the_test_split_the_page_says_so(pages, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SOFTMAX_REGRESSION_DATA", str(tmp_path))
+    run = tmp_path / "run"
+    shutil.copytree(pages / "book", run)
+    data = page_data(write_report(run, data_dir=str(tmp_path)))
+    assert data["evaluation"] is None and data["gallery"] is None
+    assert "test split could not be loaded" in data["data_problem"]
+    assert data["model"] is not None  # Try it still works
+
+
+def test_cli_report_and_its_errors(pages, tmp_path, capsys) -> None:
+    out = tmp_path / "page.html"
+    assert main(["report", str(pages / "best"), "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    data = page_data(out)
+    assert data["recipe"] == "best-linear" and len(data["candidates"]) == 2
+    assert data["history"] is None and data["problems"] == []
+    assert main(["report", str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such directory" in err and "Traceback" not in err
+    assert main(["report", str(out)]) == 1
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_seeds_sweep_and_index_pages(pages) -> None:
+    seeds = page_data(pages / "seeds" / REPORT_HTML)
+    assert [r["name"] for r in seeds["rows"]] == ["seed-0", "seed-1"]
+    assert seeds["summary"]["test_acc"]["n"] == 2
+    assert all((pages / "seeds" / r["href"]).exists() for r in seeds["rows"])
+    sweep = page_data(pages / "sweep" / REPORT_HTML)
+    assert [r["settings"]["lr"] for r in sweep["rows"]] == [0.1, 0.3]
+    assert all(len(r["curves"]["test_acc"]) == 2 for r in sweep["rows"])
+    index = page_data(pages / REPORT_HTML)
+    names = {r["name"] for r in index["rows"]}
+    assert {"book", "failed", "best", "seeds", "sweep", EVIL} <= names
+
+
+def test_area_resize_is_exact_area_averaging() -> None:
+    rng = np.random.default_rng(0)
+    for h, w, H, W in [
+        (7, 5, 3, 2),
+        (3, 2, 28, 19),
+        (1, 1, 28, 28),
+        (56, 5, 28, 3),
+        (31, 17, 9, 28),
+    ]:
+        a = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        got = area_resize(a, W, H)
+        for Y in range(H):
+            for X in range(W):
+                total = Fraction(0)
+                for j in range(h):
+                    oy = max(
+                        0,
+                        min(Fraction(Y + 1, H), Fraction(j + 1, h))
+                        - max(Fraction(Y, H), Fraction(j, h)),
+                    )
+                    for i in range(w):
+                        ox = max(
+                            0,
+                            min(Fraction(X + 1, W), Fraction(i + 1, w))
+                            - max(Fraction(X, W), Fraction(i, w)),
+                        )
+                        total += ox * oy * int(a[j, i])
+                mean = total * H * W  # the covered area is 1/(H*W)
+                assert int(got[Y, X]) == int(mean + Fraction(1, 2)), (h, w, H, W, Y, X)
+    big = rng.integers(0, 256, (2000, 3000), dtype=np.uint8)
+    pil = np.asarray(Image.fromarray(big).resize((28, 19), Image.Resampling.BOX), np.int16)
+    assert np.abs(area_resize(big, 28, 19).astype(np.int16) - pil).max() <= 1  # the same filter
+
+
+# --------------------------------------------------------------------------- in Chromium
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing: `make test` installs chromium (as root)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium chromium-driver)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+class Watched:
+    """A page whose console errors, page errors, dialogs and network requests are recorded."""
+
+    def __init__(self, browser, url: str, **context) -> None:
+        self.url = url
+        self.context = browser.new_context(**context)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        self.page.on("dialog", lambda d: (self.errors.append(f"dialog: {d.message}"), d.dismiss()))
+        self.page.on("request", lambda r: r.url != url and self.requests.append(r.url))
+        self.page.goto(url)
+        self.page.wait_for_selector("html[data-ready]", state="attached", timeout=10_000)
+
+    def check(self) -> None:
+        assert self.errors == [], self.errors
+        assert self.requests == [], self.requests
+        self.context.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    opened: list[Watched] = []
+
+    def open_(path: Path, **context) -> Watched:
+        w = Watched(browser, path.resolve().as_uri(), **context)
+        opened.append(w)
+        return w
+
+    yield open_
+    for w in opened:
+        w.check()
+
+
+def predict_json(model_dir: Path, files: list[Path]) -> list[dict]:
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(["predict", str(model_dir), *map(str, files), "--top", "10", "--json"]) == 0
+    return json.loads(buf.getvalue())["predictions"]
+
+
+def classify_in_page(page, png: bytes) -> dict:
+    b64 = base64.b64encode(png).decode()
+    return page.evaluate("(b) => window.softmaxReport.classifyBase64(b)", b64)
+
+
+def assert_same(result: dict, path: Path, predicted: dict, classes: list[str]) -> None:
+    want = load_image(path).numpy().reshape(-1).astype(int)
+    got = np.array(result["pixels"], int)
+    assert np.abs(got - want).max() <= 1, f"{path.name}: pixels differ"
+    probs = {t["class"]: t["probability"] for t in predicted["top"]}
+    page_probs = dict(zip(classes, result["probabilities"], strict=True))
+    assert max(abs(page_probs[c] - probs[c]) for c in classes) < 1e-4, path.name
+    top_page = max(page_probs, key=page_probs.get)
+    assert top_page == predicted["top"][0]["class"], path.name
+
+
+def made_images(rng: np.random.Generator) -> dict[str, Image.Image]:
+    """Photos and drawings of many kinds: light and dark pages, transparency, odd sizes."""
+    yy, xx = np.mgrid[0:400, 0:300]
+    blob = ((yy - 210) / 150.0) ** 2 + ((xx - 140) / 90.0) ** 2 < 1
+    photo = np.full((400, 300, 3), (245, 240, 235), np.uint8)
+    photo[blob] = (rng.integers(20, 90, (int(blob.sum()), 3))).astype(np.uint8)
+    big = np.full((2000, 3000, 3), 250, np.uint8)
+    big[300:1700, 900:2100] = (40, 60, 90)
+    big[800:1200, 1300:1700] = (200, 30, 30)
+    dark = np.zeros((90, 61), np.uint8)
+    dark[10:80, 15:50] = rng.integers(120, 255, (70, 35))
+    cut = np.zeros((64, 64, 4), np.uint8)
+    cut[8:56, 16:48] = (30, 30, 120, 255)
+    la = np.zeros((50, 37, 2), np.uint8)
+    la[5:45, 5:30] = (70, 255)
+    noise = rng.integers(0, 256, (33, 47, 3), dtype=np.uint8)
+    light28 = np.full((28, 28), 255, np.uint8)
+    light28[4:24, 8:20] = 30
+    thin = np.full((56, 5), 255, np.uint8)  # 5 * 28 / 56 = 2.5: rounded half up to 3
+    thin[3:53, 1:4] = 0
+    pal = Image.fromarray(photo).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    return {
+        "photo-light.png": Image.fromarray(photo),
+        "photo-3000x2000.png": Image.fromarray(big),
+        "dark-background.png": Image.fromarray(dark),
+        "cut-out-rgba.png": Image.fromarray(cut, "RGBA"),
+        "grey-alpha.png": Image.fromarray(la, "LA"),
+        "noise-odd-size.png": Image.fromarray(noise),
+        "light-28x28.png": Image.fromarray(light28),
+        "thin-5x56.png": Image.fromarray(thin),
+        "palette.png": pal,
+        "one-pixel.png": Image.new("RGB", (1, 1), (10, 200, 30)),
+        "two-by-one.png": Image.new("L", (2, 1), 255),
+    }
+
+
+def test_try_it_matches_predict_on_test_images_and_made_images(
+    open_page, pages, splits, tmp_path
+) -> None:
+    _, test = splits
+    files = []
+    for i in range(200):
+        files.append(tmp_path / f"test-{i:03d}.png")
+        Image.fromarray(test.images[i].numpy()).save(files[-1])
+    for name, img in made_images(np.random.default_rng(0)).items():
+        files.append(tmp_path / name)
+        img.save(files[-1])
+    predicted = predict_json(pages / "book", files)
+    classes = list(load_model(pages / "book").classes)
+    w = open_page(pages / "book" / REPORT_HTML)
+    for path, pred in zip(files, predicted, strict=True):
+        assert_same(classify_in_page(w.page, path.read_bytes()), path, pred, classes)
+
+
+def test_semi_transparent_pixels_within_one_level(open_page, pages, tmp_path) -> None:
+    # The canvas composites premultiplied colours, Pillow unpremultiplied ones: the 28x28
+    # inputs may differ by one level, and the prediction must not.
+    yy, xx = np.mgrid[0:80, 0:60]
+    rgba = np.zeros((80, 60, 4), np.uint8)
+    rgba[..., :3] = (20, 40, 160)
+    rgba[..., 3] = np.clip(255 - np.hypot(yy - 40, xx - 30) * 6, 0, 255).astype(np.uint8)
+    path = tmp_path / "soft-edges.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    w = open_page(pages / "book" / REPORT_HTML)
+    classes = list(load_model(pages / "book").classes)
+    result = classify_in_page(w.page, path.read_bytes())
+    assert_same(result, path, predict_json(pages / "book", [path])[0], classes)
+
+
+def test_file_picker_loads_an_image(open_page, pages, splits, tmp_path) -> None:
+    _, test = splits
+    path = tmp_path / "boot.png"
+    Image.fromarray(255 - test.images[0].numpy()).resize((140, 140)).save(path)  # light page
+    w = open_page(pages / "book" / REPORT_HTML)
+    w.page.set_input_files("#file", str(path))
+    w.page.wait_for_selector("#try-status[data-top]")
+    last = w.page.evaluate("() => window.softmaxReport.last")
+    want = predict_json(pages / "book", [path])[0]
+    assert_same(last, path, want, list(load_model(pages / "book").classes))
+    status = w.page.inner_text("#try-status")
+    assert status.startswith("boot.png: " + want["top"][0]["class"])
+    assert len(w.page.query_selector_all("#bars .bar")) == 10
+
+
+def test_drawing_strokes_classifies_the_drawing(open_page, pages, tmp_path) -> None:
+    w = open_page(pages / "book" / REPORT_HTML)
+    w.page.locator("#draw").scroll_into_view_if_needed()
+    box = w.page.locator("#draw").bounding_box()
+    mouse = w.page.mouse
+    # A trouser: two legs joined at the waist.
+    for stroke in [
+        [(0.3, 0.1), (0.7, 0.1)],
+        [(0.32, 0.1), (0.3, 0.9)],
+        [(0.68, 0.1), (0.7, 0.9)],
+        [(0.5, 0.12), (0.5, 0.4)],
+    ]:
+        (x0, y0), (x1, y1) = stroke
+        mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
+        mouse.down()
+        for t in np.linspace(0, 1, 12)[1:]:
+            mouse.move(
+                box["x"] + (x0 + t * (x1 - x0)) * box["width"],
+                box["y"] + (y0 + t * (y1 - y0)) * box["height"],
+            )
+        mouse.up()
+    w.page.wait_for_selector("#try-status[data-top]")
+    last = w.page.evaluate("() => window.softmaxReport.last")
+    assert np.array(last["pixels"]).max() > 200  # ink, inverted: light on dark
+    png = w.page.evaluate("() => window.softmaxReport.drawingPNG()")
+    path = tmp_path / "drawing.png"
+    path.write_bytes(base64.b64decode(png.split(",", 1)[1]))
+    assert_same(
+        last,
+        path,
+        predict_json(pages / "book", [path])[0],
+        list(load_model(pages / "book").classes),
+    )
+    assert w.page.inner_text("#try-status").startswith("drawing: ")
+    w.page.click("#clear")
+    assert w.page.evaluate("() => window.softmaxReport.last") is None
+
+
+def test_clicking_a_confusion_cell_shows_its_images(open_page, pages) -> None:
+    data = page_data(pages / "book" / REPORT_HTML)
+    conf = data["evaluation"]["confusion"]
+    classes = data["model"]["classes"]
+    w = open_page(pages / "book" / REPORT_HTML)
+    w.page.click("[data-cell='4,2']")  # true coat, predicted pullover
+    tiles = w.page.query_selector_all("#cell-gallery .tile")
+    assert len(tiles) == min(conf[4][2], 8) > 0
+    for t in tiles:
+        assert f"{classes[4]} → {classes[2]}" in t.inner_text()
+    index = {it["index"]: it for it in data["gallery"]["items"]}
+    for t in tiles:
+        it = index[int(t.get_attribute("data-index"))]
+        assert (it["label"], it["pred"]) == (4, 2)
+    assert str(conf[4][2]) in w.page.inner_text("#cell-caption")
+    w.page.click("[data-cell='1,1']")
+    assert len(w.page.query_selector_all("#cell-gallery .tile")) == 8
+    assert len(w.page.query_selector_all("#top-losses .tile")) == 16
+
+
+def test_hostile_names_render_as_text(open_page, pages) -> None:
+    w = open_page(pages / EVIL / REPORT_HTML)
+    assert w.page.inner_text("h1") == EVIL
+    assert EVIL in w.page.inner_text("#evaluation")
+    assert w.page.query_selector_all("img") == []
+    w2 = open_page(pages / REPORT_HTML)
+    assert EVIL in w2.page.inner_text("#runs-table")
+    assert w2.page.query_selector_all("img") == []
+
+
+def test_csp_blocks_every_network_request(browser, pages) -> None:
+    w = Watched(browser, (pages / "book" / REPORT_HTML).resolve().as_uri())
+    violated = w.page.evaluate(
+        """async () => {
+            const seen = [];
+            document.addEventListener("securitypolicyviolation", (e) => seen.push(e.effectiveDirective));
+            try { await fetch("http://127.0.0.1:9/x"); } catch (e) { /* refused */ }
+            const img = new Image();
+            await new Promise((r) => { img.onerror = r; img.onload = r; img.src = "http://127.0.0.1:9/i.png"; });
+            const s = document.createElement("script");
+            s.textContent = "window.injected = 1";  // an inline script that is not the page's
+            document.body.append(s);
+            await new Promise((r) => setTimeout(r, 50));
+            return [seen.sort(), window.injected === undefined];
+        }"""
+    )
+    assert violated == [["connect-src", "img-src", "script-src-elem"], True]
+    w.context.close()
+
+
+def test_index_sorts_and_overlays(open_page, pages) -> None:
+    w = open_page(pages / REPORT_HTML)
+    header = w.page.locator("#runs-table th", has_text="test acc").first
+    header.click()
+    col = [c.inner_text() for c in w.page.query_selector_all("#runs-table thead th")].index(
+        "test acc"
+    )
+
+    def column() -> list[float]:
+        rows = w.page.query_selector_all("#runs-table tbody tr")
+        vals = [r.query_selector_all("td")[col].inner_text() for r in rows]
+        return [float(v) for v in vals if v != "–"]
+
+    assert column() == sorted(column()) and len(column()) >= 3
+    header.click()
+    assert column() == sorted(column(), reverse=True)
+    assert w.page.query_selector_all("#overlay path.series")
+    for page in ("seeds", "sweep", "failed", "best"):
+        open_page(pages / page / REPORT_HTML)
+
+
+@pytest.mark.parametrize(("scheme", "width"), [("light", 1100), ("dark", 390), ("light", 390)])
+def test_screenshots_light_dark_and_phone_width(open_page, pages, tmp_path, scheme, width) -> None:
+    w = open_page(
+        pages / "book" / REPORT_HTML, color_scheme=scheme, viewport={"width": width, "height": 800}
+    )
+    w.page.click("[data-cell='6,0']")
+    overflow = w.page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0  # nothing wider than a phone's screen
+    bg = w.page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    assert (bg == "rgb(255, 255, 255)") == (scheme == "light")
+    out = (SHOTS or tmp_path) / f"report-{scheme}-{width}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    w.page.screenshot(path=str(out), full_page=True)
+    assert out.stat().st_size > 10_000
