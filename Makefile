@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 # The CPU build of torch that lies on these machines' disk; anywhere else pip resolves it normally.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: train test setup data lint bench clean
+.PHONY: train test setup data browser lint bench clean
 
 train: data
 	$(BIN)/softmax-regression train
 
-test: data
+test: data browser
 	$(BIN)/python -m pytest
 
 setup: $(VENV)/.installed
@@ -34,6 +34,16 @@ data: setup
 		$(BIN)/softmax-regression data verify; \
 	else \
 		$(BIN)/softmax-regression data download; \
+	fi
+
+# Debian's Chromium for the report page's browser tests (Playwright drives it; its own browser
+# download is not used). Without root or apt-get those tests skip, except under CI=true.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+		echo "note: /usr/bin/chromium is missing and cannot be installed here (apt-get as root)"; \
 	fi
 
 lint: setup

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from softmax_regression import TrainConfig, load_fashion_mnist, load_model, save_model, train_run
@@ -476,10 +475,13 @@ def test_csp_blocks_every_network_request(browser, pages) -> None:
     violated = w.page.evaluate(
         """async () => {
             const seen = [];
-            document.addEventListener("securitypolicyviolation", (e) => seen.push(e.effectiveDirective));
+            document.addEventListener(
+                "securitypolicyviolation", (e) => seen.push(e.effectiveDirective));
             try { await fetch("http://127.0.0.1:9/x"); } catch (e) { /* refused */ }
             const img = new Image();
-            await new Promise((r) => { img.onerror = r; img.onload = r; img.src = "http://127.0.0.1:9/i.png"; });
+            await new Promise((r) => {
+                img.onerror = r; img.onload = r; img.src = "http://127.0.0.1:9/i.png";
+            });
             const s = document.createElement("script");
             s.textContent = "window.injected = 1";  // an inline script that is not the page's
             document.body.append(s);

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="file to write (default: DIR/report.html)")
     p.add_argument(
         "--data-dir",
-        help="where to find Fashion-MNIST's test split, for the gallery (default: the usual search)",
+        help="where Fashion-MNIST's test split is, for the gallery (default: the usual search)",
     )
     p.set_defaults(func=_report)
 

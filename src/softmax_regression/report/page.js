@@ -40,6 +40,9 @@
     if (typeof v === "object") return JSON.stringify(v);
     return String(v);
   }
+  function prob(p) {
+    return p < 0.001 ? "<0.001" : p.toFixed(3);
+  }
   function bytes(b64) {
     const s = atob(b64);
     const out = new Uint8Array(s.length);
@@ -65,7 +68,9 @@
   }
   function kv(obj) {
     const dl = el("dl", { class: "kv" });
-    for (const [k, v] of Object.entries(obj || {})) dl.append(el("dt", { text: k }), el("dd", { text: fmt(v, 6) }));
+    for (const [k, v] of Object.entries(obj || {})) {
+      dl.append(el("dt", { text: k }), el("dd", { text: typeof v === "number" ? String(v) : fmt(v) }));
+    }
     return dl;
   }
   const PALETTE = ["--c0", "--c1", "--c2", "--c3", "--c4"];
@@ -420,7 +425,7 @@
       return el("figure", { class: "tile", "data-index": it.index },
         grayCanvas(imgs.subarray(n * 784, (n + 1) * 784)),
         el("div", { class: ok ? "" : "wrong", text: `${classes[it.label]} → ${classes[it.pred]}` }),
-        el("div", { class: "muted", text: it.top.map(([c, p]) => `${classes[c]} ${fmt(p, 3)}`).join(", ") }),
+        el("div", { class: "muted", text: it.top.map(([c, p]) => `${classes[c]} ${prob(p)}`).join(", ") }),
         el("div", { class: "muted", text: `#${it.index} · loss ${fmt(it.loss, 2)}` }));
     };
 
