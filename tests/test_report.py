@@ -407,6 +407,11 @@ def test_file_picker_loads_an_image(open_page, pages, splits, tmp_path) -> None:
     status = w.page.inner_text("#try-status")
     assert status.startswith("boot.png: " + want["top"][0]["class"])
     assert len(w.page.query_selector_all("#bars .bar")) == 10
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image", encoding="utf-8")
+    w.page.set_input_files("#file", str(text))
+    w.page.wait_for_selector("#try-status:has-text('cannot read it as an image')")
+    assert w.page.evaluate("() => window.softmaxReport.last") is None
 
 
 def test_drawing_strokes_classifies_the_drawing(open_page, pages, tmp_path) -> None:

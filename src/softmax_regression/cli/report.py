@@ -29,3 +29,28 @@ def _report(args: argparse.Namespace) -> int:
     path = write_report(args.path, args.out, data_dir=args.data_dir)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
+
+
+def add_no_report_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-report`` for the commands that write a page into their directory at the end."""
+    parser.add_argument(
+        "--no-report", action="store_true", help="do not write report.html into the directory"
+    )
+
+
+def report_after(directory, args: argparse.Namespace, test=None) -> None:
+    """The page of a directory a command has just written, unless ``--no-report``.
+
+    The run itself is complete by then, so a page that cannot be written is a one-line note,
+    not a failed command."""
+    if getattr(args, "no_report", False):
+        return
+    from ..errors import SoftmaxRegressionError
+    from ..report import write_report
+
+    try:
+        path = write_report(directory, test=test, data_dir=getattr(args, "data_dir", None))
+    except (SoftmaxRegressionError, OSError) as e:
+        print(f"note: no report page written ({e})")
+        return
+    print(f"report: {path}")

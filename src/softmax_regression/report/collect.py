@@ -88,8 +88,7 @@ def _model(directory: Path, problems: list[str], status: dict | None):
     if not (directory / MODEL_FILE).exists():
         why = ""
         if status and status.get("status") not in (None, "completed"):
-            why = f" (the run {status['status']}"
-            why += f": {status['error']})" if status.get("error") else ")"
+            why = f" (the run {status['status']})"  # the page shows status.json's error
         problems.append(f"no {MODEL_FILE}{why}: no evaluation, gallery, weights or Try it")
         return None
     try:
@@ -283,7 +282,8 @@ def run_row(directory: Path, href: str) -> dict[str, Any]:
     config = _read_json(directory / CONFIG_JSON, problems)
     status = _read_json(directory / STATUS_JSON, problems)
     settings = dict(config.get("config") or {}) if isinstance(config, dict) else {}
-    history = _history(directory, problems, settings.get("recipe"))
+    settings = {"recipe": settings.pop("recipe", "book"), **settings}
+    history = _history(directory, problems, settings["recipe"])
     metrics = _final(history)
     if settings.get("recipe") == "best-linear":
         best = _read_json(directory / BEST_LINEAR_JSON, problems, required=False) or {}

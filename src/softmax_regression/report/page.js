@@ -313,7 +313,27 @@
     return ctx.getImageData(0, 0, w, h).data;
   }
   async function decode(blob) {
-    const bmp = await createImageBitmap(blob, { imageOrientation: "from-image", premultiplyAlpha: "none", colorSpaceConversion: "none" });
+    // The options keep the file's own colours (no colour management, as Pillow); a browser
+    // that does not know one of them gets the plain call, then an <img> (blob: URL).
+    let bmp;
+    try {
+      bmp = await createImageBitmap(blob, { imageOrientation: "from-image", premultiplyAlpha: "none", colorSpaceConversion: "none" });
+    } catch (e) {
+      if (!(e instanceof TypeError)) throw e;
+      try {
+        bmp = await createImageBitmap(blob);
+      } catch (e2) {
+        const url = URL.createObjectURL(blob);
+        try {
+          const img = new Image();
+          img.src = url;
+          await img.decode();
+          return { rgba: pixelsOf(img, img.naturalWidth, img.naturalHeight), w: img.naturalWidth, h: img.naturalHeight };
+        } finally {
+          URL.revokeObjectURL(url);
+        }
+      }
+    }
     try {
       return { rgba: pixelsOf(bmp, bmp.width, bmp.height), w: bmp.width, h: bmp.height };
     } finally {
@@ -462,9 +482,13 @@
   function renderWeights() {
     if (!MODEL) return;
     const s = section("Weights", "weights");
-    s.append(el("p", { class: "muted", text: "Each class's 784 weights as a 28x28 image: red pixels raise the class's score when bright, blue ones lower it." }));
-    let m = 0;
-    for (const v of MODEL.w) m = Math.max(m, Math.abs(v));
+    // The scale saturates at the 99th percentile of |w|: a few huge weights on pixels that
+    // are nearly constant in the data (best-linear's folded standardisation) would wash out
+    // every other pixel.
+    const mags = Float64Array.from(MODEL.w, Math.abs).sort();
+    const m = mags[Math.floor(0.99 * (mags.length - 1))] || mags[mags.length - 1] || 1;
+    s.append(el("p", { class: "muted", text: "Each class's 784 weights as a 28x28 image: red pixels raise the class's score when bright, blue ones lower it. " +
+      `The colours saturate at ±${fmt(m, 3)}, the 99th percentile of |w| (largest ${fmt(mags[mags.length - 1], 3)}).` }));
     const box = el("div", { class: "weights" });
     MODEL.classes.forEach((c, k) => {
       box.append(el("figure", {}, heatCanvas(MODEL.w.subarray(k * 784, (k + 1) * 784), m), el("figcaption", { text: c })));
@@ -503,14 +527,14 @@
       const ev = Array.from(result.x, (v, i) => MODEL.w[topK * 784 + i] * v);
       const m = Math.max(1e-12, ...ev.map(Math.abs));
       seen.replaceChildren(el("figure", {}, grayCanvas(result.pixels), el("figcaption", { class: "small", text: "28x28 input" })),
-        el("figure", {}, heatCanvas(ev, m), el("figcaption", { class: "small", text: `evidence for ${MODEL.classes[topK]}` })));
+        el("figure", {}, heatCanvas(ev, m), el("figcaption", { class: "small", text: `evidence for ${MODEL.classes[topK]} (red for, blue against)` })));
       status.textContent = `${label}: ${MODEL.classes[topK]} ${fmt(order[0][0], 3)}`;
       status.setAttribute("data-top", MODEL.classes[topK]);
       bars.replaceChildren(...result.probabilities.flatMap((p, k) => {
         const cls = k === topK ? "top" : "";
         const bar = el("div", { class: "bar" });
         bar.style.width = `${(100 * p).toFixed(2)}%`;
-        return [el("span", { class: cls, text: MODEL.classes[k] }), el("div", {}, bar), el("span", { class: cls, text: fmt(p, 4) })];
+        return [el("span", { class: cls, text: MODEL.classes[k] }), el("div", {}, bar), el("span", { class: cls, text: p.toFixed(4) })];
       }));
     }
     function run(rgba, w, h) {
@@ -607,10 +631,12 @@
     const rows = DATA.rows || [];
     const s = section(DATA.subkind === "sweep" ? "Settings" : "Runs", "runs");
     const settingKeys = [...new Set(rows.flatMap((r) => Object.keys(r.settings || {})))];
-    const varying = settingKeys.filter((k) => new Set(rows.map((r) => JSON.stringify((r.settings || {})[k]))).size > 1 || rows.length === 1);
+    // Settings shown: those that differ between the runs that have them (all, for one run).
+    const varying = settingKeys.filter((k) => rows.length === 1 || k === "recipe" || new Set(rows.filter((r) => r.settings && k in r.settings)
+      .map((r) => JSON.stringify(r.settings[k]))).size > 1);
     const metricKeys = [...new Set(rows.flatMap((r) => Object.keys(r.metrics || {})))];
     const cols = [{ key: "name", kind: "name" }, { key: "status", kind: "status" }]
-      .concat(varying.map((k) => ({ key: k, kind: "setting" }))).concat(metricKeys.map((k) => ({ key: k, kind: "metric" })));
+      .concat(metricKeys.map((k) => ({ key: k, kind: "metric" }))).concat(varying.map((k) => ({ key: k, kind: "setting" })));
     const value = (r, c) => c.kind === "name" ? r.name : c.kind === "status" ? r.status : c.kind === "setting" ? (r.settings || {})[c.key] : (r.metrics || {})[c.key];
     const tbl = el("table", { id: "runs-table" });
     const tbody = el("tbody");
