@@ -365,6 +365,12 @@ def test_try_it_matches_predict_on_test_images_and_made_images(
     for name, img in made_images(np.random.default_rng(0)).items():
         files.append(tmp_path / name)
         img.save(files[-1])
+    for i in range(20):  # dataset images as dark-on-white product shots of other sizes
+        page = np.full((40 + 3 * i, 90 - 2 * i), 255, np.uint8)
+        big = np.asarray(Image.fromarray(255 - test.images[i].numpy()).resize((35, 35)))
+        page[2 : 2 + 35, 5 : 5 + 35] = big
+        files.append(tmp_path / f"shot-{i:02d}.png")
+        Image.fromarray(page).save(files[-1])
     predicted = predict_json(pages / "book", files)
     classes = list(load_model(pages / "book").classes)
     w = open_page(pages / "book" / REPORT_HTML)
@@ -524,6 +530,20 @@ def test_index_sorts_and_overlays(open_page, pages) -> None:
     assert w.page.query_selector_all("#overlay path.series")
     for page in ("seeds", "sweep", "failed", "best"):
         open_page(pages / page / REPORT_HTML)
+
+
+def test_hovering_a_curve_shows_its_values(open_page, pages) -> None:
+    w = open_page(pages / "book" / REPORT_HTML)
+    hist = page_data(pages / "book" / REPORT_HTML)["history"]
+    chart = w.page.locator("#curves svg.chart").nth(1)  # accuracy
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    w.page.mouse.move(box["x"] + box["width"] * 0.999, box["y"] + box["height"] / 2)
+    tip = w.page.locator("#curves .tip").nth(1).inner_text()
+    assert (
+        tip
+        == f"epoch 10: train acc {hist[-1]['train_acc']:.4f}, test acc {hist[-1]['test_acc']:.4f}"
+    )
 
 
 @pytest.mark.parametrize(("scheme", "width"), [("light", 1100), ("dark", 390), ("light", 390)])

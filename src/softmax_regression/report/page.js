@@ -314,7 +314,7 @@
   }
   async function decode(blob) {
     // The options keep the file's own colours (no colour management, as Pillow); a browser
-    // that does not know one of them gets the plain call, then an <img> (blob: URL).
+    // that does not know one of them gets the plain call, then an image element (blob: URL).
     let bmp;
     try {
       bmp = await createImageBitmap(blob, { imageOrientation: "from-image", premultiplyAlpha: "none", colorSpaceConversion: "none" });
