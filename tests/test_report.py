@@ -413,6 +413,19 @@ def test_file_picker_loads_an_image(open_page, pages, splits, tmp_path) -> None:
     status = w.page.inner_text("#try-status")
     assert status.startswith("boot.png: " + want["top"][0]["class"])
     assert len(w.page.query_selector_all("#bars .bar")) == 10
+    # Dropped on the drop zone: the same path as the picker.
+    w.page.evaluate(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+            const ev = new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true });
+            document.getElementById("drop").dispatchEvent(ev);
+        }""",
+        base64.b64encode(path.read_bytes()).decode(),
+    )
+    w.page.wait_for_selector("#try-status:has-text('dropped.png: ')")
+    assert w.page.evaluate("() => window.softmaxReport.last")["pixels"] == last["pixels"]
     text = tmp_path / "notes.txt"
     text.write_text("not an image", encoding="utf-8")
     w.page.set_input_files("#file", str(text))
