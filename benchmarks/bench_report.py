@@ -45,7 +45,7 @@ def main() -> None:
 
     from softmax_regression import TrainConfig, evaluate, load_fashion_mnist, train_run
     from softmax_regression.report import write_report
-    from softmax_regression.runs import write_plots
+    from softmax_regression.runs.book import write_plots
 
     train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
     tmp = Path(tempfile.mkdtemp(prefix="bench-report-"))

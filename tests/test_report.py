@@ -27,8 +27,8 @@ from softmax_regression.best_linear import BestLinearConfig
 from softmax_regression.cli import main
 from softmax_regression.errors import NonFiniteLossError, ReportError
 from softmax_regression.predict import area_resize, load_image, probabilities
-from softmax_regression.recipes import best_linear_run
 from softmax_regression.report import REPORT_HTML, write_index, write_report
+from softmax_regression.runs.best_linear import best_linear_run
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = [

@@ -1,9 +1,10 @@
 """``softmax-regression``: a thin command line over the library.
 
 Each command lives in its own module (``train``, ``evaluate``, ``predict``, ``data``,
-``sweep``, ``numerics``, ``report``) with a ``register(subparsers)`` function that adds its parser and
-sets ``func`` (a callable taking the parsed namespace and returning an exit code); options
-that several commands share are parsed by ``_options``. This module only assembles them.
+``sweep``, ``numerics``, ``report``) with a ``register(subparsers)`` function that adds its
+parser and sets ``func`` (a callable taking the parsed namespace and returning an exit
+code); options that several commands share are parsed by ``_options``. This module only
+assembles them.
 """
 
 from __future__ import annotations

@@ -24,6 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import ReportError
+
+    path = Path(args.path)  # known from the arguments alone: answered before torch is imported
+    if not path.exists():
+        raise ReportError(f"{path}: no such directory")
+    if not path.is_dir():
+        raise ReportError(f"{path}: not a directory (give a run directory or a directory of runs)")
+
     from ..report import write_report
 
     path = write_report(args.path, args.out, data_dir=args.data_dir)

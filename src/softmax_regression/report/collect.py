@@ -1,5 +1,7 @@
 """Read a run directory (or a directory of runs) into the plain data a report page shows.
 
+It reads the files only through the names and formats of :mod:`softmax_regression.runs`.
+
 Everything here returns JSON-ready dicts and lists; the page's JavaScript draws them. A file
 that is missing or unreadable becomes a sentence in ``problems`` and the section that needs it
 is left out, so a failed or partial run still gets a page that says what is missing.
@@ -23,12 +25,13 @@ import numpy as np
 import torch
 
 from .. import load_model
-from ..artifacts import CONFIG_JSON, HISTORY_JSON, MODEL_FILE, MODEL_JSON, STATUS_JSON
 from ..errors import DataError, ModelFileError
-from ..recipes import BEST_LINEAR_JSON, CANDIDATES_CSV, SEEDS_JSON
+from ..runs.best_linear import BEST_LINEAR_JSON, CANDIDATES_CSV
+from ..runs.directory import CONFIG_JSON, HISTORY_JSON, MODEL_FILE, MODEL_JSON, STATUS_JSON
+from ..runs.seeds import SEEDS_JSON
+from ..runs.sweep import SWEEP_JSON
 from ..train import History
 
-SWEEP_JSON = "sweep.json"  # written by the sweep command (cli)
 PER_CELL = 8  # test images kept per confusion cell, the most confident first
 TOP_LOSSES = 16
 
