@@ -69,6 +69,9 @@ def runs(tmp_path_factory, splits) -> Path:
         assert main(["train", "--seeds", "0,1", "--out", str(root / "seeds"), *common]) == 0
         sweep = ["--lr", "0.1,0.3", "--epochs", "2", "--seeds", "1", "--out", str(root / "sweep")]
         assert main(["sweep", *sweep]) == 0
+    # Both commands wrote their pages at the end (and the seeds' own pages).
+    for page in ("seeds", "seeds/seed-0", "seeds/seed-1", "sweep"):
+        assert (root / page / REPORT_HTML).exists(), page
     # Hostile strings: a directory name and a class name that are HTML.
     evil = root / EVIL
     shutil.copytree(root / "book", evil)
@@ -206,6 +209,18 @@ def test_seeds_sweep_and_index_pages(pages) -> None:
     index = page_data(pages / REPORT_HTML)
     names = {r["name"] for r in index["rows"]}
     assert {"book", "failed", "best", "seeds", "sweep", EVIL} <= names
+
+
+def test_train_and_sweep_write_their_page_unless_told_not_to(tmp_path, capsys) -> None:
+    one = ["train", "--epochs", "1", "--quiet", "--no-plots", "--out"]
+    assert main([*one, str(tmp_path / "a")]) == 0
+    assert f"report: {tmp_path / 'a' / REPORT_HTML}" in capsys.readouterr().out
+    assert page_data(tmp_path / "a" / REPORT_HTML)["evaluation"]["total"] == 10_000
+    assert main([*one, str(tmp_path / "b"), "--no-report"]) == 0
+    assert not (tmp_path / "b" / REPORT_HTML).exists() and "report:" not in capsys.readouterr().out
+    sweep = ["sweep", "--epochs", "1", "--seeds", "1", "--quiet", "--no-report"]
+    assert main([*sweep, "--out", str(tmp_path / "s")]) == 0
+    assert (tmp_path / "s" / "sweep.json").exists() and not (tmp_path / "s" / REPORT_HTML).exists()
 
 
 def test_area_resize_is_exact_area_averaging() -> None:

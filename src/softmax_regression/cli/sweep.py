@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ._options import parse_floats, parse_ints, parse_seeds
+from .report import add_no_report_option, report_after
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train every combination of learning rates, batch sizes and epochs, several seeds",
         description="Train the book's recipe for every combination of --lr, --batch-size and "
         "--epochs, once per seed, on data loaded once; print mean ± std of the final metrics "
-        "and write sweep.csv, sweep.json and curves.png to --out.",
+        "and write sweep.csv, sweep.json, curves.png and report.html to --out.",
     )
     w.add_argument(
         "--lr", default="0.1", help="comma-separated learning rates (default: %(default)s)"
@@ -43,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--data-dir", help="directory with the Fashion-MNIST IDX files")
     w.add_argument("--out", default="runs/sweep", help="output directory (default: %(default)s)")
     w.add_argument("--quiet", "-q", action="store_true", help="print only the table")
+    add_no_report_option(w)
     w.set_defaults(func=_sweep)
 
 
@@ -125,4 +127,5 @@ def _sweep(args: argparse.Namespace) -> int:
         f"{len(settings)} settings, {result.trained_epochs} epochs trained in "
         f"{result.seconds:.1f} s; wrote {csv_file}, {json_file}, {png_file}"
     )
+    report_after(out, args, test)
     return 0

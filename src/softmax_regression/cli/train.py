@@ -15,6 +15,7 @@ from typing import Any
 from ..config import DEVICES, ENGINES, LOSSES, OPTIMIZERS, TrainConfig
 from ..errors import ConfigError
 from ._options import finish, parse_seeds, write_error
+from .report import add_no_report_option, report_after
 
 RECIPES = ("book", "best-linear")
 # TrainConfig fields that mean something to the best-linear recipe; every other option of
@@ -70,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--runs-dir", default="runs", help="where default run directories go")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last epoch")
     t.add_argument("--no-plots", action="store_true", help="skip the four PNG figures")
+    add_no_report_option(t)
     t.add_argument("--quiet", "-q", action="store_true", help="print only the final summary")
     t.add_argument(
         "--recipe",
@@ -153,6 +155,7 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> None:
     print(f"final ({len(r.history)} epochs, {seconds:.2f} s on {r.device}): " + ", ".join(parts))
     names = ", ".join(p.name for p in outcome.files)
     print(f"run saved in {outcome.directory}/: {names}")
+    report_after(outcome.directory, args)
 
 
 def _columns(config: TrainConfig) -> list[str]:
@@ -207,6 +210,7 @@ def _train_book_seeds(args: argparse.Namespace, given: dict[str, Any], seeds) ->
         on_seed=on_seed,
     )
     _print_seed_summary(top, result)
+    report_after(top, args)
 
 
 def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -> None:
@@ -249,6 +253,7 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
         print(f"final (best-linear, seed {seed}): {_final_line(outcome.metrics)}")
         names = ", ".join(p.name for p in outcome.files)
         print(f"run saved in {outcome.directory}/: {names}")
+        report_after(outcome.directory, args)
         return
 
     def on_seed(seed: int, outcome) -> None:
@@ -270,6 +275,7 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
         on_seed=on_seed,
     )
     _print_seed_summary(top, result)
+    report_after(top, args)
 
 
 def _print_candidates(args: argparse.Namespace, seed: int, outcome) -> None:
