@@ -48,19 +48,19 @@ def add_no_report_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def report_after(directory, args: argparse.Namespace, test=None) -> None:
-    """The page of a directory a command has just written, unless ``--no-report``.
+def report_after(directory, args: argparse.Namespace, test=None):
+    """Write the page of a directory a command has just written, unless ``--no-report``;
+    its path, or None.
 
     The run itself is complete by then, so a page that cannot be written is a one-line note,
     not a failed command."""
     if getattr(args, "no_report", False):
-        return
+        return None
     from ..errors import SoftmaxRegressionError
     from ..report import write_report
 
     try:
-        path = write_report(directory, test=test, data_dir=getattr(args, "data_dir", None))
+        return write_report(directory, test=test, data_dir=getattr(args, "data_dir", None))
     except (SoftmaxRegressionError, OSError) as e:
         print(f"note: no report page written ({e})")
-        return
-    print(f"report: {path}")
+        return None

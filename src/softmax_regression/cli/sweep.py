@@ -123,9 +123,10 @@ def _sweep(args: argparse.Namespace) -> int:
     for line in sweep_table(result):
         print(line)
     csv_file, json_file, png_file = write_sweep(out, result)
+    page = report_after(out, args, test)
     print(
         f"{len(settings)} settings, {result.trained_epochs} epochs trained in "
         f"{result.seconds:.1f} s; wrote {csv_file}, {json_file}, {png_file}"
+        + (f", {page}" if page else "")
     )
-    report_after(out, args, test)
     return 0

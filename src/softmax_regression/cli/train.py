@@ -153,9 +153,9 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> None:
         parts.append(f"val acc {final.val_acc:.4f}")
     parts.append(f"test acc {final.test_acc:.4f}")
     print(f"final ({len(r.history)} epochs, {seconds:.2f} s on {r.device}): " + ", ".join(parts))
-    names = ", ".join(p.name for p in outcome.files)
+    page = report_after(outcome.directory, args)
+    names = ", ".join([*(p.name for p in outcome.files), *([page.name] if page else [])])
     print(f"run saved in {outcome.directory}/: {names}")
-    report_after(outcome.directory, args)
 
 
 def _columns(config: TrainConfig) -> list[str]:
@@ -176,11 +176,12 @@ def _final_line(m: dict) -> str:
     return ", ".join(parts) + f" ({m['seconds']:.1f} s)"
 
 
-def _print_seed_summary(directory: Path, result) -> None:
+def _print_seed_summary(directory: Path, result, page: Path | None = None) -> None:
     for line in result.lines():
         print(line)
     subdirs = ", ".join(f"seed-{s}/" for s in result.seeds)
-    print(f"runs saved in {directory}/: {subdirs}, seeds.json, seeds.csv")
+    pages = f", {page.name} (and one per seed)" if page else ""
+    print(f"runs saved in {directory}/: {subdirs}, seeds.json, seeds.csv{pages}")
 
 
 def _train_book_seeds(args: argparse.Namespace, given: dict[str, Any], seeds) -> None:
@@ -209,8 +210,7 @@ def _train_book_seeds(args: argparse.Namespace, given: dict[str, Any], seeds) ->
         progress=progress,
         on_seed=on_seed,
     )
-    _print_seed_summary(top, result)
-    report_after(top, args)
+    _print_seed_summary(top, result, report_after(top, args))
 
 
 def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -> None:
@@ -251,9 +251,9 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
         _print_candidates(args, seed, outcome)
         print(outcome.model.how_chosen())
         print(f"final (best-linear, seed {seed}): {_final_line(outcome.metrics)}")
-        names = ", ".join(p.name for p in outcome.files)
+        page = report_after(outcome.directory, args)
+        names = ", ".join([*(p.name for p in outcome.files), *([page.name] if page else [])])
         print(f"run saved in {outcome.directory}/: {names}")
-        report_after(outcome.directory, args)
         return
 
     def on_seed(seed: int, outcome) -> None:
@@ -274,8 +274,7 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
         plots=not args.no_plots,
         on_seed=on_seed,
     )
-    _print_seed_summary(top, result)
-    report_after(top, args)
+    _print_seed_summary(top, result, report_after(top, args))
 
 
 def _print_candidates(args: argparse.Namespace, seed: int, outcome) -> None:

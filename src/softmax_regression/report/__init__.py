@@ -128,6 +128,11 @@ def write_index(
     the page of every run there that has none yet."""
     directory = _directory(runs_dir)
     data = collect.index_data(directory)
+    if not data["rows"]:
+        raise ReportError(
+            f"{directory}: not a run directory (no config.json, status.json or model), "
+            "and no run directories in it"
+        )
     for row in data["rows"]:
         sub = directory / row["name"]
         if not (sub / REPORT_HTML).exists():

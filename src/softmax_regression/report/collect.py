@@ -390,5 +390,5 @@ def index_data(directory: Path) -> dict[str, Any]:
         "summary": None,
         "notes": [],
         "rows": rows,
-        "problems": [] if rows else ["no run directories here"],
+        "problems": [],
     }
