@@ -8,6 +8,7 @@ write down how everything was chosen.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -22,11 +23,10 @@ from .._io import atomic_write_json, atomic_write_text
 from ..best_linear import BestLinearConfig, BestLinearModel, fit_best_linear
 from ..config import resolve_device
 from ..data import FashionMNIST, load_fashion_mnist
-from ..errors import NonFiniteLossError
 from ..evaluation import Evaluation, evaluate, predict_classes
 from ..model import SoftmaxRegression
 from . import artifacts
-from .book import PREDICTION_IMAGES
+from .book import PREDICTION_IMAGES, final_status
 from .directory import make_run_dir, now
 
 BEST_LINEAR_JSON = "best_linear.json"
@@ -90,40 +90,38 @@ def best_linear_run(
     start = time.perf_counter()
     try:
         model = fit_best_linear(train, config)  # sees the training split only
-    except (NonFiniteLossError, KeyboardInterrupt) as e:
-        failed = isinstance(e, NonFiniteLossError)
-        artifacts.write_status(
-            directory,
-            "failed" if failed else "interrupted",
-            started=started,
-            finished=now(),
-            error=str(e) if failed else "interrupted",
+        module = as_module(model.weight, model.bias)
+        ev = evaluate(module, test, normalize=True)  # the one look at the test split
+        seconds = time.perf_counter() - start
+        chosen = next(
+            c
+            for c in model.selection.candidates
+            if c.weight_decay == model.selection.chosen_weight_decay
         )
+        metrics = {
+            "train_loss": model.train_loss,
+            "train_acc": model.train_acc,
+            "val_acc": chosen.val_acc,
+            "test_acc": ev.accuracy,
+            "test_macro_f1": ev.macro_f1,
+            "weight_decay": model.weight_decay,
+            "seconds": seconds,
+        }
+        artifacts.save_model(
+            directory, module, normalize=True, classes=test.classes, metrics=metrics, config=cfg
+        )
+        atomic_write_json(directory / BEST_LINEAR_JSON, _report(model, ev, metrics))
+        atomic_write_text(directory / CANDIDATES_CSV, _candidates_csv(model))
+        if plots:
+            _plots(directory, model, module, ev, test)
+    except BaseException as e:
+        # Every way out leaves a final status with its reason, and no model file beside it.
+        status, reason = final_status(e)
+        with contextlib.suppress(OSError):
+            for name in (artifacts.MODEL_FILE, artifacts.MODEL_JSON):
+                (directory / name).unlink(missing_ok=True)
+            artifacts.write_status(directory, status, started=started, finished=now(), error=reason)
         raise
-    module = as_module(model.weight, model.bias)
-    ev = evaluate(module, test, normalize=True)  # the one look at the test split
-    seconds = time.perf_counter() - start
-    chosen = next(
-        c
-        for c in model.selection.candidates
-        if c.weight_decay == model.selection.chosen_weight_decay
-    )
-    metrics = {
-        "train_loss": model.train_loss,
-        "train_acc": model.train_acc,
-        "val_acc": chosen.val_acc,
-        "test_acc": ev.accuracy,
-        "test_macro_f1": ev.macro_f1,
-        "weight_decay": model.weight_decay,
-        "seconds": seconds,
-    }
-    artifacts.save_model(
-        directory, module, normalize=True, classes=test.classes, metrics=metrics, config=cfg
-    )
-    atomic_write_json(directory / BEST_LINEAR_JSON, _report(model, ev, metrics))
-    atomic_write_text(directory / CANDIDATES_CSV, _candidates_csv(model))
-    if plots:
-        _plots(directory, model, module, ev, test)
     artifacts.write_status(directory, "completed", started=started, finished=now(), metrics=metrics)
     files = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
     return BestLinearOutcome(directory, model, ev, metrics, files)

@@ -8,6 +8,7 @@ interrupted. The files are listed in :data:`RUN_FILES`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import subprocess
@@ -21,7 +22,7 @@ import torch
 
 from ..config import TrainConfig, resolve_device
 from ..data import FashionMNIST, load_fashion_mnist
-from ..errors import NonFiniteLossError, ResumeError
+from ..errors import NonFiniteLossError, ResumeError, SoftmaxRegressionError
 from ..evaluation import Evaluation, evaluate, predict_classes
 from ..train import Progress, TrainResult, TrainState, fit
 from . import artifacts
@@ -80,10 +81,13 @@ class _Writer:
         self._queue.put(job)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+        """Wait for every submitted write; re-raise the first one that failed (once)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
 
 
 class _PlotWorker:
@@ -143,9 +147,11 @@ def train_run(
 ) -> RunOutcome:
     """Train ``config`` into a run directory (new, or ``resume``'s) and write every artifact.
 
-    ``train``/``test`` may be passed in to reuse loaded data. A non-finite loss leaves the
-    directory marked failed (status.json, the history so far, the last good checkpoint) and
-    no model file; the error is re-raised.
+    ``train``/``test`` may be passed in to reuse loaded data. Once ``status.json`` says
+    ``running``, every way out leaves a final status with its reason (:func:`final_status`):
+    a non-finite loss, an error while saving, a failed background write, Ctrl-C. A run that
+    did not complete keeps the history of its checkpointed epochs and the last good
+    checkpoint, and has no model file; the error is re-raised.
     """
     device = resolve_device(config.device)  # before anything is read or written
     painter = _PlotWorker() if plots else None
@@ -203,59 +209,46 @@ def _train_run(
     artifacts.write_status(directory, "running", started=started)
 
     writer = _Writer()
-    last: list[TrainState] = [state] if state is not None else []
+    # The last state whose checkpoint is on disk: what an unfinished run's history stops at.
+    saved: list[TrainState] = [state] if state is not None else []
     cfg_dict = config.to_dict()
 
     def on_epoch(snapshot: TrainState) -> None:
-        last[:] = [snapshot]
-        writer.submit(lambda: artifacts.save_checkpoint(directory, snapshot, cfg_dict))
+        def job() -> None:
+            artifacts.save_checkpoint(directory, snapshot, cfg_dict)
+            saved[:] = [snapshot]
+
+        writer.submit(job)
 
     try:
         result = fit(config, train, test, state=state, progress=progress, on_epoch=on_epoch)
-    except (NonFiniteLossError, KeyboardInterrupt) as e:
-        failed = isinstance(e, NonFiniteLossError)
-        writer.close()
-        history = last[0].history if last else None
-        if history is not None:
-            artifacts.write_history(directory, history)
-        artifacts.write_status(
-            directory,
-            "failed" if failed else "interrupted",
-            started=started,
-            finished=now(),
-            epochs_completed=len(history) if history is not None else 0,
-            error=str(e) if failed else "interrupted",
-            **({"epoch": e.epoch, "step": e.step} if failed else {}),
+        final = result.final
+        ev = evaluate(result.model, test, normalize=config.normalize)
+        metrics = {
+            "epochs": len(result.history),
+            "train_loss": final.train_loss,
+            "train_acc": final.train_acc,
+            "test_acc": final.test_acc,
+            **({"val_acc": final.val_acc} if final.val_acc is not None else {}),
+            "test_macro_f1": ev.macro_f1,
+        }
+        writer.submit(lambda: artifacts.write_history(directory, result.history))
+        writer.submit(
+            lambda: artifacts.save_model(
+                directory,
+                result.model,
+                normalize=config.normalize,
+                classes=test.classes,
+                metrics=metrics,
+                config=cfg_dict,
+            )
         )
-        raise
-    except BaseException:
+        if painter is not None:
+            painter.draw(directory, plot_request(result, ev, test, config.normalize))
         writer.close()
+    except BaseException as e:
+        _end_unfinished(directory, e, writer, saved, started)
         raise
-
-    final = result.final
-    ev = evaluate(result.model, test, normalize=config.normalize)
-    metrics = {
-        "epochs": len(result.history),
-        "train_loss": final.train_loss,
-        "train_acc": final.train_acc,
-        "test_acc": final.test_acc,
-        **({"val_acc": final.val_acc} if final.val_acc is not None else {}),
-        "test_macro_f1": ev.macro_f1,
-    }
-    writer.submit(lambda: artifacts.write_history(directory, result.history))
-    writer.submit(
-        lambda: artifacts.save_model(
-            directory,
-            result.model,
-            normalize=config.normalize,
-            classes=test.classes,
-            metrics=metrics,
-            config=cfg_dict,
-        )
-    )
-    if painter is not None:
-        painter.draw(directory, plot_request(result, ev, test, config.normalize))
-    writer.close()
     artifacts.write_status(
         directory,
         "completed",
@@ -266,6 +259,61 @@ def _train_run(
     )
     files = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
     return RunOutcome(directory, result, ev, files)
+
+
+def final_status(error: BaseException) -> tuple[str, str]:
+    """The status a run that ended with ``error`` is left at, and the reason written beside it.
+
+    Ctrl-C and a closed output pipe (``softmax-regression train | head``: whoever read the
+    output stopped reading) are the user's choice, so the run is ``interrupted`` and resumable;
+    anything else is a ``failed`` run, with the error's own one-line message.
+    """
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", "interrupted"
+    if isinstance(error, BrokenPipeError):
+        return "interrupted", "output closed (broken pipe)"
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        return "failed", f"{where}{error.strerror}"
+    if isinstance(error, SoftmaxRegressionError) and str(error):
+        return "failed", str(error)
+    return "failed", f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _end_unfinished(
+    directory: Path,
+    error: BaseException,
+    writer: _Writer,
+    saved: list[TrainState],
+    started: str,
+) -> None:
+    """Leave a run that stopped with ``error`` in a final state: pending writes finished (a
+    write that fails now is not allowed to hide ``error``), the history of the epochs whose
+    checkpoint was taken, no model file (one exists only beside ``completed``), and the
+    status with its reason. Best effort: if the disk refuses even this, ``error`` still
+    propagates and is what the caller sees."""
+    with contextlib.suppress(Exception):
+        writer.close()
+    history = saved[0].history if saved else None
+    status, reason = final_status(error)
+    extra: dict[str, Any] = {}
+    if isinstance(error, NonFiniteLossError):
+        extra = {"epoch": error.epoch, "step": error.step}
+    with contextlib.suppress(OSError):
+        if history is not None:
+            artifacts.write_history(directory, history)
+        for name in (artifacts.MODEL_FILE, artifacts.MODEL_JSON):
+            (directory / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        artifacts.write_status(
+            directory,
+            status,
+            started=started,
+            finished=now(),
+            epochs_completed=len(history) if history is not None else 0,
+            error=reason,
+            **extra,
+        )
 
 
 def plot_request(
