@@ -444,10 +444,12 @@ def fit(
             model.train()
             record = EpochRecord(epoch, loss, acc, test_acc, val_acc, time.perf_counter() - t0)
             history.records.append(record)
-            if progress is not None:
-                progress.epoch_end(record)
+            # The checkpoint first: an epoch whose report cannot be printed (a closed pipe)
+            # is still kept.
             if on_epoch is not None:
                 on_epoch(_snapshot(epoch, model, optimizer, gen, history))
+            if progress is not None:
+                progress.epoch_end(record)
         model.eval()
     return TrainResult(model.cpu(), history, config, device, val_idx)
 

@@ -113,6 +113,8 @@ def _train(args: argparse.Namespace) -> int:
             _train_book_seeds(args, given, seeds)
         else:
             _train_book(args, given)
+    except BrokenPipeError:  # stdout closed by its reader: cli.main ends quietly
+        raise
     except OSError as e:
         raise write_error(e) from None
     return finish()
