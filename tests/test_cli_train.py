@@ -164,6 +164,33 @@ def test_predict_prints_top_classes(trained, test_images, capsys) -> None:
     assert pred["top"][0]["class"] == "ankle boot"
 
 
+def test_predict_answers_every_readable_file_and_names_each_bad_one(
+    trained, test_images, tmp_path, capsys
+) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    missing = tmp_path / "missing.png"
+    a, c = map(str, test_images[:2])
+    argv = ["predict", str(trained), a, str(broken), c, str(missing)]
+    rc, text, err = run(capsys, *argv)
+    assert rc == 4
+    lines = text.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [a, c]
+    assert lines == [line for line in run(capsys, "predict", str(trained), a, c)[1].splitlines()]
+    errors = err.splitlines()
+    assert len(errors) == 2 and "Traceback" not in err
+    assert errors[0].startswith(f"softmax-regression: error: {broken}: ")
+    assert errors[1] == f"softmax-regression: error: {missing}: no such file"
+
+    rc, text, err = run(capsys, *argv, "--json", "--top", "2")
+    assert rc == 4 and len(err.splitlines()) == 2
+    entries = json.loads(text)["predictions"]
+    assert [e["image"] for e in entries] == [a, str(broken), c, str(missing)]
+    assert [sorted(e) for e in entries] == [["image", "top"], ["error", "image"]] * 2
+    assert entries[3]["error"] == f"{missing}: no such file"
+    assert len(entries[0]["top"]) == 2 and entries[0]["top"][0]["class"] == "ankle boot"
+
+
 # --------------------------------------------------------------------------- bad inputs
 
 

@@ -43,12 +43,16 @@ TRIM_LEVELS = 13  # 5% of 255, as Fashion-MNIST's trimming step
 
 @dataclass(frozen=True)
 class Prediction:
-    """The ``k`` most likely classes of one image, most likely first."""
+    """The ``k`` most likely classes of one image, most likely first; for a file that could
+    not be read, ``error`` says why (one line naming the file) and ``top`` is empty."""
 
     source: str
     top: list[tuple[str, float]]
+    error: str | None = None
 
     def to_dict(self) -> dict:
+        if self.error is not None:
+            return {"image": self.source, "error": self.error}
         return {
             "image": self.source,
             "top": [{"class": c, "probability": p} for c, p in self.top],
@@ -167,15 +171,38 @@ def probabilities(saved: SavedModel, images: torch.Tensor) -> torch.Tensor:
 
 
 def predict_files(saved: SavedModel, paths: list[str | Path], k: int = 3) -> list[Prediction]:
-    """Top-``k`` classes for each image file; every file is read before any is classified."""
-    images = torch.stack([load_image(p) for p in paths]) if paths else torch.empty(0, SIZE, SIZE)
-    probs = probabilities(saved, images)
+    """Top-``k`` classes for each image file; every file is read before any is classified,
+    and the first that cannot be read raises its :class:`ImageError`."""
+    images = [load_image(p) for p in paths]
+    return _ranked(saved, [str(p) for p in paths], images, k)
+
+
+def predict_each(saved: SavedModel, paths: list[str | Path], k: int = 3) -> list[Prediction]:
+    """Top-``k`` classes for each image file, in order; a file that cannot be read gets its
+    error in its :class:`Prediction` instead of stopping the others."""
+    read: dict[int, torch.Tensor] = {}
+    failed: dict[int, Prediction] = {}
+    for i, path in enumerate(paths):
+        try:
+            read[i] = load_image(path)
+        except ImageError as e:
+            failed[i] = Prediction(str(path), [], str(e))
+    ranked = iter(_ranked(saved, [str(paths[i]) for i in read], list(read.values()), k))
+    return [failed[i] if i in failed else next(ranked) for i in range(len(paths))]
+
+
+def _ranked(
+    saved: SavedModel, sources: list[str], images: list[torch.Tensor], k: int
+) -> list[Prediction]:
+    if not images:
+        return []
+    probs = probabilities(saved, torch.stack(images))
     k = min(k, probs.shape[1])
     out = []
-    for path, row in zip(paths, probs, strict=True):
+    for source, row in zip(sources, probs, strict=True):
         values, idx = row.topk(k)
         top = [
             (saved.classes[i], float(v)) for v, i in zip(values.tolist(), idx.tolist(), strict=True)
         ]
-        out.append(Prediction(str(path), top))
+        out.append(Prediction(source, top))
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..errors import ConfigError
 from ._options import add_model_argument, finish
@@ -14,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="classify image files (PNG, JPEG, ...) with a trained model",
         description="Classify images: each is turned grayscale, inverted when its background "
-        "is light, trimmed, fitted into 28x28 keeping its aspect ratio (see the README).",
+        "is light, trimmed, fitted into 28x28 keeping its aspect ratio (see the README). "
+        "Every readable file gets its answer; each unreadable one, an error line.",
     )
     add_model_argument(p)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
@@ -28,21 +30,28 @@ def _predict(args: argparse.Namespace) -> int:
 
     from ..errors import ImageError
     from ..runs.directory import resolve_model_path
+    from . import PROG
 
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
     resolve_model_path(args.model)  # missing files are reported before torch is imported
-    missing = next((p for p in args.images if not Path(p).exists()), None)
-    if missing is not None:
-        raise ImageError(f"{missing}: no such file")
-    from ..predict import predict_files
+    missing = [p for p in args.images if not Path(p).exists()]
+    if len(missing) == len(args.images):  # nothing to classify: no need for torch either
+        for p in missing[:-1]:
+            print(f"{PROG}: error: {p}: no such file", file=sys.stderr)
+        raise ImageError(f"{missing[-1]}: no such file")
+    from ..predict import predict_each
     from ..runs.artifacts import load_model
 
     saved = load_model(args.model)
-    preds = predict_files(saved, args.images, args.top)
+    preds = predict_each(saved, args.images, args.top)
     if args.json:
         print(json.dumps({"model": str(saved.path), "predictions": [p.to_dict() for p in preds]}))
-    else:
-        for p in preds:
+    for p in preds:
+        if p.error is not None:
+            print(f"{PROG}: error: {p.error}", file=sys.stderr)
+        elif not args.json:
             print(f"{p.source}: " + ", ".join(f"{c} {v:.3f}" for c, v in p.top))
+    if any(p.error is not None for p in preds):
+        return ImageError.exit_code
     return finish()
