@@ -58,6 +58,56 @@ def test_dark_background_is_kept() -> None:
     assert (top, bottom) == (0, 27) and right - left + 1 == 11  # 16/40 of 28, centred
 
 
+def _border_image(size: int, light: int) -> np.ndarray:
+    """A size x size image whose outermost rows and columns (4 * size values, corners counted
+    twice, as the rule counts them) alternate 127 and 128 with ``light`` of them moved from
+    127 up to 128, and an object inside."""
+    a = np.full((size, size), 60, np.uint8)
+    a[size // 4 : -size // 4, size // 3 : -size // 3] = 230
+    border = np.where(np.arange(size) % 2 == 0, 127, 128).astype(np.uint8)
+    a[0], a[-1], a[:, 0], a[:, -1] = border, border[::-1], border, border[::-1]
+    # The four corners are 127, 128, 128, 127, each counted twice: balanced, mean 127.5.
+    for k in range(light):
+        a[0, 2 + 2 * k] = 128  # even columns hold 127 on the top row
+    return a
+
+
+@pytest.mark.parametrize("size", [28, 56])
+def test_the_background_threshold_at_its_edge(size) -> None:
+    """Border mean exactly 127.5: dark, kept. One level more on one border pixel: light,
+    inverted. A 28x28 image is otherwise taken as it is (neither trimmed nor scaled)."""
+    at = _border_image(size, 0)
+    border = np.concatenate([at[0], at[-1], at[:, 0], at[:, -1]]).astype(np.float64)
+    assert border.mean() == 127.5
+    above = _border_image(size, 1)
+    assert np.concatenate([above[0], above[-1], above[:, 0], above[:, -1]]).mean() > 127.5
+    kept, inverted = prepare_image(Image.fromarray(at)), prepare_image(Image.fromarray(above))
+    if size == 28:
+        assert torch.equal(kept, torch.from_numpy(at))
+        assert torch.equal(inverted, torch.from_numpy(255 - above))
+    else:
+        assert int(kept[14, 14]) > 200 and int(inverted[14, 14]) < 55  # 230 vs 255 - 230
+
+
+@pytest.mark.parametrize("light", [False, True])
+@pytest.mark.parametrize(("diff", "kept_in_box"), [(13, False), (14, True)])
+def test_the_trim_threshold_at_its_edge(light, diff, kept_in_box) -> None:
+    """Pixels more than 13 levels (5%) from the background level bound the trimmed box: a
+    speck 13 levels off is background, 14 levels off is part of the object. Measured after
+    the inversion, from the border's level, not from black."""
+    background = 250 if light else 20
+    sign = -1 if light else 1
+    a = np.full((60, 60), background, np.uint8)
+    a[20:40, 20:40] = background + sign * 180  # a 20x20 object
+    a[5, 5] = background + sign * diff  # a faint speck far from it
+    out = prepare_image(Image.fromarray(a)).numpy()
+    inside = 255 - (background - 180) if light else background + 180
+    if kept_in_box:  # the box reaches the speck: the object no longer fills the frame
+        assert out.min() < 60
+    else:  # the box is the object alone, scaled to fill all 28x28 pixels
+        assert np.abs(out.astype(int) - inside).max() <= 3
+
+
 def test_transparency_counts_as_a_white_page() -> None:
     rgba = np.zeros((64, 64, 4), np.uint8)  # fully transparent...
     rgba[8:56, 16:48] = (30, 30, 120, 255)  # ...around an opaque dark-blue object
@@ -98,11 +148,13 @@ def test_the_datasets_own_images_survive_the_round_trip(saved, test_set, tmp_pat
         paths.append(_save(tmp_path / f"{i}.png", a))
         inverted.append(_save(tmp_path / f"inv{i}.png", 255 - a))  # a dark-on-white photo
         big.append(_save(tmp_path / f"big{i}.jpg", np.kron(a, np.ones((5, 5), np.uint8))))
+    # 28x28 files (dark backgrounds, as every dataset image has) are taken as they are, and a
+    # light page is inverted back to exactly the same pixels.
+    for i in range(n):
+        assert torch.equal(load_image(paths[i]), imgs[i]), i
+        assert torch.equal(load_image(inverted[i]), imgs[i]), i
     plain = [p.top[0][0] for p in predict_files(saved, paths, 1)]
-    names = [saved.classes[k] for k in direct]
-    assert plain == names  # 28x28 files are taken as they are
-    # A light page is inverted back to exactly the same pixels.
-    assert [p.top[0][0] for p in predict_files(saved, inverted, 1)] == plain
+    assert plain == [saved.classes[k] for k in direct]
     # Five times larger, JPEG-compressed: fitted back to 28x28, nearly always the same class.
     upscaled = [p.top[0][0] for p in predict_files(saved, big, 1)]
     agree = sum(a == b for a, b in zip(upscaled, plain, strict=True))

@@ -271,9 +271,16 @@ def test_naive_loss_on_raw_pixels_stops_with_epoch_and_step(small) -> None:
     assert ("end", e.value.epoch) not in seen
 
 
-@pytest.mark.parametrize(("bad_call", "epoch", "step"), [(5, 1, 5), (24 + 17, 2, 17), (24, 1, 24)])
+# README: a non-finite loss "stops the run within 16 steps".
+PROMISED_STEPS = 16
+
+
+@pytest.mark.parametrize(
+    ("bad_call", "epoch", "step"), [(1, 1, 1), (5, 1, 5), (24 + 17, 2, 17), (24, 1, 24)]
+)
 def test_the_error_names_the_first_bad_step(small, monkeypatch, bad_call, epoch, step) -> None:
-    """A loss that turns nan at a known call: the guard must name exactly that step."""
+    """A loss that turns nan at a known call: the guard must name exactly that step, and
+    stop fewer than CHECK_EVERY (at most the promised 16) steps after it."""
     train, test = small
     calls = [0]
 
@@ -290,6 +297,24 @@ def test_the_error_names_the_first_bad_step(small, monkeypatch, bad_call, epoch,
         fit(TrainConfig(engine="autograd", epochs=3), train, test)
     assert (e.value.epoch, e.value.step) == (epoch, step)
     assert f"training loss became nan at epoch {epoch}, step {step} of 24" in str(e.value)
+    steps_after_the_bad_one = calls[0] - bad_call
+    assert steps_after_the_bad_one < CHECK_EVERY <= PROMISED_STEPS
+
+
+def test_the_fast_engine_stops_within_the_window_too(small, monkeypatch) -> None:
+    train, test = small
+    steps = [0]
+    convert = train_mod.images_to_float
+
+    def counting(images, normalize, out=None):
+        steps[0] += out is not None  # a training batch (evaluation converts without out=)
+        return convert(images, normalize, out=out)
+
+    monkeypatch.setattr(train_mod, "images_to_float", counting)
+    with pytest.raises(NonFiniteLossError) as e:
+        fit(TrainConfig(lr=1e36, epochs=2, engine="fast"), train, test)
+    first_bad = (e.value.epoch - 1) * 24 + e.value.step
+    assert 0 <= steps[0] - first_bad < CHECK_EVERY <= PROMISED_STEPS
 
 
 def test_a_huge_learning_rate_is_caught(small) -> None:

@@ -19,8 +19,9 @@ were made with (a product photo on a light background, turned into a 28x28 negat
    one explicit algorithm, not a library's resampler, so that the report page's "Try it"
    (JavaScript, ``report/page.js``) computes the same pixels exactly.
 
-An image that is already 28x28 skips steps 4 and 5: it is taken to be framed like the
-dataset's own images (which round-trip through a PNG file unchanged).
+An image that is already 28x28 goes through steps 1-3 (so a light one is inverted) and skips
+steps 4 and 5: it is taken to be framed like the dataset's own images (whose borders are all
+dark, so they round-trip through a PNG file unchanged).
 """
 
 from __future__ import annotations
