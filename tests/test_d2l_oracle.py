@@ -26,8 +26,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 from softmax_regression import d2l
+from softmax_regression.config import TrainConfig
+from softmax_regression.data import load_fashion_mnist
 from softmax_regression.errors import ConfigError
-from softmax_regression.train import cpu_threads
+from softmax_regression.model import SoftmaxRegression
+from softmax_regression.train import cpu_threads, fit
 
 WHEEL_DIR = Path(sys.prefix) / "d2l-oracle"
 TORCH_PY_SHA256 = "3c173de4ee169b383e82f37877113115e8ca47bbe00274afc9215d2e5a70dcca"
@@ -271,3 +274,98 @@ def test_train_ch3_history_is_what_the_book_plots(book, data, tmp_path, monkeypa
         for epoch in range(2)
     ]
     assert recorder.kwargs["legend"] == ["train loss", "train acc", "test acc"]
+
+
+# --------------------------------------------------------------------------- the trainer
+
+
+@pytest.fixture(scope="module")
+def subset():
+    train = load_fashion_mnist("train").subset(range(12000))
+    test = load_fashion_mnist("test").subset(range(2000))
+    return train, test
+
+
+def to_tensor(images: torch.Tensor) -> torch.Tensor:
+    """torchvision's ToTensor on uint8 images, written out: ``img.to(float32).div(255)``."""
+    return images.unsqueeze(1).to(torch.float32).div(255)
+
+
+def book_run(book, config: TrainConfig, train, test, device: str = "cpu"):
+    """The book's own ``train_epoch_ch3`` and ``evaluate_accuracy`` (d2l 0.17.6's source), with
+    the chapter's net, loss and ``torch.optim.SGD``, fed the batches ``fit`` draws and started
+    from the weights ``fit`` draws: one generator, the weights first, then one permutation
+    per epoch."""
+    gen = torch.Generator().manual_seed(config.seed)
+    init = SoftmaxRegression.seeded(gen)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with torch.no_grad():
+        net[1].weight.copy_(init.weight)
+        net[1].bias.copy_(init.bias)
+    net.to(device)
+    loss = nn.CrossEntropyLoss(reduction="none")
+    trainer = torch.optim.SGD(
+        net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    test_iter = [
+        (to_tensor(test.images[i : i + 256]).to(device), test.labels[i : i + 256].to(device))
+        for i in range(0, len(test), 256)
+    ]
+    history = []
+    for _ in range(config.epochs):
+        perm = torch.randperm(len(train), generator=gen)
+        train_iter = [
+            (to_tensor(train.images[idx]).to(device), train.labels[idx].to(device))
+            for idx in perm.split(config.batch_size)
+        ]
+        with book_warnings_ignored():
+            train_loss, train_acc = book.train_epoch_ch3(net, train_iter, loss, trainer)
+        history.append((train_loss, train_acc, book.evaluate_accuracy(net, test_iter)))
+    return net, history
+
+
+def numbers(result) -> list[tuple[float, float, float]]:
+    return [(r.train_loss, r.train_acc, r.test_acc) for r in result.history]
+
+
+# Every device: without a GPU the cuda cases show as skipped, with the reason (pytest -ra).
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(
+            not torch.cuda.is_available(),
+            reason="needs a CUDA GPU (none here; benchmarks/gpu_check.sh runs it on one)",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"momentum": 0.9, "weight_decay": 1e-3}, {"batch_size": 100, "lr": 0.05, "seed": 7}],
+    ids=["book", "momentum+wd", "other-batch"],
+)
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_autograd_engine_is_the_books_training_bit_for_bit(book, subset, changes, device):
+    train, test = subset
+    config = TrainConfig(engine="autograd", epochs=2, device=device, **changes)
+    net, expected = book_run(book, config, train, test, device)
+    result = fit(config, train, test)
+    assert torch.equal(result.model.weight, net[1].weight.detach().cpu())
+    assert torch.equal(result.model.bias, net[1].bias.detach().cpu())
+    assert numbers(result) == expected
+
+
+def test_the_fast_engine_is_the_books_training_to_float_rounding(book, subset, float_rounding):
+    """README: the default engine is the same run up to float rounding: the same accuracies,
+    train losses within ``float_rounding`` (the full 10-epoch runs: test_train_book.py)."""
+    train, test = subset
+    config = TrainConfig(epochs=3)
+    _, expected = book_run(book, config, train, test)
+    got = numbers(fit(config.replace(engine="fast"), train, test))
+    for (loss, acc, test_acc), (book_loss, book_acc, book_test_acc) in zip(
+        got, expected, strict=True
+    ):
+        assert abs(loss - book_loss) <= float_rounding
+        assert (acc, test_acc) == (book_acc, book_test_acc)
