@@ -14,7 +14,13 @@ from softmax_regression.config import TrainConfig
 from softmax_regression.data import load_fashion_mnist
 from softmax_regression.errors import ImageError
 from softmax_regression.evaluation import predict_classes
-from softmax_regression.predict import load_image, predict_files, prepare_image, probabilities
+from softmax_regression.predict import (
+    load_image,
+    predict_each,
+    predict_files,
+    prepare_image,
+    probabilities,
+)
 from softmax_regression.runs import artifacts
 from softmax_regression.train import fit
 
@@ -177,6 +183,25 @@ def test_probabilities_and_top_k(saved, test_set, tmp_path) -> None:
     values = [v for _, v in pred.top]
     assert values == sorted(values, reverse=True) and len(values) == 3
     assert pred.to_dict()["top"][0] == {"class": "ankle boot", "probability": values[0]}
+
+
+def test_predict_each_keeps_the_order_and_the_errors(saved, test_set, tmp_path) -> None:
+    good = [_save(tmp_path / f"{i}.png", test_set.images[i].numpy()) for i in range(3)]
+    bad = _write(tmp_path / "bad.png", b"plain text")
+    paths = [good[0], bad, good[1], tmp_path / "gone.png", good[2]]
+    each = predict_each(saved, paths, k=2)
+    assert [p.source for p in each] == [str(p) for p in paths]
+    assert [p.to_dict() for p in (each[0], each[2], each[4])] == [
+        p.to_dict() for p in predict_files(saved, good, 2)
+    ]
+    assert (each[1].top, each[1].error) == ([], f"{bad}: not an image file PIL can read")
+    assert each[3].to_dict() == {
+        "image": str(tmp_path / "gone.png"),
+        "error": f"{tmp_path / 'gone.png'}: no such file",
+    }
+    with pytest.raises(ImageError, match="bad.png: not an image file"):
+        predict_files(saved, paths, 2)
+    assert predict_each(saved, [bad], 1)[0].error is not None
 
 
 @pytest.mark.parametrize(
