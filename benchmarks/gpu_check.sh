@@ -5,7 +5,8 @@
 #     SOFTMAX_REGRESSION_DATA=/path/to/fashion-mnist OUT=/tmp/gpu bash benchmarks/gpu_check.sh
 #
 # 1. the test suite with device "auto" meaning the GPU (the notebook tests and the d2l wheel
-#    comparison need packages a bare GPU image lacks, so they are left to CPU runs);
+#    comparison need packages a bare GPU image lacks, so they are left to CPU runs), then
+#    the trainer against the book's own code on cuda, given the d2l wheel ($D2L_ORACLE_DIR);
 # 2. the book's recipe on cuda and on cpu, both engines, whole process timed;
 # 3. the best-linear recipe on cuda over seeds 0,1,2.
 set -u
@@ -16,6 +17,16 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 
 timeout 300 python3 -m pytest -q -p no:cacheprovider --ignore=tests/test_d2l_chapters.py \
     --ignore=tests/test_d2l_oracle.py 2>&1 | tee "$OUT/pytest.log" | tail -25
+
+# The trainer against d2l 0.17.6's own train_epoch_ch3 on cuda: needs only the book's wheel,
+# which `make setup` downloads into .venv/d2l-oracle (copy that folder along).
+export D2L_ORACLE_DIR=${D2L_ORACLE_DIR:-$PWD/.venv/d2l-oracle}
+if ls "$D2L_ORACLE_DIR"/d2l-0.17.6-*.whl >/dev/null 2>&1; then
+    timeout 300 python3 -m pytest -q -ra -p no:cacheprovider tests/test_d2l_oracle.py \
+        -k "engine" 2>&1 | tee "$OUT/pytest-oracle.log" | tail -8
+else
+    echo "no d2l 0.17.6 wheel in $D2L_ORACLE_DIR: the trainer-against-the-book checks were not run"
+fi
 
 TIMEFORMAT="%R s"
 for engine in fast autograd; do

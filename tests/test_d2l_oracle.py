@@ -11,6 +11,7 @@ import ast
 import contextlib
 import copy
 import hashlib
+import os
 import sys
 import time
 import types
@@ -32,7 +33,9 @@ from softmax_regression.errors import ConfigError
 from softmax_regression.model import SoftmaxRegression
 from softmax_regression.train import cpu_threads, fit
 
-WHEEL_DIR = Path(sys.prefix) / "d2l-oracle"
+# Where `make setup` puts the wheel; $D2L_ORACLE_DIR names another place (a GPU machine
+# without the virtual environment: benchmarks/gpu_check.sh).
+WHEEL_DIR = Path(os.environ.get("D2L_ORACLE_DIR") or Path(sys.prefix) / "d2l-oracle")
 TORCH_PY_SHA256 = "3c173de4ee169b383e82f37877113115e8ca47bbe00274afc9215d2e5a70dcca"
 DEFINITIONS = {
     "Accumulator",
