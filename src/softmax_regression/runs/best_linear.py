@@ -114,6 +114,9 @@ def best_linear_run(
         atomic_write_text(directory / CANDIDATES_CSV, _candidates_csv(model))
         if plots:
             _plots(directory, model, module, ev, test)
+        artifacts.write_status(
+            directory, "completed", started=started, finished=now(), metrics=metrics
+        )
     except BaseException as e:
         # Every way out leaves a final status with its reason, and no model file beside it.
         status, reason = final_status(e)
@@ -122,7 +125,6 @@ def best_linear_run(
                 (directory / name).unlink(missing_ok=True)
             artifacts.write_status(directory, status, started=started, finished=now(), error=reason)
         raise
-    artifacts.write_status(directory, "completed", started=started, finished=now(), metrics=metrics)
     files = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
     return BestLinearOutcome(directory, model, ev, metrics, files)
 

@@ -246,17 +246,17 @@ def _train_run(
         if painter is not None:
             painter.draw(directory, plot_request(result, ev, test, config.normalize))
         writer.close()
+        artifacts.write_status(
+            directory,
+            "completed",
+            started=started,
+            finished=now(),
+            epochs_completed=len(result.history),
+            metrics=metrics,
+        )
     except BaseException as e:
         _end_unfinished(directory, e, writer, saved, started)
         raise
-    artifacts.write_status(
-        directory,
-        "completed",
-        started=started,
-        finished=now(),
-        epochs_completed=len(result.history),
-        metrics=metrics,
-    )
     files = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
     return RunOutcome(directory, result, ev, files)
 
