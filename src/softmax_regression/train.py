@@ -17,6 +17,12 @@ Two engines compute that step:
 
 Both engines keep every per-batch number on the device (no per-batch host sync) and read them
 once per epoch, except a finiteness check of the losses every :data:`CHECK_EVERY` steps.
+
+Given a :class:`~softmax_regression.distributed.World` of several ranks, :func:`fit` trains
+the same run data-parallel: each rank takes its share of every global batch, the gradient
+sums are all-reduced and divided by the global batch size before the update, and the loss
+sums and correct counts are reduced exactly (``distributed.py`` says how). One rank is the
+single-process code path, untouched.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from torch import nn
 from . import functional
 from .config import TrainConfig, resolve_device
 from .data import FashionMNIST
+from .distributed import World, local_indices, share
 from .errors import ConfigError, NonFiniteLossError
 from .model import NUM_CLASSES, SoftmaxRegression, class_scores
 
@@ -353,12 +360,21 @@ def images_to_float(
 
 
 class _EvalSet:
-    """An evaluation split converted to float once per fit, scored in chunks."""
+    """An evaluation split converted to float once per fit, scored in chunks.
 
-    def __init__(self, data: FashionMNIST, normalize: bool, device: torch.device) -> None:
-        images = data.images.reshape(len(data), -1)
+    With several ranks each scores its contiguous share; the counts are summed by the caller.
+    """
+
+    def __init__(
+        self, data: FashionMNIST, normalize: bool, device: torch.device, world: World | None
+    ) -> None:
+        self.n = len(data)
+        images, labels = data.images.reshape(len(data), -1), data.labels
+        if world is not None:
+            lo, hi = share(self.n, world.size, world.rank)
+            images, labels = images[lo:hi], labels[lo:hi]
         self.x = images_to_float(images, normalize).to(device)
-        self.y = data.labels.to(device)
+        self.y = labels.to(device)
 
     def correct(self, model: SoftmaxRegression) -> torch.Tensor:
         total = torch.zeros((), dtype=torch.int64, device=self.y.device)
@@ -367,7 +383,22 @@ class _EvalSet:
         return total
 
     def accuracy(self, model: SoftmaxRegression) -> float:
-        return int(self.correct(model)) / max(int(self.y.shape[0]), 1)
+        return int(self.correct(model)) / max(self.n, 1)
+
+
+def _accuracies(
+    evals: list[_EvalSet | None], model: SoftmaxRegression, world: World | None
+) -> list[float | None]:
+    """Each set's accuracy; with several ranks, exact sums of every rank's correct count."""
+    if world is None:
+        return [e.accuracy(model) if e is not None else None for e in evals]
+    counts = torch.stack([e.correct(model) if e is not None else _zero(model) for e in evals])
+    counts = world.sum_(counts, "summing the evaluation counts").tolist()
+    return [c / max(e.n, 1) if e is not None else None for e, c in zip(evals, counts, strict=True)]
+
+
+def _zero(model: SoftmaxRegression) -> torch.Tensor:
+    return torch.zeros((), dtype=torch.int64, device=model.weight.device)
 
 
 def _non_finite_error(
@@ -398,6 +429,7 @@ def fit(
     state: TrainState | None = None,
     progress: Progress | None = None,
     on_epoch: Callable[[TrainState], None] | None = None,
+    world: World | None = None,
 ) -> TrainResult:
     """Train softmax regression on ``train`` with ``config``; test accuracy after each epoch.
 
@@ -405,11 +437,23 @@ def fit(
     checkpoint (bit-identical to never having stopped); ``on_epoch`` receives a snapshot after
     every completed epoch (the run directory writes it as the resume checkpoint).
 
+    ``world`` (from :func:`distributed.init <softmax_regression.distributed.init>`) trains
+    data-parallel over its ranks: call ``fit`` on every rank with the same arguments; each
+    returns the same result, and only rank 0 reports to ``progress``. A checkpoint from any
+    number of ranks continues on any other number.
+
     Raises :class:`NonFiniteLossError` (naming the epoch and the first bad step) when a loss
     becomes nan or inf; checked every :data:`CHECK_EVERY` steps and at the end of each epoch.
     """
     config.validate()
-    device = resolve_device(config.device)
+    if world is not None and world.parallel:
+        device = world.device
+        _check_world(world, config, train, test, state)
+        if not world.is_main:
+            progress = None
+    else:
+        world = None
+        device = resolve_device(config.device)
     val_idx = None
     val = None
     if config.val_split:
@@ -429,9 +473,10 @@ def fit(
             _restore(state, model, optimizer, gen)
             history = History(list(state.history.records))
 
-        loop = _Loop(config, model, optimizer, train, device)
+        loop = _Loop(config, model, optimizer, train, device, world)
         evals = [
-            _EvalSet(d, config.normalize, device) if d is not None else None for d in (test, val)
+            _EvalSet(d, config.normalize, device, world) if d is not None else None
+            for d in (test, val)
         ]
         model.train()
         for epoch in range(len(history) + 1, config.epochs + 1):
@@ -440,7 +485,7 @@ def fit(
                 progress.epoch_start(epoch, config.epochs, loop.steps)
             loss, acc = loop.epoch(gen, epoch, progress)
             model.eval()
-            test_acc, val_acc = (e.accuracy(model) if e is not None else None for e in evals)
+            test_acc, val_acc = _accuracies(evals, model, world)
             model.train()
             record = EpochRecord(epoch, loss, acc, test_acc, val_acc, time.perf_counter() - t0)
             history.records.append(record)
@@ -452,6 +497,32 @@ def fit(
                 progress.epoch_end(record)
         model.eval()
     return TrainResult(model.cpu(), history, config, device, val_idx)
+
+
+def _check_world(
+    world: World,
+    config: TrainConfig,
+    train: FashionMNIST,
+    test: FashionMNIST | None,
+    state: TrainState | None,
+) -> None:
+    """One clear error, on every rank, for a set-up that could only hang or diverge."""
+    if world.size > config.batch_size:
+        raise ConfigError(
+            f"world size {world.size} is larger than the batch size {config.batch_size}: "
+            "every rank needs a share of each batch; start fewer ranks"
+        )
+    if config.device == "cuda" and world.device.type != "cuda":
+        raise ConfigError("--device cuda was asked for, but the process group runs on the CPU")
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("data_dir", "device")}
+    settings.update(
+        device=world.device.type,
+        training_images=len(train),
+        test_images=None if test is None else len(test),
+        data_sha256={**train.sha256, **(test.sha256 if test is not None else {})},
+        resumed_from_epoch=None if state is None else state.epoch,
+    )
+    world.check_same(settings)
 
 
 def _snapshot(
@@ -491,28 +562,50 @@ class _Loop:
         optimizer: Optimizer,
         train: FashionMNIST,
         device: torch.device,
+        world: World | None = None,
     ) -> None:
         self.config = config
         self.model = model
         self.optimizer = optimizer
         self.device = device
+        self.world = world
         self.images = train.images.reshape(len(train), -1).to(device)
         self.labels = train.labels.to(device)
         self.n = len(train)
         self.b = b = min(config.batch_size, self.n)
         self.steps = -(-self.n // b)
         self.loss_sums = torch.empty(self.steps, dtype=torch.float32, device=device)
-        self.preds = torch.empty(self.n, dtype=torch.int64, device=device)
-        self.maxes = torch.empty(self.n, dtype=torch.float32, device=device)
-        if config.resolved_engine == "fast":
-            self.step, self.loss_sign = self._fast_step(), -1.0
+        if world is None:
+            self.sizes = sorted({self.b, self.n - (self.steps - 1) * self.b})
+        else:  # this rank's share of a full batch and of the last one
+            last = self.n - (self.steps - 1) * self.b
+            self.sizes = sorted(
+                {hi - lo for lo, hi in (share(n, world.size, world.rank) for n in (b, last))}
+            )
+            self.global_sums = torch.empty(self.steps, dtype=torch.float64, device=device)
+        n_local = self.n if world is None else self._local_count()
+        self.preds = torch.empty(n_local, dtype=torch.int64, device=device)
+        self.maxes = torch.empty(n_local, dtype=torch.float32, device=device)
+        fast = config.resolved_engine == "fast"
+        self.loss_sign = -1.0 if fast else 1.0
+        if world is None:
+            self.step = self._fast_step() if fast else self._autograd_step()
         else:
-            self.step, self.loss_sign = self._autograd_step(), 1.0
+            self.step = self._fast_step_dp() if fast else self._autograd_step_dp()
+
+    def _local_count(self) -> int:
+        assert self.world is not None
+        full, rest = divmod(self.n, self.b)
+        lo, hi = share(self.b, self.world.size, self.world.rank)
+        rlo, rhi = share(rest, self.world.size, self.world.rank)
+        return full * (hi - lo) + (rhi - rlo)
 
     def epoch(
         self, gen: torch.Generator, epoch: int, progress: Progress | None
     ) -> tuple[float, float]:
         """Train one epoch; return (train loss, train accuracy) as the book defines them."""
+        if self.world is not None:
+            return self._epoch_dp(gen, epoch, progress)
         perm = torch.randperm(self.n, generator=gen).to(self.device)
         labels = self.labels.index_select(0, perm)
         b, step, loss_sums, steps = self.b, self.step, self.loss_sums, self.steps
@@ -540,8 +633,52 @@ class _Loop:
         correct = int((self.preds == labels).sum())
         return self.loss_sign * total / self.n, correct / self.n
 
-    def _raise_non_finite(self, epoch: int, lo: int, hi: int) -> None:
-        window = self.loss_sums[lo:hi]
+    def _epoch_dp(
+        self, gen: torch.Generator, epoch: int, progress: Progress | None
+    ) -> tuple[float, float]:
+        """:meth:`epoch` on this rank's share of every batch of the same global permutation.
+
+        The per-step loss sums are reduced (float64) at each finiteness check, so that every
+        rank sees the same window and raises the same error; the correct counts at the end.
+        """
+        world = self.world
+        assert world is not None
+        perm = torch.randperm(self.n, generator=gen).to(self.device)
+        idx, sizes = local_indices(perm, self.b, world.size, world.rank)
+        labels = self.labels.index_select(0, idx)
+        b, n, step, steps = self.b, self.n, self.step, self.steps
+        loss_sums, global_sums = self.loss_sums, self.global_sums
+        batches = zip(
+            idx.split(sizes),
+            labels.unsqueeze(0).split(sizes, dim=1),
+            self.preds.split(sizes),
+            self.maxes.split(sizes),
+            loss_sums.unbind(0),
+            strict=True,
+        )
+        checked = 0
+        for i, (ix, y, pred, mx, loss_sum) in enumerate(batches, start=1):
+            step(ix, y, pred, mx, loss_sum, min(b, n - (i - 1) * b), epoch, i)
+            if i % CHECK_EVERY == 0 or i == steps:
+                window = global_sums[checked:i]
+                window.copy_(loss_sums[checked:i])
+                world.sum_(window, f"summing the losses of epoch {epoch}, step {i}")
+                if not bool(torch.isfinite(window.sum())):
+                    self._raise_non_finite(epoch, checked, i, global_sums)
+                if progress is not None:
+                    progress.advance(i - checked)
+                checked = i
+        total = 0.0
+        for v in global_sums.tolist():
+            total += v
+        correct = (self.preds == labels).sum().reshape(1)
+        correct = int(world.sum_(correct, f"summing the correct counts of epoch {epoch}"))
+        return self.loss_sign * total / n, correct / n
+
+    def _raise_non_finite(
+        self, epoch: int, lo: int, hi: int, sums: torch.Tensor | None = None
+    ) -> None:
+        window = (self.loss_sums if sums is None else sums)[lo:hi]
         bad = (~torch.isfinite(window)).nonzero()
         if bad.numel() == 0:  # finite steps whose sum overflowed: not a bad step
             return
@@ -552,11 +689,10 @@ class _Loop:
     def _buffers(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """(uint8, float32) batch buffers by batch size, views of one allocation: fresh 800 KB
         tensors every step cost page faults on top of the copies."""
-        d = self.images.shape[1]
-        u8 = torch.empty((self.b, d), dtype=torch.uint8, device=self.device)
-        x = torch.empty((self.b, d), dtype=torch.float32, device=self.device)
-        sizes = {self.b, self.n - (self.steps - 1) * self.b}
-        return {n: (u8[:n], x[:n]) for n in sizes}
+        d, most = self.images.shape[1], max(self.sizes)
+        u8 = torch.empty((most, d), dtype=torch.uint8, device=self.device)
+        x = torch.empty((most, d), dtype=torch.float32, device=self.device)
+        return {n: (u8[:n], x[:n]) for n in self.sizes}
 
     def _fast_step(self) -> Callable[..., None]:
         """The closed-form step. Logits are kept as (classes, batch): for this thin model
@@ -615,6 +751,95 @@ class _Loop:
             for p in opt.params:
                 p.grad = None  # optimizer.zero_grad(): set_to_none
             losses.mean().backward()
+            opt.step()
+            with torch.no_grad():
+                torch.sum(losses.detach(), 0, out=loss_sum)
+                torch.argmax(out.detach(), 1, out=pred)
+
+        return step
+
+    # ----------------------------------------------------------- data-parallel steps
+
+    def _grad_buffer(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One flat buffer for both gradients, so that each step is a single all-reduce."""
+        w = self.model.weight
+        flat = torch.empty(w.numel() + w.shape[0], device=self.device)
+        return flat, flat[: w.numel()].view(w.shape), flat[w.numel() :]
+
+    def _fast_step_dp(self) -> Callable[..., None]:
+        """The closed-form step on this rank's share: the gradient *sum* over the share,
+        all-reduced, then divided by the global batch size ``n``: the single-process gradient
+        of the mean loss, summed in another order."""
+        images, normalize, world = self.images, self.config.normalize, self.world
+        assert world is not None
+        w, b = self.model.weight.detach(), self.model.bias.detach()
+        b_col = b.unsqueeze(1)
+        opt = self.optimizer
+        plain = isinstance(opt, LeanSGD) and opt.momentum == 0 and opt.weight_decay == 0
+        lr = opt.lr if isinstance(opt, LeanSGD) else 0.0
+        flat, grad_w, grad_b = self._grad_buffer()
+        most = max(self.sizes)
+        scores = torch.empty((NUM_CLASSES, most), device=self.device)
+        minus_one = torch.full((1, most), -1.0, device=self.device)
+        views = {
+            k: (u8, x, x.t(), scores[:, :k], minus_one[:, :k])
+            for k, (u8, x) in self._buffers().items()
+        }
+
+        @torch.no_grad()
+        def step(idx, y, pred, mx, loss_sum, n, epoch, i) -> None:
+            k = idx.shape[0]
+            if k:
+                u8, x, xt, o, m1 = views[k]
+                torch.index_select(images, 0, idx, out=u8)
+                images_to_float(u8, normalize, out=x)
+                torch.addmm(b_col, w, xt, out=o)
+                torch.max(o, 0, out=(mx, pred))
+                lsm = torch.log_softmax(o, 0)
+                torch.sum(lsm.gather(0, y), (0, 1), out=loss_sum)
+                g = lsm.exp_().scatter_add_(0, y, m1)
+                torch.mm(g, x, out=grad_w)
+                torch.sum(g, 1, out=grad_b)
+            else:  # nothing of this batch here: contribute zeros, but join the all-reduce
+                flat.zero_()
+                loss_sum.zero_()
+            world.sum_(flat, f"summing the gradients of epoch {epoch}, step {i}")
+            if plain:
+                w.add_(grad_w, alpha=-lr / n)
+                b.add_(grad_b, alpha=-lr / n)
+            else:
+                flat.div_(n)
+                opt.step((grad_w, grad_b))
+
+        return step
+
+    def _autograd_step_dp(self) -> Callable[..., None]:
+        """The book's step on this rank's share: ``(l.sum() / n).backward()`` is this rank's
+        part of ``l.mean()`` over the global batch of ``n``; the parts are all-reduced."""
+        images, normalize, world = self.images, self.config.normalize, self.world
+        assert world is not None
+        model, opt = self.model, self.optimizer
+        loss_fn = make_loss(self.config.loss)
+        views = self._buffers()
+        flat, grad_w, grad_b = self._grad_buffer()
+        weight, bias = model.weight, model.bias
+
+        def step(idx, y, pred, mx, loss_sum, n, epoch, i) -> None:
+            u8, x = views[idx.shape[0]]
+            torch.index_select(images, 0, idx, out=u8)
+            images_to_float(u8, normalize, out=x)
+            y = y.squeeze(0)
+            out = model(x)
+            losses = loss_fn(out, y)
+            for p in opt.params:
+                p.grad = None
+            (losses.sum() / n).backward()
+            with torch.no_grad():
+                grad_w.copy_(weight.grad)
+                grad_b.copy_(bias.grad)
+                world.sum_(flat, f"summing the gradients of epoch {epoch}, step {i}")
+                weight.grad.copy_(grad_w)
+                bias.grad.copy_(grad_b)
             opt.step()
             with torch.no_grad():
                 torch.sum(losses.detach(), 0, out=loss_sum)
