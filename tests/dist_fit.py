@@ -16,9 +16,10 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from softmax_regression import artifacts, distributed
+from softmax_regression import distributed
 from softmax_regression.config import TrainConfig
 from softmax_regression.data import load_fashion_mnist
+from softmax_regression.runs import artifacts
 from softmax_regression.train import fit
 
 

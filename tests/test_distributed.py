@@ -16,10 +16,10 @@ import torch
 from distributed_helpers import WORKER, free_port, run, started, torchrun_args
 from safetensors.torch import load_file
 
-from softmax_regression import artifacts
 from softmax_regression.config import TrainConfig
 from softmax_regression.data import load_fashion_mnist
 from softmax_regression.distributed import local_indices, share
+from softmax_regression.runs import artifacts
 from softmax_regression.train import fit
 
 # 21 full batches of 256 and a last batch of one image: with 2 or 3 ranks, some have nothing

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from collections.abc import Iterator
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,3 +270,32 @@ def ranks_of(items: int, world: World | None) -> Iterator[int]:
         yield from range(items)
     else:
         yield from range(world.rank, items, world.size)
+
+
+def launch(nproc: int, argv: Sequence[str], *, max_restarts: int = 0) -> int:
+    """Run ``python -m softmax_regression ARGV`` as ``nproc`` ranks on this machine, through
+    torch's own launcher (``torch.distributed.launcher.api``, what torchrun uses), with a
+    rendezvous on a free loopback port. Returns the exit status: 0, or that of the first
+    rank that failed (its one-line error is already on stderr)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ConfigError(f"--nproc must be a positive integer, got {nproc!r}")
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",
+        run_id=f"softmax-regression-{uuid.uuid4().hex[:12]}",
+        max_restarts=max_restarts,
+        monitor_interval=0.2,
+    )
+    try:
+        elastic_launch(config, sys.executable)("-m", "softmax_regression", *argv)
+    except ChildFailedError as e:
+        first = min(e.failures.values(), key=lambda f: f.timestamp)
+        code = first.exitcode
+        return code if 0 < code < 256 else 1
+    return 0

@@ -75,3 +75,12 @@ class DistributedError(SoftmaxRegressionError):
     """A multi-process run that cannot go on: a rank died or hung, or the group cannot form."""
 
     exit_code = 7
+
+
+class RankZeroFailed(DistributedError):
+    """Rank 0 could not start the run; the other ranks end with its exit status, silently
+    (rank 0 has printed the error)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -26,6 +26,7 @@ from .seeds import MeanStd, SeedRuns, final_metrics
 
 if TYPE_CHECKING:  # the settings are built and checked without torch; training imports it
     from .data import FashionMNIST
+    from .distributed import World
     from .train import History
 
 SUMMARY_METRICS = ("train_loss", "train_acc", "val_acc", "test_acc", "seconds")
@@ -152,13 +153,19 @@ def run_sweep(
     test: FashionMNIST,
     *,
     on_run: Callable[[Setting, int, History], None] | None = None,
+    world: World | None = None,
 ) -> SweepResult:
     """Train every setting with every seed on the same in-memory data; summarize.
 
     ``base`` supplies everything but lr, batch size, epochs and seed (optimizer, loss,
     validation split, device...). ``on_run`` is called after each trained run with the
     longest setting it serves.
+
+    With a ``world`` of several ranks the runs are dealt out (run ``i`` on rank ``i mod N``),
+    each the single-process run; ``on_run`` follows the runs of its own rank, and every rank
+    returns the whole result once all runs are gathered.
     """
+    from .distributed import ranks_of
     from .train import fit
 
     if not seeds:
@@ -171,16 +178,19 @@ def run_sweep(
     for s in settings:
         key = (s.lr, s.batch_size)
         longest[key] = max(longest.get(key, 0), s.epochs)
-    histories: dict[tuple[float, int, int], History] = {}
-    trained = 0
-    for (lr, bs), epochs in longest.items():
-        for seed in seeds:
-            cfg = base.replace(lr=lr, batch_size=bs, epochs=epochs, seed=int(seed))
-            history = fit(cfg, train, test).history
-            histories[(lr, bs, int(seed))] = history
-            trained += epochs
-            if on_run is not None:
-                on_run(Setting(lr, bs, epochs), int(seed), history)
+    jobs = [(lr, bs, epochs, int(seed)) for (lr, bs), epochs in longest.items() for seed in seeds]
+    trained = sum(epochs for _, _, epochs, _ in jobs)
+    done: dict[int, History] = {}
+    for i in ranks_of(len(jobs), world):
+        lr, bs, epochs, seed = jobs[i]
+        cfg = base.replace(lr=lr, batch_size=bs, epochs=epochs, seed=seed)
+        done[i] = fit(cfg, train, test).history
+        if on_run is not None:
+            on_run(Setting(lr, bs, epochs), seed, done[i])
+    if world is not None and world.parallel:
+        for part in world.gather(done, "gathering the sweep's runs"):
+            done.update(part)
+    histories = {(lr, bs, seed): done[i] for i, (lr, bs, _, seed) in enumerate(jobs)}
     results = []
     for s in settings:
         hs = [_prefix(histories[(s.lr, s.batch_size, int(seed))], s.epochs) for seed in seeds]

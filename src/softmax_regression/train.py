@@ -499,6 +499,15 @@ def fit(
     return TrainResult(model.cpu(), history, config, device, val_idx)
 
 
+def check_world_size(world: World | None, config: TrainConfig) -> None:
+    """Every rank must have a share of a full batch: a :class:`ConfigError` otherwise."""
+    if world is not None and world.size > config.batch_size:
+        raise ConfigError(
+            f"world size {world.size} is larger than the batch size {config.batch_size}: "
+            "every rank needs a share of each batch; start fewer ranks"
+        )
+
+
 def _check_world(
     world: World,
     config: TrainConfig,
@@ -507,11 +516,7 @@ def _check_world(
     state: TrainState | None,
 ) -> None:
     """One clear error, on every rank, for a set-up that could only hang or diverge."""
-    if world.size > config.batch_size:
-        raise ConfigError(
-            f"world size {world.size} is larger than the batch size {config.batch_size}: "
-            "every rank needs a share of each batch; start fewer ranks"
-        )
+    check_world_size(world, config)
     if config.device == "cuda" and world.device.type != "cuda":
         raise ConfigError("--device cuda was asked for, but the process group runs on the CPU")
     settings = {k: v for k, v in config.to_dict().items() if k not in ("data_dir", "device")}

@@ -45,18 +45,25 @@ EXIT_CLOSED_PIPE = 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .parallel import leave, silent_on_this_rank
+
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(argv)
+        args.argv = argv  # for --nproc, which starts this same command again as each rank
         try:
             code = int(args.func(args) or 0)
             sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
             return code
         except SoftmaxRegressionError as e:
-            print(f"{PROG}: error: {e}", file=sys.stderr)
+            if not silent_on_this_rank(e):
+                print(f"{PROG}: error: {e}", file=sys.stderr)
             return e.exit_code
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
+        finally:
+            leave()
     except BrokenPipeError:
         return _closed_pipe()
 

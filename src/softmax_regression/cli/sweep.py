@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from . import parallel
 from ._options import parse_floats, parse_ints, parse_seeds
 from .report import add_no_report_option, report_after
 
@@ -43,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     w.add_argument("--data-dir", help="directory with the Fashion-MNIST IDX files")
     w.add_argument("--out", default="runs/sweep", help="output directory (default: %(default)s)")
+    parallel.add_options(w)  # --nproc and --dist-timeout
     w.add_argument("--quiet", "-q", action="store_true", help="print only the table")
     add_no_report_option(w)
     w.set_defaults(func=_sweep)
@@ -96,15 +98,25 @@ def _sweep(args: argparse.Namespace) -> int:
     for s in settings:  # every setting is checked before any training starts
         base.replace(lr=s.lr, batch_size=s.batch_size, epochs=s.epochs)
     out = output_dir(args.out)
+    code = parallel.relaunch(args)  # --nproc N: this command again, as N ranks
+    if code is not None:
+        return code
     # Everything that the arguments alone can get wrong has been checked: now torch.
+    world = parallel.join(args, args.device)
     from ..data import load_fashion_mnist
     from ..runs.sweep import write_sweep
+
+    if world is not None:  # each rank trains whole runs, on its own device
+        asked = {k: v for k, v in base.to_dict().items() if k not in ("data_dir", "device")}
+        world.check_same({**asked, "grid": settings, "seeds": seeds, "out": str(out)})
+        base = base.replace(device=world.device.type)
 
     train = load_fashion_mnist("train", args.data_dir)
     test = load_fashion_mnist("test", args.data_dir)
     runs = len({(s.lr, s.batch_size) for s in settings}) * len(seeds)
     if not args.quiet:
-        print(f"{len(settings)} settings x {len(seeds)} seeds: {runs} training runs")
+        over = f" over {world.size} ranks" if world is not None and world.parallel else ""
+        print(f"{len(settings)} settings x {len(seeds)} seeds: {runs} training runs{over}")
     done = [0]
 
     def on_run(setting, seed, history) -> None:
@@ -119,9 +131,11 @@ def _sweep(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    result = sweep.run_sweep(base, settings, seeds, train, test, on_run=on_run)
+    result = sweep.run_sweep(base, settings, seeds, train, test, on_run=on_run, world=world)
     for line in sweep_table(result):
         print(line)
+    if world is not None and not world.is_main:
+        return 0  # rank 0 writes the files
     csv_file, json_file, png_file = write_sweep(out, result)
     page = report_after(out, args, test)
     print(

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import DEVICES, ENGINES, LOSSES, OPTIMIZERS, TrainConfig
 from ..errors import ConfigError
+from . import parallel
 from ._options import finish, parse_seeds, write_error
 from .report import add_no_report_option, report_after
 
@@ -88,6 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train once per seed and report mean ± std: a list (0,1,2) or a count (5 = seeds "
         "0 to 4); each seed's run goes to OUT/seed-<k>/",
     )
+    parallel.add_options(t)  # --nproc and --dist-timeout
     t.set_defaults(func=_train)
 
 
@@ -108,31 +110,42 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError("give either --seed or --seeds, not both")
     try:
         if args.recipe == "best-linear":
-            _train_best_linear(args, given, seeds)
+            code = _train_best_linear(args, given, seeds)
         elif seeds is not None:
-            _train_book_seeds(args, given, seeds)
+            code = _train_book_seeds(args, given, seeds)
         else:
-            _train_book(args, given)
+            code = _train_book(args, given)
     except BrokenPipeError:  # stdout closed by its reader: cli.main ends quietly
         raise
     except OSError as e:
         raise write_error(e) from None
-    return finish()
+    return finish() if code is None else code
 
 
-def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> None:
+def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> int | None:
     from ..runs.directory import check_new, resume_config
 
+    config: TrainConfig | None = None
     if args.resume is not None:
         if args.out is not None:
             raise ConfigError("--resume continues a run in place; drop --out")
-        config = resume_config(args.resume, given)
+        if parallel.is_rank_0():  # the others receive it from rank 0
+            config = resume_config(args.resume, given)
     else:
         config = TrainConfig(**given)
-        check_new(args.out)
+        if parallel.owns_paths():
+            check_new(args.out)
+    code = parallel.relaunch(args)  # --nproc N: this command again, as N ranks
+    if code is not None:
+        return code
     # Everything that the arguments alone can get wrong has been checked: now torch.
+    world = parallel.join(args, given.get("device", "auto"))
     from ..progress import ConsoleProgress
     from ..runs.book import train_run
+    from ..runs.ranks import on_main
+
+    if config is None or (world is not None and world.parallel):
+        config = on_main(world, lambda: config, "reading the run to resume")
 
     progress = None if args.quiet else ConsoleProgress(_columns(config))
     try:
@@ -143,6 +156,7 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> None:
             resume=args.resume,
             progress=progress,
             plots=not args.no_plots,
+            world=world,
         )
     finally:
         if progress is not None:
@@ -158,6 +172,7 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> None:
     page = report_after(outcome.directory, args)
     names = ", ".join([*(p.name for p in outcome.files), *([page.name] if page else [])])
     print(f"run saved in {outcome.directory}/: {names}")
+    return None
 
 
 def _columns(config: TrainConfig) -> list[str]:
@@ -186,11 +201,16 @@ def _print_seed_summary(directory: Path, result, page: Path | None = None) -> No
     print(f"runs saved in {directory}/: {subdirs}, seeds.json, seeds.csv{pages}")
 
 
-def _train_book_seeds(args: argparse.Namespace, given: dict[str, Any], seeds) -> None:
+def _train_book_seeds(args: argparse.Namespace, given: dict[str, Any], seeds) -> int | None:
     from ..runs.directory import check_new
 
     config = TrainConfig(**given)
-    check_new(args.out)
+    if parallel.owns_paths():
+        check_new(args.out)
+    code = parallel.relaunch(args)
+    if code is not None:
+        return code
+    world = parallel.join(args, config.device)
     from ..progress import ConsoleProgress
     from ..runs.seeds import book_seed_runs
 
@@ -211,11 +231,13 @@ def _train_book_seeds(args: argparse.Namespace, given: dict[str, Any], seeds) ->
         plots=not args.no_plots,
         progress=progress,
         on_seed=on_seed,
+        world=world,
     )
     _print_seed_summary(top, result, report_after(top, args))
+    return None
 
 
-def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -> None:
+def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -> int | None:
     import dataclasses
 
     from ..runs.directory import check_new
@@ -231,7 +253,14 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
             "--recipe best-linear chooses its weight decay on a validation split: "
             "--val-split must be at least 1"
         )
-    check_new(args.out)
+    if parallel.owns_paths():
+        check_new(args.out)
+    code = parallel.relaunch(args)
+    if code is not None:
+        return code
+    world = parallel.join(args, given.get("device", "auto"))
+    if seeds is None and world is not None and not world.is_main:
+        return None  # one best-linear run is full-batch L-BFGS, not data-parallel: rank 0's
     from ..best_linear import BestLinearConfig
     from ..runs.best_linear import best_linear_run
     from ..runs.seeds import best_linear_seed_runs
@@ -256,7 +285,7 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
         page = report_after(outcome.directory, args)
         names = ", ".join([*(p.name for p in outcome.files), *([page.name] if page else [])])
         print(f"run saved in {outcome.directory}/: {names}")
-        return
+        return None
 
     def on_seed(seed: int, outcome) -> None:
         _print_candidates(args, seed, outcome)
@@ -275,8 +304,10 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
         data_dir=data_dir,
         plots=not args.no_plots,
         on_seed=on_seed,
+        world=world,
     )
     _print_seed_summary(top, result, report_after(top, args))
+    return None
 
 
 def _print_candidates(args: argparse.Namespace, seed: int, outcome) -> None:

@@ -7,7 +7,9 @@
 - :mod:`.book`: the book's recipe trained into a run directory (``train_run``, resume);
 - :mod:`.best_linear`: the best-linear recipe's run directory;
 - :mod:`.seeds`: several seeds of a recipe, ``seed-<k>/`` and the mean ± std files;
-- :mod:`.sweep`, :mod:`.numerics`: the sweep's and the numerics report's directories.
+- :mod:`.sweep`, :mod:`.numerics`: the sweep's and the numerics report's directories;
+- :mod:`.ranks`: under torchrun, rank 0 writes the directory and hands the run to the other
+  ranks; an elastic restart finds its directory and continues it.
 
 Training itself (:mod:`softmax_regression.train`, :mod:`softmax_regression.best_linear`,
 :mod:`softmax_regression.sweep`) writes no file; these modules take its results to disk, every

@@ -22,10 +22,11 @@ import torch
 
 from ..config import TrainConfig, resolve_device
 from ..data import FashionMNIST, load_fashion_mnist
+from ..distributed import World
 from ..errors import NonFiniteLossError, ResumeError, SoftmaxRegressionError
 from ..evaluation import Evaluation, evaluate, predict_classes
-from ..train import Progress, TrainResult, TrainState, fit
-from . import artifacts
+from ..train import Progress, TrainResult, TrainState, check_world_size, fit
+from . import artifacts, ranks
 from .directory import DEFAULT_ROOT, check_resumable, make_run_dir, now
 
 PREDICTION_IMAGES = 12
@@ -144,6 +145,7 @@ def train_run(
     test: FashionMNIST | None = None,
     progress: Progress | None = None,
     plots: bool = True,
+    world: World | None = None,
 ) -> RunOutcome:
     """Train ``config`` into a run directory (new, or ``resume``'s) and write every artifact.
 
@@ -152,27 +154,48 @@ def train_run(
     a non-finite loss, an error while saving, a failed background write, Ctrl-C. A run that
     did not complete keeps the history of its checkpointed epochs and the last good
     checkpoint, and has no model file; the error is re-raised.
+
+    With a ``world`` of several ranks, call it on every rank: the run is trained
+    data-parallel, rank 0 alone writes the directory (``ranks.py``), and the other ranks
+    return the same result with no evaluation and no files.
     """
-    device = resolve_device(config.device)  # before anything is read or written
+    if world is not None and world.parallel:
+        check_world_size(world, config)
+        ranks.agree(world, config, out=out, resume=resume)
+        if not world.is_main:
+            return _follow(config, world, train, test)
+        device = world.device
+    else:
+        device = resolve_device(config.device)  # before anything is read or written
     painter = _PlotWorker() if plots else None
     try:
-        return _train_run(config, device, out, root, resume, train, test, progress, painter)
+        return _train_run(config, device, out, root, resume, train, test, progress, painter, world)
     finally:
         if painter is not None:
             painter.cancel()
 
 
-def _train_run(
+def _follow(
+    config: TrainConfig, world: World, train: FashionMNIST | None, test: FashionMNIST | None
+) -> RunOutcome:
+    """A rank other than 0: train from the state rank 0 hands over; write nothing."""
+    directory, state = ranks.receive(world)
+    if train is None or test is None:
+        loaded = load_data(config)
+        train, test = train or loaded[0], test or loaded[1]
+    result = fit(config, train, test, state=state, world=world)
+    return RunOutcome(directory, result, None)
+
+
+def _prepare(
     config: TrainConfig,
-    device: torch.device,
     out: str | Path | None,
     root: str | Path,
     resume: str | Path | None,
     train: FashionMNIST | None,
     test: FashionMNIST | None,
-    progress: Progress | None,
-    painter: _PlotWorker | None,
-) -> RunOutcome:
+) -> tuple[Path, TrainState | None, FashionMNIST, FashionMNIST, dict[str, str]]:
+    """The run's directory (resumed or new), its starting state, the data and its hashes."""
     state: TrainState | None = None
     if resume is not None:
         directory = Path(resume)
@@ -197,7 +220,28 @@ def _train_run(
             (directory / name).unlink(missing_ok=True)
     else:
         directory = make_run_dir(out, root)
+    return directory, state, train, test, sha
 
+
+def _train_run(
+    config: TrainConfig,
+    device: torch.device,
+    out: str | Path | None,
+    root: str | Path,
+    resume: str | Path | None,
+    train: FashionMNIST | None,
+    test: FashionMNIST | None,
+    progress: Progress | None,
+    painter: _PlotWorker | None,
+    world: World | None = None,
+) -> RunOutcome:
+    try:
+        resume = ranks.after_restart(world, config, out, resume)
+        directory, state, train, test, sha = _prepare(config, out, root, resume, train, test)
+    except BaseException as e:
+        ranks.hand_over_error(world, e)
+        raise
+    ranks.hand_over(world, directory, state)
     artifacts.write_run_config(
         directory,
         config.to_dict(),
@@ -206,7 +250,8 @@ def _train_run(
         threads=1 if device.type == "cpu" else None,
     )
     started = now()
-    artifacts.write_status(directory, "running", started=started)
+    extra = {"ranks": world.size} if world is not None and world.parallel else {}
+    artifacts.write_status(directory, "running", started=started, **extra)
 
     writer = _Writer()
     # The last state whose checkpoint is on disk: what an unfinished run's history stops at.
@@ -221,7 +266,9 @@ def _train_run(
         writer.submit(job)
 
     try:
-        result = fit(config, train, test, state=state, progress=progress, on_epoch=on_epoch)
+        result = fit(
+            config, train, test, state=state, progress=progress, on_epoch=on_epoch, world=world
+        )
         final = result.final
         ev = evaluate(result.model, test, normalize=config.normalize)
         metrics = {
@@ -253,6 +300,7 @@ def _train_run(
             finished=now(),
             epochs_completed=len(result.history),
             metrics=metrics,
+            **extra,
         )
     except BaseException as e:
         _end_unfinished(directory, e, writer, saved, started)
