@@ -8,7 +8,10 @@
 #    comparison need packages a bare GPU image lacks, so they are left to CPU runs), then
 #    the trainer against the book's own code on cuda, given the d2l wheel ($D2L_ORACLE_DIR);
 # 2. the book's recipe on cuda and on cpu, both engines, whole process timed;
-# 3. the best-linear recipe on cuda over seeds 0,1,2.
+# 3. the best-linear recipe on cuda over seeds 0,1,2;
+# 4. torch.distributed: the multi-process tests (gloo on the loopback); with 2 or more GPUs
+#    the book's recipe data-parallel on NCCL, one GPU per rank, beside one GPU; with one
+#    GPU, the one-line refusal of two ranks on it; then bench_distributed.py on the CPUs.
 set -u
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
@@ -16,7 +19,8 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBA
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 
 timeout 300 python3 -m pytest -q -p no:cacheprovider --ignore=tests/test_d2l_chapters.py \
-    --ignore=tests/test_d2l_oracle.py 2>&1 | tee "$OUT/pytest.log" | tail -25
+    --ignore=tests/test_d2l_oracle.py --ignore=tests/test_distributed.py \
+    --ignore=tests/test_distributed_cli.py 2>&1 | tee "$OUT/pytest.log" | tail -25
 
 # The trainer against d2l 0.17.6's own train_epoch_ch3 on cuda: needs only the book's wheel,
 # which `make setup` downloads into .venv/d2l-oracle (copy that folder along).
@@ -38,3 +42,20 @@ for engine in fast autograd; do
 done
 
 python3 benchmarks/bench_best_linear.py --seeds 0,1,2 --no-process 2>&1 | tail -8
+
+export GLOO_SOCKET_IFNAME=lo
+timeout 900 python3 -m pytest -q -p no:cacheprovider tests/test_distributed.py \
+    tests/test_distributed_cli.py 2>&1 | tee "$OUT/pytest-distributed.log" | tail -8
+NGPU=$(python3 -c "import torch; print(torch.cuda.device_count())")
+if [ "$NGPU" -ge 2 ]; then
+    echo "book recipe, $NGPU ranks on NCCL, one GPU each:"
+    time torchrun --nproc-per-node "$NGPU" --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:29533 \
+        -m softmax_regression train --device cuda --quiet --no-plots --out "$OUT/ddp-cuda" | tail -2
+    echo "the same on one GPU:"
+    time python3 -m softmax_regression train --device cuda --quiet --no-plots \
+        --out "$OUT/one-cuda" | tail -2
+else
+    python3 -m softmax_regression train --nproc 2 --device cuda --no-plots --out "$OUT/ddp-refused"
+    echo "exit status $? (2 expected: two ranks, one GPU)"
+fi
+timeout 1200 python3 benchmarks/bench_distributed.py --repeats 2

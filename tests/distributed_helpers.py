@@ -26,10 +26,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def env() -> dict[str, str]:
-    e = dict(os.environ)
+def env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("TORCHELASTIC_", "MASTER_"))}
     e.update(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return e
+    return {**e, **(extra or {})}
 
 
 def torchrun_args(
@@ -60,12 +60,14 @@ class Finished:
 class Job:
     """A started command in its own session; :meth:`wait` or the context exit ends it."""
 
-    def __init__(self, args: Sequence[str], cwd: Path | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str], cwd: Path | None = None, extra_env: dict | None = None
+    ) -> None:
         self.args = list(args)
         self.proc = subprocess.Popen(
             self.args,
             cwd=cwd,
-            env=env(),
+            env=env(extra_env),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -84,8 +86,12 @@ class Job:
         return Finished(self.proc.returncode, out, err)
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        """SIGKILL to the job and everything under it: torchrun starts each worker in a
+        session of its own, so the job's process group alone would miss them."""
+        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
+            for kill in (os.killpg, os.kill):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(pid, signal.SIGKILL)
 
     def workers(self) -> dict[int, int]:
         """{rank: pid} of the workers torchrun started under this job (read from /proc)."""
@@ -112,18 +118,20 @@ def _descendants(pid: int) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def started(args: Sequence[str], cwd: Path | None = None) -> Iterator[Job]:
-    job = Job(args, cwd)
+def started(
+    args: Sequence[str], cwd: Path | None = None, extra_env: dict | None = None
+) -> Iterator[Job]:
+    job = Job(args, cwd, extra_env)
     try:
         yield job
     finally:
-        if job.proc.poll() is None:
-            job.kill()
+        job.kill()  # whatever is still running, torchrun's workers included
+        if job.proc.returncode is None:
             job.proc.communicate()
-        else:  # torchrun itself ended: make sure nothing it started outlives it
-            job.kill()
 
 
-def run(args: Sequence[str], timeout: float, cwd: Path | None = None) -> Finished:
-    with started(args, cwd) as job:
+def run(
+    args: Sequence[str], timeout: float, cwd: Path | None = None, extra_env: dict | None = None
+) -> Finished:
+    with started(args, cwd, extra_env) as job:
         return job.wait(timeout)

@@ -25,9 +25,16 @@ from softmax_regression.train import fit
 # 21 full batches of 256 and a last batch of one image: with 2 or 3 ranks, some have nothing
 # in the last batch and must still join its all-reduce. 1,000 test images split 334/333/333.
 N_TRAIN, N_TEST = 256 * 21 + 1, 1000
-CONFIGS = [
-    {"epochs": 2, "engine": "fast"},
-    {"epochs": 2, "engine": "autograd", "momentum": 0.5, "batch_size": 100, "seed": 3},
+CONFIGS = [  # on the CPU, where the workers run, on a machine with a GPU too
+    {"epochs": 2, "engine": "fast", "device": "cpu"},
+    {
+        "epochs": 2,
+        "engine": "autograd",
+        "momentum": 0.5,
+        "batch_size": 100,
+        "seed": 3,
+        "device": "cpu",
+    },
 ]
 JOB_TIMEOUT = 240  # seconds; a 3-rank job takes ~15 s on a quiet 2-core machine
 

@@ -23,8 +23,11 @@ rank that hangs past the timeout, a rendezvous nobody answers) into one
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
+import socket
 import sys
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -239,6 +242,7 @@ def init(device: str = "auto", timeout: float = DEFAULT_TIMEOUT) -> World | None
         max_restarts=_env_int("TORCHELASTIC_MAX_RESTARTS", 0),
     )
     if size > 1 and not dist.is_initialized():
+        _check_reachable(rank, timeout)
         if where.type == "cuda":
             torch.cuda.set_device(where)
         backend = "nccl" if where.type == "cuda" else "gloo"
@@ -246,6 +250,7 @@ def init(device: str = "auto", timeout: float = DEFAULT_TIMEOUT) -> World | None
             dist.init_process_group(
                 backend,
                 timeout=_dt.timedelta(seconds=timeout),
+                **_rendezvous(rank, size, world.restart, timeout),
                 **({"device_id": where} if where.type == "cuda" else {}),
             )
         except (RuntimeError, ValueError) as e:
@@ -255,6 +260,55 @@ def init(device: str = "auto", timeout: float = DEFAULT_TIMEOUT) -> World | None
                 f"rank {rank}: cannot join the process group at {addr} ({backend}): {text}"
             ) from None
     return world
+
+
+def _rendezvous(rank: int, size: int, restart: int, timeout: float) -> dict[str, Any]:
+    """How the group finds itself: torchrun's own store, under a key prefix of its own per
+    restart, else the ``MASTER_ADDR`` variables (``env://``).
+
+    torchrun keeps one store for the whole job and its workers reuse it; after an elastic
+    restart the previous attempt's addresses are still in it, and a new rank that reads its
+    peer's old address before the peer has written its new one fails to connect (seen in this
+    project's restart test). A prefix per attempt keeps the attempts apart.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {}
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        size,
+        is_master=False,
+        timeout=_dt.timedelta(seconds=timeout),
+    )
+    prefix = f"softmax-regression/{os.environ.get('TORCHELASTIC_RUN_ID', '')}/attempt-{restart}"
+    return {"store": dist.PrefixStore(prefix, store), "rank": rank, "world_size": size}
+
+
+def _check_reachable(rank: int, timeout: float) -> None:
+    """Outside torchrun (plain ``RANK``/``MASTER_ADDR`` variables), a rank other than 0 first
+    checks that the master's port answers, retrying until ``timeout``: torch's own store
+    client would report the same failure as pages of C++ log."""
+    if rank == 0 or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return
+    addr, port = os.environ.get("MASTER_ADDR", ""), os.environ.get("MASTER_PORT", "")
+    where = f"{addr}:{port}"
+    if not addr or not port.isdigit():
+        raise DistributedError(
+            f"rank {rank}: MASTER_ADDR and MASTER_PORT must name the "
+            f"rendezvous (host and port), got {where!r}"
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((addr, int(port)), timeout=min(timeout, 5.0)):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise DistributedError(
+                    f"rank {rank}: the rendezvous at {where} did not answer within {timeout:g} s "
+                    f"({e.strerror or e}); is rank 0 running, and is the address reachable?"
+                ) from None
+            time.sleep(0.5)
 
 
 def shutdown() -> None:
@@ -292,10 +346,16 @@ def launch(nproc: int, argv: Sequence[str], *, max_restarts: int = 0) -> int:
         max_restarts=max_restarts,
         monitor_interval=0.2,
     )
+    # The agent logs each worker it stops; the failed rank's own line says what went wrong.
+    agent_log = logging.getLogger("torch.distributed.elastic")
+    level = agent_log.level
+    agent_log.setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, sys.executable)("-m", "softmax_regression", *argv)
     except ChildFailedError as e:
         first = min(e.failures.values(), key=lambda f: f.timestamp)
         code = first.exitcode
         return code if 0 < code < 256 else 1
+    finally:
+        agent_log.setLevel(level)
     return 0
