@@ -181,3 +181,18 @@ def test_a_sweep_over_two_ranks_is_the_one_process_sweep(tmp_path) -> None:
     assert without_time(a) == without_time(b)  # bit for bit: every number as in one process
     assert done[1].stdout.count("train loss") == 1  # one table, from rank 0
     assert "6 training runs over 2 ranks" in done[1].stdout
+
+
+def test_seeds_over_two_ranks_are_the_one_process_seeds(tmp_path) -> None:
+    args = [sys.executable, *CLI, "train", *CPU, "--seeds", "0,1", "--epochs", "1", "--no-plots"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    done = [run([*args, "--out", str(one)], JOB_TIMEOUT)]
+    done.append(run([*args, "--out", str(two), "--nproc", "2"], JOB_TIMEOUT))
+    assert [d.returncode for d in done] == [0, 0], done[1].stderr[-3000:]
+    a, b = (json.loads((d / "seeds.json").read_text()) for d in (one, two))
+    for row_a, row_b in zip(a["per_seed"], b["per_seed"], strict=True):
+        row_a.pop("seconds"), row_b.pop("seconds")
+        assert row_a == row_b  # each seed's run is the one-process run, bit for bit
+    for seed in (0, 1):  # seed 1 was trained and written by rank 1
+        assert (two / f"seed-{seed}" / "model.safetensors").exists()
+    assert done[1].stdout.count("over 2 seeds") == 1
