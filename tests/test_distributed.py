@@ -145,3 +145,10 @@ def test_a_checkpoint_continues_on_another_number_of_ranks(data, tmp_path) -> No
     three = launch(tmp_path, 3, full, resume=one)
     for i, reference in enumerate(references):
         assert_same_run(*read(three, i), reference)
+
+
+def test_the_command_line_shows_the_collective_timeout_it_uses() -> None:
+    from softmax_regression import distributed
+    from softmax_regression.cli import parallel
+
+    assert parallel.DEFAULT_TIMEOUT == distributed.DEFAULT_TIMEOUT

@@ -196,3 +196,17 @@ def test_seeds_over_two_ranks_are_the_one_process_seeds(tmp_path) -> None:
     for seed in (0, 1):  # seed 1 was trained and written by rank 1
         assert (two / f"seed-{seed}" / "model.safetensors").exists()
     assert done[1].stdout.count("over 2 seeds") == 1
+
+
+def test_a_one_process_run_resumes_on_two_ranks(data, tmp_path) -> None:
+    out = tmp_path / "run"
+    args = [sys.executable, *CLI, "train", *CPU, "--no-plots", "--quiet"]
+    first = run([*args, "--epochs", "1", "--out", str(out)], JOB_TIMEOUT)
+    assert first.returncode == 0, first.stderr[-2000:]
+    resumed = run(
+        [sys.executable, *CLI, "train", "--nproc", "2", "--resume", str(out), "--epochs", "2"],
+        JOB_TIMEOUT,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_numbers(history(out), fit(TrainConfig(epochs=2, device="cpu"), *data))
+    assert json.loads((out / "status.json").read_text())["ranks"] == 2

@@ -99,11 +99,6 @@ class World:
             dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def barrier(self, what: str) -> None:
-        if self.parallel:
-            with self._failing(what):
-                dist.barrier()
-
     def check_same(self, settings: dict[str, Any]) -> None:
         """Raise :class:`ConfigError` on every rank when any rank's ``settings`` differ from
         rank 0's, naming the first setting and the first rank that differs. Run once at the

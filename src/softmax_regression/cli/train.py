@@ -144,7 +144,9 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> int | None:
     from ..runs.book import train_run
     from ..runs.ranks import on_main
 
-    if config is None or (world is not None and world.parallel):
+    if args.resume is not None and world is not None and world.parallel:
+        # rank 0 read the run's settings; every rank must have been given the same changes
+        world.check_same({k: v for k, v in given.items() if k not in ("data_dir", "device")})
         config = on_main(world, lambda: config, "reading the run to resume")
 
     progress = None if args.quiet else ConsoleProgress(_columns(config))
