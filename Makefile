@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)" || echo "note: $(TORCH_PIN) unavailable; pip will pick torch from pyproject.toml"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,book]"
 	$(BIN)/python -m pip download --quiet --no-deps --dest $(VENV)/d2l-oracle d2l==0.17.6
 	touch $@
 

@@ -12,7 +12,9 @@ import contextlib
 import copy
 import hashlib
 import os
+import re
 import sys
+import tarfile
 import time
 import types
 import warnings
@@ -21,13 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from matplotlib import pyplot
 from torch import nn
 
 from softmax_regression import d2l
 from softmax_regression.config import TrainConfig
+from softmax_regression.d2l import _plotting
 from softmax_regression.data import load_fashion_mnist
 from softmax_regression.errors import ConfigError
 from softmax_regression.model import SoftmaxRegression
@@ -39,13 +44,30 @@ WHEEL_DIR = Path(os.environ.get("D2L_ORACLE_DIR") or Path(sys.prefix) / "d2l-ora
 TORCH_PY_SHA256 = "3c173de4ee169b383e82f37877113115e8ca47bbe00274afc9215d2e5a70dcca"
 DEFINITIONS = {
     "Accumulator",
+    "Timer",
     "accuracy",
+    "download",
+    "download_extract",
     "evaluate_accuracy",
+    "evaluate_loss",
     "get_fashion_mnist_labels",
+    "linreg",
+    "load_array",
+    "plot",
+    "set_axes",
+    "set_figsize",
     "sgd",
+    "squared_loss",
+    "synthetic_data",
     "train_ch3",
     "train_epoch_ch3",
 }
+# The book's alias block: names bound to torch's own objects, then its lambdas.
+SAME_OBJECTS = {
+    "ones", "zeros", "tensor", "arange", "meshgrid", "sin", "sinh", "cos", "cosh", "tanh",
+    "linspace", "exp", "log", "normal", "rand", "matmul", "int32", "float32", "concat", "stack",
+    "abs", "eye",
+}  # fmt: skip
 ALIASES = {"argmax", "astype", "numpy", "reduce_sum", "reshape", "size", "to", "transpose"}
 
 
@@ -92,14 +114,38 @@ def book() -> types.ModuleType:
     with zipfile.ZipFile(wheels[0]) as wheel:
         source = wheel.read("d2l/torch.py")
     assert hashlib.sha256(source).hexdigest() == TORCH_PY_SHA256, "not the published d2l/torch.py"
-    keep = [node for node in ast.parse(source).body if _defined_name(node) in DEFINITIONS | ALIASES]
+    names = DEFINITIONS | SAME_OBJECTS | ALIASES | {"DATA_HUB", "DATA_URL"}
+    keep = [node for node in ast.parse(source).body if _defined_name(node) in names]
+    keep += [node for node in ast.parse(source).body if _sets_data_hub_entry(node)]
     module = types.ModuleType("d2l_0_17_6")
-    module.__dict__.update(torch=torch, np=np, time=time, Animator=RecordingAnimator)
+    module.__dict__.update(
+        torch=torch,
+        np=np,
+        time=time,
+        os=os,
+        hashlib=hashlib,
+        requests=requests,
+        zipfile=zipfile,
+        tarfile=tarfile,
+        data=torch.utils.data,
+        plt=pyplot,
+        Animator=RecordingAnimator,
+    )
     module.d2l = module  # the book's functions call each other as d2l.<name>
     exec(compile(ast.Module(keep, type_ignores=[]), "d2l/torch.py (0.17.6)", "exec"), vars(module))
-    missing = (DEFINITIONS | ALIASES) - set(vars(module))
+    missing = names - set(vars(module))
     assert not missing, f"not found in d2l/torch.py: {sorted(missing)}"
+    # Its use_svg_display needs a running IPython (backend_inline); figures are compared here.
+    module.use_svg_display = lambda: None
     return module
+
+
+def _sets_data_hub_entry(node: ast.stmt) -> bool:
+    """``DATA_HUB['kaggle_house_...'] = ...``: the registry entries of chapter 4."""
+    if not (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Subscript)):
+        return False
+    target = node.targets[0]
+    return "DATA_HUB" in ast.unparse(target.value) and "kaggle_house" in ast.unparse(target.slice)
 
 
 @pytest.fixture(autouse=True)
@@ -372,3 +418,174 @@ def test_the_fast_engine_is_the_books_training_to_float_rounding(book, subset, f
     ):
         assert abs(loss - book_loss) <= float_rounding
         assert (acc, test_acc) == (book_acc, book_test_acc)
+
+
+@pytest.fixture(autouse=True)
+def no_figures_left(tmp_path, monkeypatch):
+    """Figures go to the test's directory; none is left held or open for the end of pytest."""
+    monkeypatch.setenv("SOFTMAX_REGRESSION_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setattr(_plotting, "_saved", {})
+    yield
+    _plotting._held.clear()
+    pyplot.close("all")
+
+
+def test_the_alias_block_is_the_books(book):
+    for name in SAME_OBJECTS:
+        assert getattr(d2l, name) is getattr(book, name), name
+
+
+def test_synthetic_data_linreg_and_squared_loss_match_the_book(book):
+    w, b = torch.tensor([2, -3.4]), 4.2
+    torch.manual_seed(3)
+    X, y = d2l.synthetic_data(w, b, 50)
+    after_ours = torch.rand(3)
+    torch.manual_seed(3)
+    X_b, y_b = book.synthetic_data(w, b, 50)
+    assert torch.equal(after_ours, torch.rand(3))  # the same draws from the global generator
+    assert torch.equal(X, X_b) and torch.equal(y, y_b) and y.shape == (50, 1)
+    w_col = torch.tensor([[2.0], [-3.4]])
+    assert torch.equal(d2l.linreg(X, w_col, b), book.linreg(X, w_col, b))
+    y_hat = d2l.linreg(X, w_col, b)
+    for target in (y, y.reshape(-1)):  # the label vector is reshaped like the predictions
+        assert torch.equal(d2l.squared_loss(y_hat, target), book.squared_loss(y_hat, target))
+    assert float(d2l.squared_loss(y_hat, y).mean()) < 1e-3  # noise of std 0.01
+
+
+@pytest.mark.parametrize(
+    ("n", "batch_size", "is_train"), [(103, 10, True), (20, 5, False), (7, 9, True)]
+)
+def test_load_array_gives_the_books_batches(book, n, batch_size, is_train):
+    X, y = torch.randn(n, 3), torch.randn(n, 1)
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        ours = [list(d2l.load_array((X, y), batch_size, is_train)) for _ in range(2)]
+        after_ours = torch.rand(4)
+        torch.manual_seed(seed)
+        loader = book.load_array((X, y), batch_size, is_train)
+        theirs = [list(loader) for _ in range(2)]
+        assert torch.equal(after_ours, torch.rand(4))  # same draws, so the chapter's next too
+        assert len(d2l.load_array((X, y), batch_size, is_train)) == len(loader)
+        for pass_ours, pass_theirs in zip(ours, theirs, strict=True):
+            assert len(pass_ours) == len(pass_theirs)
+            for (xa, ya), (xb, yb) in zip(pass_ours, pass_theirs, strict=True):
+                assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    if is_train:
+        assert not all(torch.equal(a[0], b[0]) for a, b in zip(*ours, strict=True))
+
+
+def test_load_array_refuses_what_is_not_a_tuple_of_same_length_tensors():
+    with pytest.raises(ConfigError, match=r"first dimension \(\(3, 2\), \(4, 1\)\)"):
+        d2l.load_array((torch.zeros(3, 2), torch.zeros(4, 1)), 2)
+    with pytest.raises(ConfigError, match="a tuple of tensors, got ndarray"):
+        d2l.load_array((np.zeros(3),), 2)
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer, got 0"):
+        d2l.load_array((torch.zeros(3),), 0)
+
+
+def test_evaluate_loss_and_a_regression_epoch_match_the_book(book):
+    """Chapter 4.4's use: nn.MSELoss(reduction='none'), train_epoch_ch3 with an optimizer."""
+    features, labels = torch.randn(100, 4), torch.randn(100, 1)
+    torch.manual_seed(5)
+    net_a = nn.Sequential(nn.Linear(4, 1, bias=False))
+    net_b = copy.deepcopy(net_a)
+    loss = nn.MSELoss(reduction="none")
+    results = {}
+    for side, net, lib in (("ours", net_a, d2l), ("book", net_b, book)):
+        torch.manual_seed(6)
+        train_iter = lib.load_array((features, labels), 10)
+        test_iter = lib.load_array((features, labels), 10, is_train=False)
+        trainer = torch.optim.SGD(net.parameters(), lr=0.01)
+        with book_warnings_ignored():
+            epochs = [lib.train_epoch_ch3(net, train_iter, loss, trainer) for _ in range(3)]
+        results[side] = (
+            epochs,
+            lib.evaluate_loss(net, train_iter, loss),
+            lib.evaluate_loss(net, test_iter, loss),
+        )
+    assert results["ours"] == results["book"]
+    assert torch.equal(net_a[0].weight, net_b[0].weight)
+    # The from-scratch form of chapter 4.5: a function net and squared_loss.
+    w, b = torch.ones(4, 1), torch.zeros(1)
+    test_iter = list(d2l.load_array((features, labels), 7, is_train=False))
+    net = lambda X: d2l.linreg(X, w, b)  # noqa: E731
+    ours = d2l.evaluate_loss(net, test_iter, d2l.squared_loss)
+    assert ours == book.evaluate_loss(net, test_iter, book.squared_loss) and ours > 1
+
+
+def _drawn(axes) -> dict:
+    """Everything plot and set_axes put on an Axes."""
+    legend = axes.get_legend()
+    return {
+        "lines": [
+            (
+                line.get_xdata().tolist(),
+                line.get_ydata().tolist(),
+                line.get_color(),
+                line.get_linestyle(),
+            )
+            for line in axes.get_lines()
+        ],
+        "labels": (axes.get_xlabel(), axes.get_ylabel()),
+        "scales": (axes.get_xscale(), axes.get_yscale()),
+        "limits": (axes.get_xlim(), axes.get_ylim()),
+        "legend": [t.get_text() for t in legend.get_texts()] if legend else None,
+        "grid": axes.xaxis.get_gridlines()[0].get_visible(),
+    }
+
+
+PLOT_CASES = [
+    ((np.arange(0, 3, 0.1), [np.arange(0, 3, 0.1) ** 2, 2 * np.arange(0, 3, 0.1) - 3]),
+     {"xlabel": "x", "ylabel": "f(x)", "legend": ["f(x)", "Tangent line (x=1)"]}),
+    ((torch.arange(-8.0, 8.0, 0.1), torch.relu(torch.arange(-8.0, 8.0, 0.1)), "x", "relu(x)"),
+     {"figsize": (5, 2.5)}),
+    (([1.0, 2.0, 4.0],), {"yscale": "log", "xlim": [0, 3], "ylim": [0.5, 5]}),
+    (([[1, 2, 3], [3, 2, 1]],), {"fmts": ("r:", "-")}),
+    ((list(range(1, 6)), [[0.5, 0.4, 0.3, 0.25, 0.2], [0.6, 0.5, 0.45, 0.4, 0.41]]),
+     {"xlabel": "epoch", "ylabel": "rmse", "xlim": [1, 5], "legend": ["train", "valid"],
+      "yscale": "log"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "kwargs"), PLOT_CASES)
+def test_plot_draws_what_the_book_draws(book, args, kwargs, capsys):
+    import matplotlib
+
+    ours_fig, book_fig = pyplot.figure(), pyplot.figure()
+    ours_axes, book_axes = ours_fig.add_subplot(), book_fig.add_subplot()
+    d2l.plot(*args, axes=ours_axes, **kwargs)
+    book.plot(*args, axes=book_axes, **kwargs)
+    assert _drawn(ours_axes) == _drawn(book_axes)
+    assert list(matplotlib.rcParams["figure.figsize"]) == list(kwargs.get("figsize", (3.5, 2.5)))
+    # Without axes: a figure of its own, saved, and the same drawing. (The figure of the
+    # given axes was held; moving on to another figure saves it first.)
+    pyplot.figure(book_fig.number)
+    book.plot(*args, **kwargs)
+    d2l.plot(*args, **kwargs)
+    paths = re.findall(r"^figure saved to (.+)$", capsys.readouterr().out, re.M)
+    assert [Path(p).name for p in paths] == ["plot.png", "plot-2.png"]
+    assert all(Path(p).is_file() for p in paths)
+    saved = [f for f in _plotting._saved_figures if f is not ours_fig]
+    (fig,) = [f for f in saved if f.axes and _drawn(f.axes[0]) == _drawn(book_fig.axes[0])]
+    assert tuple(fig.get_size_inches()) == tuple(kwargs.get("figsize", (3.5, 2.5)))
+
+
+def test_set_axes_matches_the_book(book):
+    args = ("epoch", "loss", [1, 10], [1e-3, 1e2], "linear", "log", ["train", "test"])
+    ours, theirs = pyplot.figure().add_subplot(), pyplot.figure().add_subplot()
+    for axes in (ours, theirs):
+        axes.plot([1, 5, 10], [1, 0.1, 0.01])
+        axes.plot([1, 5, 10], [2, 0.2, 0.05])
+    d2l.set_axes(ours, *args)
+    book.set_axes(theirs, *args)
+    assert _drawn(ours) == _drawn(theirs)
+
+
+def test_timer_matches_the_book(book):
+    for timer in (d2l.Timer(), book.Timer()):
+        timer.times = [0.5, 0.25, 1.0]
+        assert (timer.avg(), timer.sum(), timer.cumsum()) == (
+            0.5833333333333334,
+            1.75,
+            [0.5, 0.75, 1.75],
+        )

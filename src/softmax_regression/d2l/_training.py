@@ -14,10 +14,11 @@ import torch
 
 from ..errors import ConfigError, NonFiniteLossError, SoftmaxRegressionError
 from ..metrics import EpochMeter, count_correct
-from ..train import EpochRecord, cpu_threads
+from ..train import EpochRecord
 from ..train import History as RunHistory
 from ._data import get_fashion_mnist_labels
 from ._plotting import Animator, image_grid, show
+from ._threads import threads_for
 
 
 class Timer:
@@ -60,7 +61,12 @@ class Accumulator:
             raise ConfigError(
                 f"Accumulator({len(self.data)}).add takes {len(self.data)} values, got {len(args)}"
             )
-        self.data = [a + float(b) for a, b in zip(self.data, args, strict=True)]
+        # detach(): the book's code adds loss tensors that require grad; float() of those
+        # warns on current torch, and the value is the same.
+        self.data = [
+            a + float(b.detach() if torch.is_tensor(b) else b)
+            for a, b in zip(self.data, args, strict=True)
+        ]
 
     def reset(self):
         self.data = [0.0] * len(self.data)
@@ -82,15 +88,14 @@ def accuracy(y_hat, y):
     return float(count_correct(y_hat, y))
 
 
-# One thread: a chapter-3 batch is too small for intra-op threads to pay (see cpu_threads).
-@cpu_threads(1)
 def evaluate_accuracy(net, data_iter):
     """The fraction of correct predictions of ``net`` over ``data_iter`` (eval mode, no grad)."""
     if isinstance(net, torch.nn.Module):
         net.eval()
     correct, count = 0, 0
-    with torch.no_grad():
+    with torch.no_grad(), threads_for(net) as threads:
         for X, y in data_iter:
+            threads.batch(X.shape[0])
             correct += count_correct(net(X), y)  # a tensor: read back once, after the loop
             count += y.numel()
     if count == 0:
@@ -98,7 +103,6 @@ def evaluate_accuracy(net, data_iter):
     return int(correct) / count
 
 
-@cpu_threads(1)
 def train_epoch_ch3(net, train_iter, loss, updater):
     """Train one epoch; return (mean training loss, training accuracy).
 
@@ -109,19 +113,21 @@ def train_epoch_ch3(net, train_iter, loss, updater):
     if isinstance(net, torch.nn.Module):
         net.train()
     meter = None
-    for X, y in train_iter:
-        y_hat = net(X)
-        l = loss(y_hat, y)  # noqa: E741 (the book's name)
-        if isinstance(updater, torch.optim.Optimizer):
-            updater.zero_grad()
-            l.mean().backward()
-            updater.step()
-        else:
-            l.sum().backward()
-            updater(X.shape[0])
-        if meter is None:
-            meter = EpochMeter(y_hat.device)
-        meter.update(l.sum(), y_hat, y)
+    with threads_for(net) as threads:
+        for X, y in train_iter:
+            y_hat = net(X)
+            l = loss(y_hat, y)  # noqa: E741 (the book's name)
+            threads.batch(X.shape[0], l)
+            if isinstance(updater, torch.optim.Optimizer):
+                updater.zero_grad()
+                l.mean().backward()
+                updater.step()
+            else:
+                l.sum().backward()
+                updater(X.shape[0])
+            if meter is None:
+                meter = EpochMeter(y_hat.device)
+            meter.update(l.sum(), y_hat, y)
     if meter is None:
         raise ConfigError("train_epoch_ch3: train_iter yielded no batches")
     return meter.loss, meter.accuracy

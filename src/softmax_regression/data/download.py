@@ -120,15 +120,25 @@ def _reason(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-def _fetch(url: str, out, *, timeout: float, progress: bool | None, desc: str) -> str:
-    """Stream ``url`` into the open binary file ``out``; return the MD5 of what was written."""
+def _fetch(
+    url: str,
+    out,
+    *,
+    timeout: float,
+    progress: bool | None,
+    desc: str,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
+    digest: str = "md5",
+) -> str:
+    """Stream ``url`` into the open binary file ``out``; return the hex ``digest`` (MD5 by
+    default) of what was written. More than ``max_bytes`` is refused."""
     req = urllib.request.Request(url, headers={"User-Agent": "softmax-regression"})
-    md5 = hashlib.md5(usedforsecurity=False)
+    md5 = hashlib.new(digest, usedforsecurity=False)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         length = resp.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
-        if total is not None and total > MAX_DOWNLOAD_BYTES:
-            raise DownloadError(f"announces {total:,} bytes, over the {MAX_DOWNLOAD_BYTES:,} limit")
+        if total is not None and total > max_bytes:
+            raise DownloadError(f"announces {total:,} bytes, over the {max_bytes:,} limit")
         got = 0
         # disable=None turns the bar off when stderr is not a terminal (no log flooding).
         with tqdm(
@@ -143,8 +153,8 @@ def _fetch(url: str, out, *, timeout: float, progress: bool | None, desc: str) -
         ) as bar:
             while chunk := resp.read(_CHUNK):
                 got += len(chunk)
-                if got > MAX_DOWNLOAD_BYTES:
-                    raise DownloadError(f"sent over {MAX_DOWNLOAD_BYTES:,} bytes")
+                if got > max_bytes:
+                    raise DownloadError(f"sent over {max_bytes:,} bytes")
                 out.write(chunk)
                 md5.update(chunk)
                 bar.update(len(chunk))

@@ -1,0 +1,121 @@
+"""How many CPU threads the book's loops run on: chosen from the work of one batch.
+
+Softmax regression (7,850 parameters, batches of 256) is too small for intra-op threads:
+each op is split, every thread waits for the slowest, and on a busy machine that wait costs
+more than the work. A multilayer perceptron (784-256-10: 203,530 parameters) does 26 times
+the arithmetic per batch, enough for threads to pay on an idle machine, and still far too
+little on a busy one: with other processes on every core, a thread that loses its core holds
+up each op for a time slice, and two threads made an MLP batch 20 times slower than one here
+(BENCHMARKS.md, "Threads"). So the rule has two steps:
+
+1. The work of a batch: the parameter elements its autograd graph updates times the batch
+   size (the multiply-adds of a dense forward pass). Below ``MIN_WORK_FOR_THREADS`` the loop
+   runs on one thread, and nothing is tried.
+2. Above it, the first training epoch of a net times ``TRIAL_BATCHES`` batches on one thread
+   and as many on torch's own setting (one thread per physical core by default), and keeps
+   the faster for the rest of the process, for that net's training and evaluation alike.
+
+The parameters are read from the graph (the leaves that receive a gradient), so the rule
+works for modules and for the book's from-scratch functions over ``W`` and ``b`` alike. The
+thread setting is restored when each loop ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+import weakref
+
+import torch
+
+# Multiply-adds per batch (parameter elements x examples) below which one thread is always
+# right (softmax regression's 2.0M is far below); measured, see the module docstring.
+MIN_WORK_FOR_THREADS = 8_000_000
+# Batches timed on each setting; their median decides.
+TRIAL_BATCHES = 3
+
+# Thread counts chosen per net (modules and functions alike, held weakly).
+_chosen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def graph_parameters(output: torch.Tensor) -> int:
+    """Elements of the distinct leaf tensors that ``output``'s autograd graph would update."""
+    seen: set[int] = set()
+    leaves: dict[int, int] = {}
+    stack = [output.grad_fn] if output.grad_fn is not None else []
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        variable = getattr(fn, "variable", None)  # AccumulateGrad: a leaf that gets a gradient
+        if variable is not None:
+            leaves[id(variable)] = variable.numel()
+        stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    return sum(leaves.values())
+
+
+def chosen_threads(net) -> int | None:
+    """The thread count chosen for ``net`` by an earlier training loop, if any."""
+    try:
+        return _chosen.get(net)
+    except TypeError:  # not weakly referenceable
+        return None
+
+
+def _choose(net, threads: int) -> None:
+    with contextlib.suppress(TypeError):  # not weakly referenceable: tried again next time
+        _chosen[net] = threads
+
+
+class threads_for:  # noqa: N801 (used as a context manager, like torch.no_grad)
+    """Run a loop over ``net``'s batches on the thread count that suits them.
+
+    Call ``batch(n, loss)`` once per batch, after the loss is computed (``loss`` None in
+    evaluation). Starts on one thread (or on the count chosen before for ``net``).
+    """
+
+    def __init__(self, net) -> None:
+        self.net = net
+        self.calls = 0
+        self.trial: list[float] | None = None  # batch-start times while trying
+
+    def __enter__(self) -> threads_for:
+        self.before = torch.get_num_threads()
+        self._set(chosen_threads(self.net) or 1)
+        return self
+
+    def _set(self, n: int) -> None:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+    def batch(self, batch_size: int, loss: torch.Tensor | None = None) -> None:
+        self.calls += 1
+        if self.trial is not None:
+            self._time_trial()
+        elif self.calls == 1 and self.before > 1 and chosen_threads(self.net) is None:
+            if loss is None or loss.grad_fn is None:
+                return  # evaluation of a net not trained here: one thread
+            if graph_parameters(loss) * batch_size < MIN_WORK_FOR_THREADS:
+                _choose(self.net, 1)
+                return
+            self.trial = [time.perf_counter()]
+
+    def _time_trial(self) -> None:
+        assert self.trial is not None
+        self.trial.append(time.perf_counter())
+        n = len(self.trial) - 1  # batches timed so far
+        if n == TRIAL_BATCHES:
+            self._set(self.before)
+        elif n == 2 * TRIAL_BATCHES:
+            times = [b - a for a, b in zip(self.trial, self.trial[1:], strict=False)]
+            one = statistics.median(times[:TRIAL_BATCHES])
+            many = statistics.median(times[TRIAL_BATCHES:])
+            choice = self.before if many < one else 1
+            _choose(self.net, choice)
+            self._set(choice)
+            self.trial = None
+
+    def __exit__(self, *exc) -> None:
+        self._set(self.before)
