@@ -7,6 +7,10 @@ import argparse
 import gzip
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 from softmax_regression.data import locate
@@ -32,3 +36,22 @@ def extract_dataset(raw: Path) -> Found:
         with opener(path, "rb") as src, open(raw / stem, "wb") as dst:
             shutil.copyfileobj(src, dst)
     return found
+
+
+def run_process(python: str, script: Path, cwd: Path, env: dict[str, str]) -> dict:
+    """Run ``python script`` to completion: wall time, peak RSS of its largest process (MB),
+    and its output (stdout and stderr together). Exits naming the script if it fails."""
+    with tempfile.TemporaryFile("w+") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [python, str(script)], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        # wait4, not wait: the rusage of this child alone (ru_maxrss: its largest process).
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    if code != 0:
+        sys.exit(f"{python} {script.name} exited with {code}:\n{text[-3000:]}")
+    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "output": text}

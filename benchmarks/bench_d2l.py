@@ -26,10 +26,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _common import add_refenv_argument, extract_dataset
+from _common import add_refenv_argument, extract_dataset, run_process
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTER = ROOT / "tests" / "chapter" / "concise.py"
@@ -71,26 +70,15 @@ def chapter_script(book: bool) -> str:
 
 def run(python: str, script: Path, cwd: Path, env: dict[str, str]) -> dict:
     """Run one process to completion: wall time, peak RSS of its largest process, its output."""
-    with tempfile.TemporaryFile("w+") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            [python, str(script)], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-        # wait4, not wait: the rusage of this child alone (ru_maxrss: its largest process).
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        text = out.read()
-    if code != 0:
-        sys.exit(f"{python} {script.name} exited with {code}:\n{text[-3000:]}")
+    measured = run_process(python, script, cwd, env)
+    text = measured["output"]
     epochs = EPOCH.findall(text)
     if len(epochs) != 10:
         sys.exit(f"{script.name}: expected 10 epoch lines, got {len(epochs)}:\n{text[-3000:]}")
     loss, train_acc, test_acc = map(float, epochs[-1][1:])
     return {
-        "wall_s": wall,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "wall_s": measured["wall_s"],
+        "peak_rss_mb": measured["peak_rss_mb"],
         "train_loss": loss,
         "train_acc": train_acc,
         "test_acc": test_acc,
