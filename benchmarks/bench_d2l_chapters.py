@@ -56,7 +56,7 @@ def main() -> None:
     add_refenv_argument(parser)
     parser.add_argument("--json", help="also write the raw measurements here")
     args = parser.parse_args()
-    book_python = str(Path(args.refenv) / "bin" / "python")
+    book_python = str(Path(args.refenv).resolve() / "bin" / "python")
     if not os.access(book_python, os.X_OK):
         sys.exit(f"no reference environment at {args.refenv}: run benchmarks/reference_env.sh")
     programs = PROGRAMS
