@@ -322,3 +322,63 @@ def test_import_is_light_and_checks_survive_python_O(tmp_path):
         "loaded": {"matplotlib.pyplot": False, "IPython": False, "pyplot after training": False},
         "raised": "FinalCheckError",
     }
+
+
+def test_the_readers_own_figures_in_a_terminal(tmp_path):
+    """IPython's display of a figure made through d2l.plt prints one line, clear_output writes
+    nothing; the figure is saved when another is shown, and figures never shown at exit."""
+    code = textwrap.dedent(
+        """
+        from IPython import display
+        from softmax_regression import d2l
+
+        d2l.use_svg_display()
+        fig, axes = d2l.plt.subplots(1, 1, figsize=(3.5, 2.5))
+        for x in (1, 2, 3):
+            axes.cla()
+            axes.plot([1, 2, 3][:x], [0.9, 0.5, 0.25][:x], "-")
+            axes.plot([1, 2, 3][:x], [0.6, 0.7, 0.75][:x], "m--")
+            d2l.set_axes(axes, "epoch", None, [1, 3], [0, 1], "linear", "linear",
+                         ["train loss", "train acc"])
+            display.display(fig)
+            display.clear_output(wait=True)
+        display.display("not a figure")
+        d2l.show_images([d2l.zeros(2, 2)], 1, 1)
+        d2l.plt.figure()
+        d2l.plt.plot([1, 2], [3, 4])
+        print("end of script")
+        """
+    )
+    env = {**os.environ, _plotting.FIGURES_ENV: str(tmp_path)}
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "epoch 1: train loss 0.9000, train acc 0.6000",
+        "epoch 2: train loss 0.5000, train acc 0.7000",
+        "epoch 3: train loss 0.2500, train acc 0.7500",
+        "not a figure",
+        f"figure saved to {tmp_path / 'figure.png'}",
+        f"figure saved to {tmp_path / 'show_images.png'}",
+        "end of script",
+        f"figure saved to {tmp_path / 'figure-2.png'}",
+    ]
+    assert run.stderr == ""
+    assert len(saved_pngs(run.stdout)) == 3
+
+
+def test_display_is_ipythons_own_until_the_code_reaches_matplotlib_through_d2l():
+    code = textwrap.dedent(
+        """
+        from softmax_regression import d2l
+        import IPython.display
+        before = hasattr(IPython.display.display, "__wrapped__")
+        d2l.plt  # the chapter's figures start here
+        after = hasattr(IPython.display.display, "__wrapped__")
+        print(before, after)
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False", "True"]

@@ -31,6 +31,7 @@ from matplotlib import pyplot
 from torch import nn
 
 from softmax_regression import d2l
+from softmax_regression import errors as d2l_errors
 from softmax_regression.config import TrainConfig
 from softmax_regression.d2l import _plotting
 from softmax_regression.data import load_fashion_mnist
@@ -589,3 +590,121 @@ def test_timer_matches_the_book(book):
             1.75,
             [0.5, 0.75, 1.75],
         )
+
+
+@pytest.fixture
+def http_files(tmp_path):
+    """A local HTTP server over a directory: (directory, base URL)."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "served"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def _hub_entry(root: Path, base: str, name: str, payload: bytes) -> tuple[str, str]:
+    (root / name).write_bytes(payload)
+    return base + name, hashlib.sha1(payload).hexdigest()
+
+
+def test_data_hub_and_download_match_the_book(book, http_files, tmp_path, monkeypatch, capsys):
+    assert d2l.DATA_URL == book.DATA_URL
+    assert d2l.DATA_HUB == book.DATA_HUB  # the two house-price files of chapter 4.10
+    root, base = http_files
+    entry = _hub_entry(root, base, "house.csv", b"Id,SalePrice\n1,208500\n")
+    monkeypatch.setitem(d2l.DATA_HUB, "house", entry)
+    monkeypatch.setitem(book.DATA_HUB, "house", entry)
+    monkeypatch.chdir(tmp_path)
+    ours = d2l.download("house", cache_dir=str(tmp_path / "ours"))
+    theirs = book.download("house", cache_dir=str(tmp_path / "book"))
+    assert Path(ours).name == Path(theirs).name == "house.csv"
+    assert Path(ours).read_bytes() == Path(theirs).read_bytes()
+    assert capsys.readouterr().out.splitlines() == [
+        f"Downloading {ours} from {entry[0]}...",
+        f"Downloading {theirs} from {entry[0]}...",
+    ]
+    # The default cache is ../data, as the book's; a cached file with the right SHA-1 is
+    # used without asking the network.
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    first = d2l.download("house")
+    assert first == os.path.join("..", "data", "house.csv") == book.download("house")
+    (root / "house.csv").unlink()
+    capsys.readouterr()
+    assert d2l.download("house") == first and capsys.readouterr().out == ""
+    assert not [p for p in (tmp_path / "data").iterdir() if p.name.startswith(".")]
+
+
+def test_a_bad_download_leaves_nothing_and_says_how_to_fix_it(http_files, tmp_path, monkeypatch):
+    root, base = http_files
+    url, _ = _hub_entry(root, base, "corrupt.csv", b"not what was published")
+    monkeypatch.setitem(d2l.DATA_HUB, "corrupt", (url, "0" * 40))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "corrupt.csv").write_bytes(b"an old, wrong copy")
+    with pytest.raises(d2l_errors.DownloadError) as caught:
+        d2l.download("corrupt", cache_dir=str(cache))
+    message = str(caught.value)
+    assert "\n" not in message and url in message and "not 0000000000" in message
+    assert f"put it at {cache / 'corrupt.csv'} (SHA-1 {'0' * 40})" in message
+    # The wrong copy is neither used nor replaced by the corrupt download; no partial file.
+    assert [p.name for p in cache.iterdir()] == ["corrupt.csv"]
+    assert (cache / "corrupt.csv").read_bytes() == b"an old, wrong copy"
+    # Offline (nothing listens there): one line with the URL and the way out.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    offline = f"http://127.0.0.1:{port}/house.csv"
+    monkeypatch.setitem(d2l.DATA_HUB, "offline", (offline, "1" * 40))
+    with pytest.raises(d2l_errors.DownloadError, match=r"^could not download http://127") as e:
+        d2l.download("offline", cache_dir=str(cache))
+    assert "\n" not in str(e.value) and "put it at" in str(e.value)
+    assert [p.name for p in cache.iterdir()] == ["corrupt.csv"]
+    with pytest.raises(ConfigError, match="'nothing' is not in DATA_HUB"):
+        d2l.download("nothing")
+
+
+# The book's download_extract never closes its archive (a ResourceWarning when collected).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("kind", ["zip", "tar", "tar.gz"])
+def test_download_extract_matches_the_book(book, http_files, tmp_path, monkeypatch, kind):
+    import io
+
+    root, base = http_files
+    buf = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("pack/a.txt", "alpha")
+            zf.writestr("pack/sub/b.txt", "beta")
+    else:
+        with tarfile.open(fileobj=buf, mode="w:gz" if kind == "tar.gz" else "w") as tf:
+            for name, text in (("pack/a.txt", b"alpha"), ("pack/sub/b.txt", b"beta")):
+                info = tarfile.TarInfo(name)
+                info.size = len(text)
+                tf.addfile(info, io.BytesIO(text))
+    entry = _hub_entry(root, base, f"pack.{kind}", buf.getvalue())
+    monkeypatch.setitem(d2l.DATA_HUB, "pack", entry)
+    monkeypatch.setitem(book.DATA_HUB, "pack", entry)
+    results = {}
+    for side, lib in (("ours", d2l), ("book", book)):
+        (tmp_path / side / "work").mkdir(parents=True)
+        monkeypatch.chdir(tmp_path / side / "work")
+        results[side] = (lib.download_extract("pack"), lib.download_extract("pack", "pack"))
+        data = tmp_path / side / "data"
+        assert (data / "pack" / "sub" / "b.txt").read_text() == "beta"
+    assert results["ours"] == results["book"]

@@ -3,10 +3,11 @@
 Softmax regression (7,850 parameters, batches of 256) is too small for intra-op threads:
 each op is split, every thread waits for the slowest, and on a busy machine that wait costs
 more than the work. A multilayer perceptron (784-256-10: 203,530 parameters) does 26 times
-the arithmetic per batch, enough for threads to pay on an idle machine, and still far too
-little on a busy one: with other processes on every core, a thread that loses its core holds
-up each op for a time slice, and two threads made an MLP batch 20 times slower than one here
-(BENCHMARKS.md, "Threads"). So the rule has two steps:
+the arithmetic per batch, which threads can share on an idle machine, but not on a busy one:
+with other processes on every core, a thread that loses its core holds up each op for a time
+slice, and two threads made an MLP batch 8 times slower than one here, a softmax batch 20
+times (BENCHMARKS.md, "Threads"). Whether threads pay thus depends on the machine's load as
+much as on the model, so the rule has two steps:
 
 1. The work of a batch: the parameter elements its autograd graph updates times the batch
    size (the multiply-adds of a dense forward pass). Below ``MIN_WORK_FOR_THREADS`` the loop
@@ -29,8 +30,9 @@ import weakref
 
 import torch
 
-# Multiply-adds per batch (parameter elements x examples) below which one thread is always
-# right (softmax regression's 2.0M is far below); measured, see the module docstring.
+# Multiply-adds per batch (parameter elements x examples) below which one thread is taken
+# without trying: 4x softmax regression's 2.0M, where threads lost at every load measured.
+# Above it the trial decides, so the exact value only saves or costs six timed batches.
 MIN_WORK_FOR_THREADS = 8_000_000
 # Batches timed on each setting; their median decides.
 TRIAL_BATCHES = 3
