@@ -382,3 +382,24 @@ def test_display_is_ipythons_own_until_the_code_reaches_matplotlib_through_d2l()
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["False", "True"]
+
+
+def test_the_readers_own_loop_runs_on_the_threads_that_suit_it():
+    """Chapter 3.6 loops over the batches itself: one thread for three batches, torch's
+    setting for three, then the faster; restored after the pass, even one cut short."""
+    from softmax_regression.d2l import _threads
+    from softmax_regression.train import cpu_threads
+
+    _, test_iter = d2l.load_data_fashion_mnist(256)
+    with cpu_threads(2):
+        for _ in test_iter:
+            break
+        assert torch.get_num_threads() == 2
+        seen = [torch.get_num_threads() for _ in test_iter]
+        assert torch.get_num_threads() == 2
+        chosen = _threads.chosen_threads(test_iter)
+        assert seen[:6] == [1, 1, 1, 2, 2, 2] and set(seen[6:]) == {chosen}
+        assert [torch.get_num_threads() for _ in test_iter] == [chosen] * 40  # kept
+        small = d2l.load_array((torch.zeros(20, 2), torch.zeros(20, 1)), 5)  # 4 batches
+        assert [torch.get_num_threads() for _ in small] == [1] * 4
+        assert torch.get_num_threads() == 2

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import torch
 
 from ..errors import ConfigError
-from ._threads import threads_for
+from ._threads import paced, threads_for
 
 
 def synthetic_data(w, b, num_examples):
@@ -70,7 +70,7 @@ class ArrayBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         _draw_seed()  # the DataLoader iterator's base seed, drawn even without workers
-        return self._batches()
+        return paced(self, self._batches(), len(self))
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n, b = self.tensors[0].shape[0], self.batch_size

@@ -19,6 +19,12 @@ much as on the model, so the rule has two steps:
 The parameters are read from the graph (the leaves that receive a gradient), so the rule
 works for modules and for the book's from-scratch functions over ``W`` and ``b`` alike. The
 thread setting is restored when each loop ends.
+
+A loop the reader wrote (chapter 3.6 as printed defines its own ``train_epoch_ch3``) cannot
+be looked into, but it iterates the drop-in's batches: while it does (``paced``), the same
+trial runs on the time between two batches, kept per batch iterable; an iterable of fewer
+than ``2 * TRIAL_BATCHES`` batches runs on one thread. The setting is restored when the pass
+ends (or is abandoned, as ``for X, y in test_iter: break`` does).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import contextlib
 import statistics
 import time
 import weakref
+from collections.abc import Iterator
 
 import torch
 
@@ -37,8 +44,12 @@ MIN_WORK_FOR_THREADS = 8_000_000
 # Batches timed on each setting; their median decides.
 TRIAL_BATCHES = 3
 
-# Thread counts chosen per net (modules and functions alike, held weakly).
+# Thread counts chosen per net (modules and functions alike, held weakly), and per batch
+# iterable for the reader's own loops.
 _chosen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# How many of the package's own loops are running: inside one, the batch iterables leave the
+# thread count to it.
+_managed = 0
 
 
 def graph_parameters(output: torch.Tensor) -> int:
@@ -71,6 +82,54 @@ def _choose(net, threads: int) -> None:
         _chosen[net] = threads
 
 
+class _Trial:
+    """Times ``TRIAL_BATCHES`` batches on one thread, then as many on ``many`` threads."""
+
+    def __init__(self, many: int) -> None:
+        self.many = many
+        self.starts = [time.perf_counter()]
+
+    def tick(self) -> int | None:
+        """Call at the start of each later batch; returns the choice once made."""
+        self.starts.append(time.perf_counter())
+        n = len(self.starts) - 1  # batches timed so far
+        if n == TRIAL_BATCHES:
+            torch.set_num_threads(self.many)
+        elif n == 2 * TRIAL_BATCHES:
+            times = [b - a for a, b in zip(self.starts, self.starts[1:], strict=False)]
+            one = statistics.median(times[:TRIAL_BATCHES])
+            many = statistics.median(times[TRIAL_BATCHES:])
+            return self.many if many < one else 1
+        return None
+
+
+def paced(owner, batches: Iterator, count: int) -> Iterator:
+    """Yield ``batches`` (``count`` of them, from ``owner``) with the thread count that suits
+    the reader's loop over them; see the module docstring."""
+    before = torch.get_num_threads()
+    if _managed or before == 1:
+        yield from batches
+        return
+    choice = chosen_threads(owner)
+    if choice is None and count < 2 * TRIAL_BATCHES:
+        choice = 1
+    torch.set_num_threads(choice or 1)
+    trial = None
+    try:
+        for i, batch in enumerate(batches):
+            if choice is None:
+                if i == 0:
+                    trial = _Trial(before)
+                elif trial is not None and (decided := trial.tick()) is not None:
+                    choice = decided
+                    _choose(owner, choice)
+                    torch.set_num_threads(choice)
+            yield batch
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 class threads_for:  # noqa: N801 (used as a context manager, like torch.no_grad)
     """Run a loop over ``net``'s batches on the thread count that suits them.
 
@@ -81,9 +140,11 @@ class threads_for:  # noqa: N801 (used as a context manager, like torch.no_grad)
     def __init__(self, net) -> None:
         self.net = net
         self.calls = 0
-        self.trial: list[float] | None = None  # batch-start times while trying
+        self.trial: _Trial | None = None
 
     def __enter__(self) -> threads_for:
+        global _managed
+        _managed += 1
         self.before = torch.get_num_threads()
         self._set(chosen_threads(self.net) or 1)
         return self
@@ -95,29 +156,20 @@ class threads_for:  # noqa: N801 (used as a context manager, like torch.no_grad)
     def batch(self, batch_size: int, loss: torch.Tensor | None = None) -> None:
         self.calls += 1
         if self.trial is not None:
-            self._time_trial()
+            choice = self.trial.tick()
+            if choice is not None:
+                _choose(self.net, choice)
+                self._set(choice)
+                self.trial = None
         elif self.calls == 1 and self.before > 1 and chosen_threads(self.net) is None:
             if loss is None or loss.grad_fn is None:
                 return  # evaluation of a net not trained here: one thread
             if graph_parameters(loss) * batch_size < MIN_WORK_FOR_THREADS:
                 _choose(self.net, 1)
                 return
-            self.trial = [time.perf_counter()]
-
-    def _time_trial(self) -> None:
-        assert self.trial is not None
-        self.trial.append(time.perf_counter())
-        n = len(self.trial) - 1  # batches timed so far
-        if n == TRIAL_BATCHES:
-            self._set(self.before)
-        elif n == 2 * TRIAL_BATCHES:
-            times = [b - a for a, b in zip(self.trial, self.trial[1:], strict=False)]
-            one = statistics.median(times[:TRIAL_BATCHES])
-            many = statistics.median(times[TRIAL_BATCHES:])
-            choice = self.before if many < one else 1
-            _choose(self.net, choice)
-            self._set(choice)
-            self.trial = None
+            self.trial = _Trial(self.before)
 
     def __exit__(self, *exc) -> None:
+        global _managed
+        _managed -= 1
         self._set(self.before)
