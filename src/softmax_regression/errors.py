@@ -68,8 +68,6 @@ class NonFiniteLossError(SoftmaxRegressionError):
 class ReportError(SoftmaxRegressionError):
     """A report page that cannot be written (no such directory, nothing to report)."""
 
-    exit_code = 6
-
 
 class DistributedError(SoftmaxRegressionError):
     """A multi-process run that cannot go on: a rank died or hung, or the group cannot form."""
