@@ -37,8 +37,12 @@ class TrainConfig:
     val_split: int = 0  # training images held out (stratified) for validation; 0 = the book
     loss: str = "torch"  # nn.CrossEntropyLoss as the book; "stable" = ours; "naive" = the warning
     normalize: bool = True  # pixels / 255 as ToTensor; False = raw 0-255 (a classic mistake)
+    standardize: bool = False  # (x - mean) / std per input, training-split statistics
     engine: str = "auto"  # "fast" = closed-form gradient, "autograd" = loss.backward(); auto picks
     data_dir: str | None = None  # where the IDX files are; None = discover them
+    # Where the data comes from (softmax_regression.data.DataSpec.to_dict()); None = the
+    # built-in Fashion-MNIST.
+    data: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -60,8 +64,9 @@ class TrainConfig:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.momentum and self.optimizer != "sgd":
             raise ConfigError(f"momentum applies to sgd only, not {self.optimizer!r}")
-        if not isinstance(self.normalize, bool):
-            raise ConfigError(f"normalize must be true or false, got {self.normalize!r}")
+        for flag in ("normalize", "standardize"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         if self.engine == "fast" and self.loss != "torch":
             raise ConfigError(
                 f"engine 'fast' computes the gradient of the default loss in closed form; "
@@ -69,6 +74,8 @@ class TrainConfig:
             )
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ConfigError(f"data_dir must be a path string, got {self.data_dir!r}")
+        if self.data is not None and not isinstance(self.data, dict):
+            raise ConfigError(f"data must be a data description (a mapping), got {self.data!r}")
 
     @property
     def resolved_engine(self) -> str:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from .data import FashionMNIST
-from .model import NUM_CLASSES, SoftmaxRegression, class_scores
-from .train import EVAL_CHUNK, cpu_threads, images_to_float
+from .data import Dataset
+from .errors import ConfigError
+from .model import SoftmaxRegression, class_scores
+from .preprocessing import Preprocessing
+from .train import EVAL_CHUNK, cpu_threads
 
 
 @dataclass(frozen=True)
@@ -62,31 +65,56 @@ class Evaluation:
         }
 
 
+def _preprocessing(prep: bool | Preprocessing) -> Preprocessing:
+    return prep if isinstance(prep, Preprocessing) else Preprocessing(scale=bool(prep))
+
+
 @torch.no_grad()
 def predict_classes(
-    model: SoftmaxRegression, images: torch.Tensor, normalize: bool = True
+    model: SoftmaxRegression,
+    inputs: torch.Tensor,
+    normalize: bool | Preprocessing = True,
 ) -> torch.Tensor:
-    """Predicted class per uint8 image (N, 28, 28), on the model's device, in chunks."""
+    """Predicted class per input, on the model's device, in chunks.
+
+    ``inputs`` are uint8 images ``(N, H, W)`` / ``(N, C, H, W)`` or float features ``(N, D)``;
+    ``normalize`` is the book's flag (pixels ``/ 255``) or the model's whole
+    :class:`~softmax_regression.preprocessing.Preprocessing`.
+    """
+    return _predict_chunks(model, inputs.reshape(inputs.shape[0], -1).split(EVAL_CHUNK), normalize)
+
+
+def _predict_chunks(
+    model: SoftmaxRegression, chunks: Iterable[torch.Tensor], normalize: bool | Preprocessing
+) -> torch.Tensor:
     device = model.weight.device
-    flat = images.reshape(images.shape[0], -1)
+    prep = _preprocessing(normalize).to(device)
     out = []
     with cpu_threads(1 if device.type == "cpu" else None):
-        for chunk in flat.split(EVAL_CHUNK):
-            x = images_to_float(chunk.cpu() if device.type == "cpu" else chunk, normalize)
+        for chunk in chunks:
+            x = prep(chunk.cpu() if device.type == "cpu" else chunk.to(device))
+            if x.shape[1] != model.num_inputs:
+                raise ConfigError(
+                    f"the model takes {model.num_inputs} inputs per example, got {x.shape[1]}"
+                )
             out.append(class_scores(model, x.to(device)).max(0).indices)
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=device)
 
 
 def evaluate(
     model: SoftmaxRegression,
-    data: FashionMNIST,
+    data: Dataset,
     *,
-    normalize: bool = True,
+    normalize: bool | Preprocessing = True,
     classes: tuple[str, ...] | None = None,
 ) -> Evaluation:
-    """Accuracy and per-class report of ``model`` on ``data`` (eval mode, no gradients)."""
+    """Accuracy and per-class report of ``model`` on ``data`` (eval mode, no gradients).
+
+    ``normalize``: the book's flag, or the model's :class:`Preprocessing` (as a saved model
+    carries it). The split is read chunk by chunk, so a large feature set is never copied.
+    """
     model.eval()
-    pred = predict_classes(model, data.images, normalize).cpu()
+    pred = _predict_chunks(model, data.chunks(EVAL_CHUNK), normalize).cpu()
     labels = data.labels.cpu()
     return evaluation_from_predictions(pred, labels, classes or data.classes)
 
@@ -94,7 +122,7 @@ def evaluate(
 def evaluation_from_predictions(
     pred: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]
 ) -> Evaluation:
-    c = len(classes) if classes else NUM_CLASSES
+    c = len(classes)
     conf = torch.bincount(labels * c + pred, minlength=c * c).reshape(c, c)
     diag = conf.diagonal()
     predicted, actual = conf.sum(0), conf.sum(1)

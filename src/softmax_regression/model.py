@@ -1,4 +1,7 @@
-"""The book's model: ``nn.Sequential(nn.Flatten(), nn.Linear(784, 10))``, and nothing else."""
+"""The book's model: ``nn.Sequential(nn.Flatten(), nn.Linear(784, 10))``, and nothing else.
+
+Of any size: ``SoftmaxRegression(num_inputs, num_classes)``; 784 and 10 are Fashion-MNIST's.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ NUM_CLASSES = 10
 
 
 class SoftmaxRegression(nn.Sequential):
-    """Flatten + Linear(784 -> 10), outputting unnormalised logits.
+    """Flatten + Linear(num_inputs -> num_classes), outputting unnormalised logits.
 
     A subclass of ``nn.Sequential`` with the book's two layers, so its state-dict keys
     (``1.weight``, ``1.bias``) load straight into the book's ``net`` and back.
@@ -27,21 +30,36 @@ class SoftmaxRegression(nn.Sequential):
         super().__init__(nn.Flatten(), nn.Linear(num_inputs, num_classes, device=device))
 
     @classmethod
-    def untouched_rng(cls) -> SoftmaxRegression:
+    def untouched_rng(
+        cls, num_inputs: int = NUM_INPUTS, num_classes: int = NUM_CLASSES
+    ) -> SoftmaxRegression:
         """A model built without consuming the global RNG (its values are to be overwritten).
 
         Cheaper than ``nn.utils.skip_init``, whose first use costs a third of a second here.
         """
         state = torch.random.get_rng_state()
         try:
-            return cls()
+            return cls(num_inputs, num_classes)
         finally:
             torch.random.set_rng_state(state)
 
     @classmethod
-    def seeded(cls, generator: torch.Generator) -> SoftmaxRegression:
+    def seeded(
+        cls,
+        generator: torch.Generator,
+        num_inputs: int = NUM_INPUTS,
+        num_classes: int = NUM_CLASSES,
+    ) -> SoftmaxRegression:
         """The book's initialisation drawn from ``generator`` alone."""
-        return cls.untouched_rng().init_book(generator)
+        return cls.untouched_rng(num_inputs, num_classes).init_book(generator)
+
+    @property
+    def num_inputs(self) -> int:
+        return self[1].in_features
+
+    @property
+    def num_classes(self) -> int:
+        return self[1].out_features
 
     @property
     def linear(self) -> nn.Linear:

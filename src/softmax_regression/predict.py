@@ -1,7 +1,12 @@
-"""Classify ordinary image files with a trained model.
+"""Classify ordinary image files, or rows of features, with a trained model.
 
-An image is made to look like a Fashion-MNIST one, by the rule Fashion-MNIST's own images
-were made with (a product photo on a light background, turned into a 28x28 negative):
+A model records how an image file becomes one of its inputs (its ``image_rule``). A model
+trained on an image folder (or image arrays) uses the "resize" rule of
+:mod:`softmax_regression.images`: the image's mode and size are changed to the model's, as
+the folder reader changed every training image. A Fashion-MNIST model (and one trained on
+IDX files of the MNIST family) uses the rule Fashion-MNIST's own images were made with (a
+product photo on a light background, turned into a negative; 28x28 below, the model's own
+size in general):
 
 1. Orientation from EXIF is applied; transparent pixels are laid on white (a cut-out product
    photo counts as one on a white background).
@@ -26,17 +31,18 @@ dark, so they round-trip through a PNG file unchanged).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from .errors import ImageError
+from .errors import ConfigError, DataError, ImageError
 from .functional import softmax
+from .images import area_resize, eight_bit, open_image, resize_rule
 from .model import class_scores
 from .runs.artifacts import SavedModel
-from .train import cpu_threads, images_to_float
+from .train import cpu_threads
 
 SIZE = 28
 TRIM_LEVELS = 13  # 5% of 255, as Fashion-MNIST's trimming step
@@ -51,63 +57,36 @@ class Prediction:
     top: list[tuple[str, float]]
     error: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self, what: str = "image") -> dict:
         if self.error is not None:
-            return {"image": self.source, "error": self.error}
+            return {what: self.source, "error": self.error}
         return {
-            "image": self.source,
+            what: self.source,
             "top": [{"class": c, "probability": p} for c, p in self.top],
         }
 
 
-def load_image(path: str | Path) -> torch.Tensor:
-    """Read an image file and convert it by the module's rule: uint8 (28, 28)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                if im.format == "JPEG":
-                    im.draft("RGB", (SIZE * 8, SIZE * 8))  # decode at a reduced scale
-                im.load()
-                img = ImageOps.exif_transpose(im)
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file PIL can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{path}: image too large to decode safely") from None
-    except (OSError, ValueError, SyntaxError) as e:
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ImageError(f"{path}: cannot decode the image ({detail})") from None
-    if img.width < 1 or img.height < 1:
-        raise ImageError(f"{path}: image has no pixels")
-    return prepare_image(img)
+def load_image(path: str | Path, saved: SavedModel | None = None) -> torch.Tensor:
+    """Read an image file and convert it by ``saved``'s rule (Fashion-MNIST's when None):
+    uint8 (H, W) for that rule, (C, H, W) for the "resize" rule."""
+    if saved is not None and not saved.is_image:
+        raise ConfigError(
+            f"{saved.path} takes {saved.input_shape[0]} features per example, not images; "
+            "pass them with --features FILE"
+        )
+    if saved is None or saved.image_rule == "fashion-mnist":
+        size = (SIZE, SIZE) if saved is None else saved.input_shape[1:]
+        return prepare_image(open_image(path), size)
+    c, h, w = saved.input_shape
+    return torch.from_numpy(resize_rule(open_image(path, draft=max(h, w) * 8), c, h, w))
 
 
-def prepare_image(img) -> torch.Tensor:  # img: PIL.Image.Image
-    """Apply steps 1-5 of the module's rule to a PIL image; uint8 tensor (28, 28)."""
+def prepare_image(img, size: tuple[int, int] = (SIZE, SIZE)) -> torch.Tensor:
+    """Apply steps 1-5 of the module's rule to a PIL image; uint8 tensor ``size`` (H, W)."""
     import numpy as np
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
-    if img.mode.startswith("I") or img.mode == "F":
-        # 16-bit and float images: PIL's own conversion to "L" clips everything above 255.
-        a = np.asarray(img, dtype=np.float64)
-        if img.mode.startswith("I;16"):
-            lo, hi = 0.0, 65535.0
-        else:
-            lo, hi = min(float(a.min()), 0.0), max(float(a.max()), 255.0)
-        a = np.clip(np.round((a - lo) * 255.0 / (hi - lo)), 0, 255).astype(np.uint8)
-        img = Image.fromarray(a)
-    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
-    gray = img.convert("L")
+    gray = eight_bit(img).convert("L")
     a = np.asarray(gray)
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     if border.mean() > 127.5:
@@ -115,66 +94,100 @@ def prepare_image(img) -> torch.Tensor:  # img: PIL.Image.Image
         a = np.asarray(gray)
         border = 255 - border
     background = int(np.median(border))
-    if gray.size == (SIZE, SIZE):
+    height, width = (int(n) for n in size)
+    if gray.size == (width, height):
         return torch.from_numpy(np.array(gray, dtype=np.uint8))  # already in the dataset's form
     rows, cols = np.nonzero(np.abs(a.astype(np.int16) - background) > TRIM_LEVELS)
     if rows.size:
         gray = gray.crop((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1))
     w, h = gray.size
-    longer = max(w, h)
-    # w * 28 / longer rounded half up, in integers (Python's round() rounds half to even).
-    size = (
-        max(1, (2 * w * SIZE + longer) // (2 * longer)),
-        max(1, (2 * h * SIZE + longer) // (2 * longer)),
+    # The longer side (relative to the canvas) fills it, keeping the aspect ratio; each side
+    # rounded half up, in integers (Python's round() rounds half to even). For a square
+    # canvas of 28: w * 28 / max(w, h).
+    num, den = (width, w) if w * height >= h * width else (height, h)
+    fit = (
+        max(1, min(width, (2 * w * num + den) // (2 * den))),
+        max(1, min(height, (2 * h * num + den) // (2 * den))),
     )
-    small = area_resize(np.asarray(gray), size[0], size[1])
-    canvas = np.full((SIZE, SIZE), background, np.uint8)
-    x0, y0 = (SIZE - size[0]) // 2, (SIZE - size[1]) // 2
-    canvas[y0 : y0 + size[1], x0 : x0 + size[0]] = small
+    small = area_resize(np.asarray(gray), fit[0], fit[1])
+    canvas = np.full((height, width), background, np.uint8)
+    x0, y0 = (width - fit[0]) // 2, (height - fit[1]) // 2
+    canvas[y0 : y0 + fit[1], x0 : x0 + fit[0]] = small
     return torch.from_numpy(canvas)
 
 
-def _coverage(n: int, m: int):  # float64 (m, n): how much of source pixel i output pixel k covers
-    """In units of 1/(n*m) of the axis: output k spans [k*n, (k+1)*n), source i [i*m, (i+1)*m)."""
-    import numpy as np
-
-    k = np.arange(m)[:, None]
-    i = np.arange(n)[None, :]
-    lo = np.maximum(k * n, i * m)
-    hi = np.minimum((k + 1) * n, (i + 1) * m)
-    return np.maximum(hi - lo, 0).astype(np.float64)
-
-
-def area_resize(a, width: int, height: int):
-    """Exact area averaging of a uint8 (h, w) array to (height, width), rounded half up.
-
-    Every weight and partial sum is an integer below 2**53, so the float64 products are exact
-    whatever order BLAS adds in, and the result is the same as an integer computation.
-    """
-    import numpy as np
-
-    h, w = a.shape
-    if (w, h) == (width, height):
-        return np.array(a, dtype=np.uint8)
-    total = _coverage(h, height) @ a.astype(np.float64) @ _coverage(w, width).T
-    area = float(w * h)  # the area of one output pixel in these units
-    return np.floor((2 * total + area) / (2 * area)).astype(np.uint8)
-
-
 @torch.no_grad()
-def probabilities(saved: SavedModel, images: torch.Tensor) -> torch.Tensor:
-    """Class probabilities (N, 10) for uint8 images (N, 28, 28), preprocessed as in training."""
+def probabilities(saved: SavedModel, inputs: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N, classes) for inputs as the model takes them (uint8 images or
+    float features, one row per example), preprocessed as in training."""
     model = saved.model
+    flat = inputs.reshape(inputs.shape[0], -1).cpu()
+    if flat.shape[1] != model.num_inputs:
+        what = "features" if not saved.is_image else "inputs"
+        raise ConfigError(
+            f"{saved.path} takes {model.num_inputs} {what} per example, got {flat.shape[1]}"
+        )
     with cpu_threads(1):
-        x = images_to_float(images.reshape(images.shape[0], -1).cpu(), saved.normalize)
+        x = saved.preprocessing(flat)
         scores = class_scores(model, x.to(model.weight.device))
         return softmax(scores, dim=0).t().cpu()
+
+
+def read_features(path: str | Path) -> Any:  # -> numpy float32 (N, D)
+    """Rows of features from a file: ``.npy`` (2-D, numeric; memory-mapped), or CSV/TSV of
+    numbers, one row per example (a first line of column names is skipped). Never pickle."""
+    import numpy as np
+
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            a = np.load(path, mmap_mode="c", allow_pickle=False)
+        else:
+            delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+            with open(path, encoding="utf-8") as f:
+                first = f.readline()
+            try:
+                [float(v) for v in first.split(delimiter)]
+                skip = 0
+            except ValueError:
+                skip = 1  # column names
+            a = np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2, dtype=np.float64)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path}: not a table of numbers ({detail})") from None
+    if a.ndim != 2 or a.shape[0] == 0 or a.dtype.kind not in "fiub":
+        raise DataError(f"{path}: expected a 2-D numeric array of rows, got {a.dtype} {a.shape}")
+    finite = np.isfinite(a).all(axis=1)
+    if not finite.all():
+        raise DataError(f"{path}: row {int(np.argmin(finite))} holds nan or inf")
+    return a
+
+
+def predict_features(saved: SavedModel, path: str | Path, k: int = 3) -> list[Prediction]:
+    """Top-``k`` classes for each row of a feature file (:func:`read_features`)."""
+    import numpy as np
+
+    if saved.is_image:
+        c, h, w = saved.input_shape
+        raise ConfigError(f"{saved.path} takes {c}x{h}x{w} images, not features; pass image files")
+    rows = read_features(path)
+    if rows.shape[1] != saved.model.num_inputs:
+        raise ConfigError(
+            f"{path}: {rows.shape[1]} features per row, but {saved.path} takes "
+            f"{saved.model.num_inputs}"
+        )
+    x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+    return _ranked(saved, [str(i) for i in range(len(x))], list(x), k)
 
 
 def predict_files(saved: SavedModel, paths: list[str | Path], k: int = 3) -> list[Prediction]:
     """Top-``k`` classes for each image file; every file is read before any is classified,
     and the first that cannot be read raises its :class:`ImageError`."""
-    images = [load_image(p) for p in paths]
+    images = [load_image(p, saved) for p in paths]
     return _ranked(saved, [str(p) for p in paths], images, k)
 
 
@@ -185,7 +198,7 @@ def predict_each(saved: SavedModel, paths: list[str | Path], k: int = 3) -> list
     failed: dict[int, Prediction] = {}
     for i, path in enumerate(paths):
         try:
-            read[i] = load_image(path)
+            read[i] = load_image(path, saved)
         except ImageError as e:
             failed[i] = Prediction(str(path), [], str(e))
     ranked = iter(_ranked(saved, [str(paths[i]) for i in read], list(read.values()), k))

@@ -42,10 +42,11 @@ from torch import nn
 
 from . import functional
 from .config import TrainConfig, resolve_device
-from .data import FashionMNIST
+from .data import Dataset
 from .distributed import World, local_indices, share
 from .errors import ConfigError, NonFiniteLossError
 from .model import NUM_CLASSES, SoftmaxRegression, class_scores
+from .preprocessing import Preprocessing, images_to_float, standardizer
 
 # Steps between two finiteness checks of the loss: one host sync per this many batches.
 CHECK_EVERY = 16
@@ -266,6 +267,8 @@ class TrainResult:
     config: TrainConfig
     device: torch.device
     val_indices: torch.Tensor | None = None  # training-set indices held out for validation
+    # What the model's inputs went through: /255 for pixels, standardisation if asked for.
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
     @property
     def final(self) -> EpochRecord:
@@ -321,7 +324,7 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 
 def split_validation(
-    n_val: int, labels: torch.Tensor, seed: int
+    n_val: int, labels: torch.Tensor, seed: int, num_classes: int = NUM_CLASSES
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(train indices, validation indices), sorted: ``n_val`` examples stratified by class.
 
@@ -332,7 +335,7 @@ def split_validation(
     n = labels.shape[0]
     if n_val >= n:
         raise ConfigError(f"val split {n_val} leaves no training images ({n} available)")
-    counts = torch.bincount(labels, minlength=NUM_CLASSES).tolist()
+    counts = torch.bincount(labels, minlength=num_classes).tolist()
     exact = [n_val * c / n for c in counts]
     quota = [math.floor(e) for e in exact]
     order = sorted(range(len(counts)), key=lambda k: (-(exact[k] - quota[k]), k))
@@ -349,36 +352,43 @@ def split_validation(
     return mask.nonzero().squeeze(1), val
 
 
-def images_to_float(
-    images: torch.Tensor, normalize: bool, out: torch.Tensor | None = None
-) -> torch.Tensor:
-    """uint8 -> float32 of the same shape: ``/ 255`` exactly as ToTensor when ``normalize``."""
-    if out is None:
-        out = torch.empty(images.shape, dtype=torch.float32, device=images.device)
-    out.copy_(images)  # converting in place: torch.div(images, 255, out=) would allocate
-    return out.div_(255) if normalize else out
-
-
 class _EvalSet:
-    """An evaluation split converted to float once per fit, scored in chunks.
+    """An evaluation split, scored in chunks.
 
+    Images are converted to float once per fit (a small copy: the book's case, and the fast
+    one); float features are read in place, chunk by chunk, so a large set is never copied.
     With several ranks each scores its contiguous share; the counts are summed by the caller.
     """
 
+    # Above this many bytes of float32, images are converted per chunk too.
+    MATERIALIZE_BYTES = 256 << 20
+
     def __init__(
-        self, data: FashionMNIST, normalize: bool, device: torch.device, world: World | None
+        self, data: Dataset, prep: Preprocessing, device: torch.device, world: World | None
     ) -> None:
         self.n = len(data)
-        images, labels = data.images.reshape(len(data), -1), data.labels
-        if world is not None:
-            lo, hi = share(self.n, world.size, world.rank)
-            images, labels = images[lo:hi], labels[lo:hi]
-        self.x = images_to_float(images, normalize).to(device)
-        self.y = labels.to(device)
+        self.prep = prep.to(device)
+        lo, hi = (0, self.n) if world is None else share(self.n, world.size, world.rank)
+        self.labels = data.labels[lo:hi].to(device)
+        self.data, self.lo, self.hi = data, lo, hi
+        self.x: torch.Tensor | None = None
+        if data.is_image and (hi - lo) * data.num_inputs * 4 <= self.MATERIALIZE_BYTES:
+            images = data.images.reshape(self.n, -1)[lo:hi]
+            self.x = prep(images).to(device)
+
+    def _chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.x is not None:
+            yield from zip(self.x.split(EVAL_CHUNK), self.labels.split(EVAL_CHUNK), strict=True)
+            return
+        data, device = self.data, self.labels.device
+        for start in range(self.lo, self.hi, EVAL_CHUNK):
+            pos = torch.arange(start, min(start + EVAL_CHUNK, self.hi), device=data.device)
+            rows = data.rows(pos).to(device)
+            yield self.prep(rows), self.labels[start - self.lo : start - self.lo + len(pos)]
 
     def correct(self, model: SoftmaxRegression) -> torch.Tensor:
-        total = torch.zeros((), dtype=torch.int64, device=self.y.device)
-        for xs, ys in zip(self.x.split(EVAL_CHUNK), self.y.split(EVAL_CHUNK), strict=True):
+        total = torch.zeros((), dtype=torch.int64, device=self.labels.device)
+        for xs, ys in self._chunks():
             total += (class_scores(model, xs).max(0).indices == ys).sum()
         return total
 
@@ -402,10 +412,12 @@ def _zero(model: SoftmaxRegression) -> torch.Tensor:
 
 
 def _non_finite_error(
-    config: TrainConfig, epoch: int, step: int, steps: int, value: float
+    config: TrainConfig, epoch: int, step: int, steps: int, value: float, features: bool = False
 ) -> NonFiniteLossError:
     causes = []
-    if not config.normalize:
+    if features and not config.standardize:
+        causes.append("raw features far outside [0, 1] (train with --standardize)")
+    if not config.normalize and not features:
         causes.append("un-normalised 0-255 inputs (drop --no-normalize)")
     if config.loss == "naive":
         causes.append("the naive loss, which overflows exp and takes log(0) (use --loss torch)")
@@ -423,8 +435,8 @@ def _non_finite_error(
 
 def fit(
     config: TrainConfig,
-    train: FashionMNIST,
-    test: FashionMNIST | None = None,
+    train: Dataset,
+    test: Dataset | None = None,
     *,
     state: TrainState | None = None,
     progress: Progress | None = None,
@@ -457,27 +469,35 @@ def fit(
     val_idx = None
     val = None
     if config.val_split:
-        train_idx, val_idx = split_validation(config.val_split, train.labels, config.seed)
+        train_idx, val_idx = split_validation(
+            config.val_split, train.labels, config.seed, train.num_classes
+        )
         val = train.subset(val_idx.to(train.device), split="val")
         train = train.subset(train_idx.to(train.device), split="train")
     if len(train) == 0:
         raise ConfigError("the training set is empty")
+    for other in (test, val):
+        if other is not None and other.input_shape != train.input_shape:
+            raise ConfigError(
+                f"the {other.split} split's inputs are {_shape(other)}, the training split's "
+                f"{_shape(train)}"
+            )
+    # The statistics of the images trained on (after the validation split), as best-linear.
+    prep = standardizer(train, config.normalize) if config.standardize else None
+    prep = prep or Preprocessing(config.normalize)
 
     with cpu_threads(1 if device.type == "cpu" else None), _no_cyclic_gc():
         # Drawn on the CPU, so that a seed means the same model on every device.
         gen = torch.Generator().manual_seed(config.seed)
-        model = SoftmaxRegression.seeded(gen).to(device)
+        model = SoftmaxRegression.seeded(gen, train.num_inputs, train.num_classes).to(device)
         optimizer = make_optimizer(config, list(model.parameters()))
         history = History()
         if state is not None:
             _restore(state, model, optimizer, gen)
             history = History(list(state.history.records))
 
-        loop = _Loop(config, model, optimizer, train, device, world)
-        evals = [
-            _EvalSet(d, config.normalize, device, world) if d is not None else None
-            for d in (test, val)
-        ]
+        loop = _Loop(config, model, optimizer, train, device, world, prep)
+        evals = [_EvalSet(d, prep, device, world) if d is not None else None for d in (test, val)]
         model.train()
         for epoch in range(len(history) + 1, config.epochs + 1):
             t0 = time.perf_counter()
@@ -496,7 +516,12 @@ def fit(
             if progress is not None:
                 progress.epoch_end(record)
         model.eval()
-    return TrainResult(model.cpu(), history, config, device, val_idx)
+    return TrainResult(model.cpu(), history, config, device, val_idx, prep)
+
+
+def _shape(data: Dataset) -> str:
+    kind = "images" if data.is_image else "features"
+    return f"{kind} {'x'.join(map(str, data.input_shape))}"
 
 
 def check_world_size(world: World | None, config: TrainConfig) -> None:
@@ -511,8 +536,8 @@ def check_world_size(world: World | None, config: TrainConfig) -> None:
 def _check_world(
     world: World,
     config: TrainConfig,
-    train: FashionMNIST,
-    test: FashionMNIST | None,
+    train: Dataset,
+    test: Dataset | None,
     state: TrainState | None,
 ) -> None:
     """One clear error, on every rank, for a set-up that could only hang or diverge."""
@@ -565,18 +590,24 @@ class _Loop:
         config: TrainConfig,
         model: SoftmaxRegression,
         optimizer: Optimizer,
-        train: FashionMNIST,
+        train: Dataset,
         device: torch.device,
         world: World | None = None,
+        prep: Preprocessing | None = None,
     ) -> None:
         self.config = config
         self.model = model
         self.optimizer = optimizer
         self.device = device
         self.world = world
-        self.images = train.images.reshape(len(train), -1).to(device)
+        self.prep = (prep or Preprocessing(config.normalize)).to(device)
+        # The whole storage, and (for a subset) which of its rows are this split's: a batch
+        # gathers its rows straight from the storage, so a split copies nothing.
+        self.images = train.flat_inputs().to(device)
+        self.index = None if train.index is None else train.index.to(device)
         self.labels = train.labels.to(device)
         self.n = len(train)
+        self.k = model.weight.shape[0]
         self.b = b = min(config.batch_size, self.n)
         self.steps = -(-self.n // b)
         self.loss_sums = torch.empty(self.steps, dtype=torch.float32, device=device)
@@ -593,10 +624,38 @@ class _Loop:
         self.maxes = torch.empty(n_local, dtype=torch.float32, device=device)
         fast = config.resolved_engine == "fast"
         self.loss_sign = -1.0 if fast else 1.0
+        self.load = self._loader()
         if world is None:
             self.step = self._fast_step() if fast else self._autograd_step()
         else:
             self.step = self._fast_step_dp() if fast else self._autograd_step_dp()
+
+    def _rows(self, positions: torch.Tensor) -> torch.Tensor:
+        """Storage rows of the split's examples at ``positions``."""
+        return positions if self.index is None else self.index.index_select(0, positions)
+
+    def _loader(self) -> Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], None]:
+        """``load(rows, u8, x)``: gather storage ``rows`` into the float batch buffer ``x``
+        (through the uint8 buffer ``u8`` for images), preprocessed as the model sees it."""
+        images, prep = self.images, self.prep
+        mean, std = prep.mean, prep.std
+        if images.dtype == torch.uint8:
+            normalize = prep.scale
+
+            def load(rows, u8, x) -> None:
+                torch.index_select(images, 0, rows, out=u8)
+                images_to_float(u8, normalize, out=x)  # ToTensor's division, bit for bit
+                if mean is not None:
+                    x.sub_(mean).div_(std)
+
+        else:
+
+            def load(rows, u8, x) -> None:
+                torch.index_select(images, 0, rows, out=x)
+                if mean is not None:
+                    x.sub_(mean).div_(std)
+
+        return load
 
     def _local_count(self) -> int:
         assert self.world is not None
@@ -615,7 +674,7 @@ class _Loop:
         labels = self.labels.index_select(0, perm)
         b, step, loss_sums, steps = self.b, self.step, self.loss_sums, self.steps
         batches = zip(
-            perm.split(b),
+            self._rows(perm).split(b),
             labels.unsqueeze(0).split(b, dim=1),
             self.preds.split(b),
             self.maxes.split(b),
@@ -654,7 +713,7 @@ class _Loop:
         b, n, step, steps = self.b, self.n, self.step, self.steps
         loss_sums, global_sums = self.loss_sums, self.global_sums
         batches = zip(
-            idx.split(sizes),
+            self._rows(idx).split(sizes),
             labels.unsqueeze(0).split(sizes, dim=1),
             self.preds.split(sizes),
             self.maxes.split(sizes),
@@ -689,20 +748,23 @@ class _Loop:
             return
         k = int(bad[0, 0])
         value = self.loss_sign * float(window[k])
-        raise _non_finite_error(self.config, epoch, lo + k + 1, self.steps, value)
+        features = self.images.dtype != torch.uint8
+        raise _non_finite_error(self.config, epoch, lo + k + 1, self.steps, value, features)
 
     def _buffers(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """(uint8, float32) batch buffers by batch size, views of one allocation: fresh 800 KB
         tensors every step cost page faults on top of the copies."""
         d, most = self.images.shape[1], max(self.sizes)
-        u8 = torch.empty((most, d), dtype=torch.uint8, device=self.device)
         x = torch.empty((most, d), dtype=torch.float32, device=self.device)
+        if self.images.dtype != torch.uint8:
+            return {n: (None, x[:n]) for n in self.sizes}
+        u8 = torch.empty((most, d), dtype=torch.uint8, device=self.device)
         return {n: (u8[:n], x[:n]) for n in self.sizes}
 
     def _fast_step(self) -> Callable[..., None]:
         """The closed-form step. Logits are kept as (classes, batch): for this thin model
         that layout makes the products and the row-wise softmax about twice as fast."""
-        images, normalize = self.images, self.config.normalize
+        load = self.load
         w, b = self.model.weight.detach(), self.model.bias.detach()  # same storage
         b_col = b.unsqueeze(1)
         opt = self.optimizer
@@ -710,7 +772,7 @@ class _Loop:
         lr = opt.lr if isinstance(opt, LeanSGD) else 0.0
         grad_w = torch.empty_like(w)
         ones = torch.ones(self.b, device=self.device)
-        scores = torch.empty((NUM_CLASSES, self.b), device=self.device)
+        scores = torch.empty((self.k, self.b), device=self.device)
         minus_one = torch.full((1, self.b), -1.0, device=self.device)
         views = {
             n: (u8, x, x.t(), scores[:, :n], minus_one[:, :n], ones[:n])
@@ -721,9 +783,8 @@ class _Loop:
         def step(idx, y, pred, mx, loss_sum) -> None:
             n = idx.shape[0]
             u8, x, xt, o, m1, one = views[n]
-            torch.index_select(images, 0, idx, out=u8)
-            images_to_float(u8, normalize, out=x)  # ToTensor's division, bit for bit
-            torch.addmm(b_col, w, xt, out=o)  # logits, (10, n)
+            load(idx, u8, x)
+            torch.addmm(b_col, w, xt, out=o)  # logits, (classes, n)
             torch.max(o, 0, out=(mx, pred))  # first maximum, as argmax
             lsm = torch.log_softmax(o, 0)
             torch.sum(lsm.gather(0, y), (0, 1), out=loss_sum)  # minus the loss sum
@@ -741,15 +802,14 @@ class _Loop:
 
     def _autograd_step(self) -> Callable[..., None]:
         """The book's step: forward, per-example loss, ``l.mean().backward()``, update."""
-        images, normalize = self.images, self.config.normalize
+        load = self.load
         model, opt = self.model, self.optimizer
         loss_fn = make_loss(self.config.loss)
         views = self._buffers()
 
         def step(idx, y, pred, mx, loss_sum) -> None:
             u8, x = views[idx.shape[0]]
-            torch.index_select(images, 0, idx, out=u8)
-            images_to_float(u8, normalize, out=x)
+            load(idx, u8, x)
             y = y.squeeze(0)
             out = model(x)
             losses = loss_fn(out, y)
@@ -775,7 +835,7 @@ class _Loop:
         """The closed-form step on this rank's share: the gradient *sum* over the share,
         all-reduced, then divided by the global batch size ``n``: the single-process gradient
         of the mean loss, summed in another order."""
-        images, normalize, world = self.images, self.config.normalize, self.world
+        load, world = self.load, self.world
         assert world is not None
         w, b = self.model.weight.detach(), self.model.bias.detach()
         b_col = b.unsqueeze(1)
@@ -784,7 +844,7 @@ class _Loop:
         lr = opt.lr if isinstance(opt, LeanSGD) else 0.0
         flat, grad_w, grad_b = self._grad_buffer()
         most = max(self.sizes)
-        scores = torch.empty((NUM_CLASSES, most), device=self.device)
+        scores = torch.empty((self.k, most), device=self.device)
         minus_one = torch.full((1, most), -1.0, device=self.device)
         views = {
             k: (u8, x, x.t(), scores[:, :k], minus_one[:, :k])
@@ -796,8 +856,7 @@ class _Loop:
             k = idx.shape[0]
             if k:
                 u8, x, xt, o, m1 = views[k]
-                torch.index_select(images, 0, idx, out=u8)
-                images_to_float(u8, normalize, out=x)
+                load(idx, u8, x)
                 torch.addmm(b_col, w, xt, out=o)
                 torch.max(o, 0, out=(mx, pred))
                 lsm = torch.log_softmax(o, 0)
@@ -821,7 +880,7 @@ class _Loop:
     def _autograd_step_dp(self) -> Callable[..., None]:
         """The book's step on this rank's share: ``(l.sum() / n).backward()`` is this rank's
         part of ``l.mean()`` over the global batch of ``n``; the parts are all-reduced."""
-        images, normalize, world = self.images, self.config.normalize, self.world
+        load, world = self.load, self.world
         assert world is not None
         model, opt = self.model, self.optimizer
         loss_fn = make_loss(self.config.loss)
@@ -831,8 +890,7 @@ class _Loop:
 
         def step(idx, y, pred, mx, loss_sum, n, epoch, i) -> None:
             u8, x = views[idx.shape[0]]
-            torch.index_select(images, 0, idx, out=u8)
-            images_to_float(u8, normalize, out=x)
+            load(idx, u8, x)
             y = y.squeeze(0)
             out = model(x)
             losses = loss_fn(out, y)

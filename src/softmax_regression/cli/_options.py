@@ -1,10 +1,12 @@
-"""Option values shared by several commands: comma lists of numbers, seeds, and the end of a
-successful command."""
+"""Option values shared by several commands: comma lists of numbers, seeds, where the data
+comes from, and the end of a successful command."""
 
 from __future__ import annotations
 
 import argparse
 import gc
+import sys
+from typing import Any
 
 from ..errors import ConfigError, SoftmaxRegressionError
 
@@ -67,3 +69,107 @@ def finish() -> int:
     effect is that these objects are left out of later collections."""
     gc.freeze()
     return 0
+
+
+# The options that say where the data comes from (train, sweep, evaluate): dest -> flag.
+DATA_OPTIONS = {
+    "data": "--data",
+    "test_data": "--test-data",
+    "test_split": "--test-split",
+    "image_size": "--image-size",
+    "channels": "--channels",
+    "label": "--label",
+    "test_label": "--test-label",
+    "skip_bad": "--skip-bad",
+    "max_classes": "--max-classes",
+}
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """``--data SPEC`` and the options that go with it (docs/own-data.md)."""
+    g = parser.add_argument_group(
+        "your own data",
+        "an image folder, IDX files, arrays (.npz, .npy, .safetensors) or a table (.csv, "
+        ".parquet) instead of Fashion-MNIST",
+    )
+    g.add_argument(
+        "--data",
+        metavar="SPEC",
+        help="a folder of class subfolders (or with train/ and test/), IDX files, .npz, .npy, "
+        ".safetensors, .csv/.tsv or .parquet (default: fashion-mnist, found as --data-dir says)",
+    )
+    g.add_argument(
+        "--test-data", metavar="SPEC", help="a separate test set, the same kind as --data"
+    )
+    g.add_argument(
+        "--test-split",
+        metavar="FRACTION",
+        type=float,
+        help="share held out as the test split (seeded, stratified) when --data has no test "
+        "part (default: 0.2)",
+    )
+    g.add_argument(
+        "--image-size",
+        metavar="H[xW]",
+        help="size every image of a folder is brought to (default: the images' own, when "
+        "they all agree)",
+    )
+    g.add_argument(
+        "--channels", type=int, choices=(1, 3), help="1 (grayscale) or 3 (RGB) for an image folder"
+    )
+    g.add_argument(
+        "--label",
+        metavar="COLUMN",
+        help="a table's label column (default: label); for a .npy features file, its .npy "
+        "labels file",
+    )
+    g.add_argument("--test-label", metavar="FILE", help="the .npy labels file of --test-data")
+    g.add_argument(
+        "--skip-bad",
+        action="store_true",
+        default=None,
+        help="skip unreadable images of a folder (counted) instead of refusing the folder",
+    )
+    g.add_argument(
+        "--max-classes",
+        type=int,
+        metavar="N",
+        help="refuse a label with more distinct values than this (default: 10000)",
+    )
+
+
+def data_options_given(args: argparse.Namespace) -> list[str]:
+    """The flags of :data:`DATA_OPTIONS` given on the command line."""
+    return [flag for dest, flag in DATA_OPTIONS.items() if getattr(args, dest, None) is not None]
+
+
+def data_spec(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The data description the options make (``DataSpec.to_dict()``), or None for the
+    built-in Fashion-MNIST. Needs no torch: bad values are reported at once."""
+    if not data_options_given(args):
+        return None
+    from ..data.spec import DEFAULT_MAX_CLASSES, DataSpec
+
+    spec = DataSpec.parse(
+        args.data,
+        test=args.test_data,
+        test_split=args.test_split,
+        image_size=args.image_size,
+        channels=args.channels,
+        label=args.label,
+        test_label=args.test_label,
+        skip_bad=bool(args.skip_bad),
+        max_classes=DEFAULT_MAX_CLASSES if args.max_classes is None else args.max_classes,
+    )
+    return None if spec.is_builtin else spec.to_dict()
+
+
+def load_spec(spec: dict[str, Any] | None, data_dir: str | None, *, quiet: bool = False):
+    """(train, test) of ``spec`` (None: Fashion-MNIST), its notes printed unless ``quiet``."""
+    from ..data.spec import DataSpec
+
+    loaded = DataSpec.from_dict(spec).load(data_dir=data_dir, progress=not quiet)
+    if not quiet:
+        for note in loaded.notes:
+            print(f"note: {note}", file=sys.stderr)
+    return loaded.train, loaded.test

@@ -1,4 +1,5 @@
-"""``softmax-regression predict``: classify image files with a trained model."""
+"""``softmax-regression predict``: classify image files, or rows of features, with a trained
+model."""
 
 from __future__ import annotations
 
@@ -13,13 +14,22 @@ from ._options import add_model_argument, finish
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="classify image files (PNG, JPEG, ...) with a trained model",
-        description="Classify images: each is turned grayscale, inverted when its background "
-        "is light, trimmed, fitted into 28x28 keeping its aspect ratio (see the README). "
-        "Every readable file gets its answer; each unreadable one, an error line.",
+        help="classify image files (PNG, JPEG, ...) or rows of features with a trained model",
+        description="Classify images the way the model's training images were made: for a "
+        "Fashion-MNIST model each is turned grayscale, inverted when its background is light, "
+        "trimmed, fitted into 28x28 keeping its aspect ratio; for a model of an image folder "
+        "it is converted to the folder's mode and size (see docs/predict.md). Every readable "
+        "file gets its answer; each unreadable one, an error line. A model of features "
+        "classifies the rows of --features FILE.",
     )
     add_model_argument(p)
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    p.add_argument("images", metavar="IMAGE", nargs="*", help="image files")
+    p.add_argument(
+        "--features",
+        metavar="FILE",
+        help="classify each row of this CSV/TSV (numbers; a header line is skipped) or .npy "
+        "file, for a model trained on features",
+    )
     p.add_argument("--top", type=int, default=3, help="classes to show per image (default: 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_predict)
@@ -34,7 +44,11 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
+    if (args.features is None) == (not args.images):
+        raise ConfigError("give image files, or --features FILE for a model of features")
     resolve_model_path(args.model)  # missing files are reported before torch is imported
+    if args.features is not None:
+        return _predict_features(args)
     missing = [p for p in args.images if not Path(p).exists()]
     if len(missing) == len(args.images):  # nothing to classify: no need for torch either
         for p in missing[:-1]:
@@ -54,4 +68,20 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"{p.source}: " + ", ".join(f"{c} {v:.3f}" for c, v in p.top))
     if any(p.error is not None for p in preds):
         return ImageError.exit_code
+    return finish()
+
+
+def _predict_features(args: argparse.Namespace) -> int:
+    from ..predict import predict_features
+    from ..runs.artifacts import load_model
+
+    saved = load_model(args.model)
+    preds = predict_features(saved, args.features, args.top)
+    if args.json:
+        rows = [p.to_dict("row") | {"row": int(p.source)} for p in preds]
+        body = {"model": str(saved.path), "features": args.features, "predictions": rows}
+        print(json.dumps(body))
+    else:
+        for p in preds:
+            print(f"row {p.source}: " + ", ".join(f"{c} {v:.3f}" for c, v in p.top))
     return finish()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from . import parallel
-from ._options import parse_floats, parse_ints, parse_seeds
+from ._options import add_data_options, data_spec, load_spec, parse_floats, parse_ints, parse_seeds
 from .report import add_no_report_option, report_after
 
 
@@ -41,12 +41,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--optimizer", default="sgd", help="sgd or adam (default: %(default)s)")
     w.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default: 0)")
     w.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty (default: 0)")
+    w.add_argument(
+        "--standardize",
+        action="store_true",
+        help="standardise every input with the training split's mean and std",
+    )
     w.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     w.add_argument("--data-dir", help="directory with the Fashion-MNIST IDX files")
     w.add_argument("--out", default="runs/sweep", help="output directory (default: %(default)s)")
     parallel.add_options(w)  # --nproc and --dist-timeout
     w.add_argument("--quiet", "-q", action="store_true", help="print only the table")
     add_no_report_option(w)
+    add_data_options(w)
     w.set_defaults(func=_sweep)
 
 
@@ -94,6 +100,8 @@ def _sweep(args: argparse.Namespace) -> int:
         device=args.device,
         val_split=args.val_split,
         data_dir=args.data_dir,
+        standardize=args.standardize,
+        data=data_spec(args),
     )
     for s in settings:  # every setting is checked before any training starts
         base.replace(lr=s.lr, batch_size=s.batch_size, epochs=s.epochs)
@@ -111,8 +119,12 @@ def _sweep(args: argparse.Namespace) -> int:
         world.check_same({**asked, "grid": settings, "seeds": seeds, "out": str(out)})
         base = base.replace(device=world.device.type)
 
-    train = load_fashion_mnist("train", args.data_dir)
-    test = load_fashion_mnist("test", args.data_dir)
+    if base.data is None:
+        train = load_fashion_mnist("train", args.data_dir)
+        test = load_fashion_mnist("test", args.data_dir)
+    else:
+        quiet = args.quiet or (world is not None and not world.is_main)
+        train, test = load_spec(base.data, args.data_dir, quiet=quiet)
     runs = len({(s.lr, s.batch_size) for s in settings}) * len(seeds)
     if not args.quiet:
         over = f" over {world.size} ranks" if world is not None and world.parallel else ""

@@ -15,19 +15,28 @@ from typing import Any
 from ..config import DEVICES, ENGINES, LOSSES, OPTIMIZERS, TrainConfig
 from ..errors import ConfigError
 from . import parallel
-from ._options import finish, parse_seeds, write_error
+from ._options import (
+    add_data_options,
+    data_options_given,
+    data_spec,
+    finish,
+    load_spec,
+    parse_seeds,
+    write_error,
+)
 from .report import add_no_report_option, report_after
 
 RECIPES = ("book", "best-linear")
 # TrainConfig fields that mean something to the best-linear recipe; every other option of
 # ``train`` configures SGD training, which that recipe does not do.
-_BEST_LINEAR_OPTIONS = {"seed", "val_split", "device", "data_dir"}
+_BEST_LINEAR_OPTIONS = {"seed", "val_split", "device", "data_dir", "data"}
 _FLAGS = {
     "batch_size": "--batch-size",
     "val_split": "--val-split",
     "data_dir": "--data-dir",
     "weight_decay": "--weight-decay",
     "normalize": "--no-normalize",
+    "standardize": "--standardize",
 }
 
 _D = {f.name: f.default for f in fields(TrainConfig)}
@@ -68,6 +77,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="feed raw 0-255 pixels instead of dividing by 255 (a classic mistake, for study)",
     )
+    t.add_argument(
+        "--standardize",
+        dest="standardize",
+        action="store_const",
+        const=True,
+        default=None,
+        help="standardise every input with the training split's mean and std (for features "
+        "far outside [0, 1], which make the book's learning rate diverge)",
+    )
     t.add_argument("--out", help="run directory to create (default: runs/<date-time>)")
     t.add_argument("--runs-dir", default="runs", help="where default run directories go")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last epoch")
@@ -89,16 +107,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train once per seed and report mean ± std: a list (0,1,2) or a count (5 = seeds "
         "0 to 4); each seed's run goes to OUT/seed-<k>/",
     )
+    add_data_options(t)
     parallel.add_options(t)  # --nproc and --dist-timeout
     t.set_defaults(func=_train)
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
-    names = [name for _, name, _, _ in _TRAIN_OPTIONS] + ["normalize"]
-    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    names = [name for _, name, _, _ in _TRAIN_OPTIONS] + ["normalize", "standardize"]
+    given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    spec = data_spec(args)
+    if spec is not None:
+        given["data"] = spec
+    return given
+
+
+def _load(config: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """``train=``/``test=`` of the run's own data, read here so that its notes are printed;
+    nothing for Fashion-MNIST, which the run reads itself."""
+    if config.data is None:
+        return {}
+    quiet = args.quiet or not parallel.is_rank_0()
+    train, test = load_spec(config.data, config.data_dir, quiet=quiet)
+    return {"train": train, "test": test}
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.resume is not None and data_options_given(args):
+        raise ConfigError(
+            f"--resume reads the data from the run; drop {data_options_given(args)[0]}"
+        )
     given = _given(args)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     if args.resume is not None and (seeds is not None or args.recipe != "book"):
@@ -149,6 +186,7 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> int | None:
         world.check_same({k: v for k, v in given.items() if k not in ("data_dir", "device")})
         config = on_main(world, lambda: config, "reading the run to resume")
 
+    data = _load(config, args)
     progress = None if args.quiet else ConsoleProgress(_columns(config))
     try:
         outcome = train_run(
@@ -159,6 +197,7 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> int | None:
             progress=progress,
             plots=not args.no_plots,
             world=world,
+            **data,
         )
     finally:
         if progress is not None:
@@ -234,6 +273,7 @@ def _train_book_seeds(args: argparse.Namespace, given: dict[str, Any], seeds) ->
         progress=progress,
         on_seed=on_seed,
         world=world,
+        **_load(config, args),
     )
     _print_seed_summary(top, result, report_after(top, args))
     return None
@@ -267,11 +307,22 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
     from ..runs.best_linear import best_linear_run
     from ..runs.seeds import best_linear_seed_runs
 
-    config = BestLinearConfig(
-        val_split=given.get("val_split", BestLinearConfig.val_split),
-        device=given.get("device", "auto"),
-    )
     data_dir = given.get("data_dir")
+    spec = given.get("data")
+    loaded: dict[str, Any] = {}
+    val_split = given.get("val_split", BestLinearConfig.val_split)
+    if spec is not None:
+        train, test = load_spec(spec, data_dir, quiet=args.quiet or not parallel.is_rank_0())
+        loaded = {"train": train, "test": test}
+        if "val_split" not in given:
+            # Fashion-MNIST's 10,000 of 60,000: a sixth of the training split.
+            val_split = max(1, round(len(train) / 6))
+            if not args.quiet and parallel.is_rank_0():
+                print(
+                    f"note: --val-split {val_split} (a sixth of the {len(train)} training "
+                    "examples) chooses the weight decay"
+                )
+    config = BestLinearConfig(val_split=val_split, device=given.get("device", "auto"))
     if seeds is None:
         seed = given.get("seed", 0)
         outcome = best_linear_run(
@@ -279,7 +330,9 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
             out=args.out,
             root=args.runs_dir,
             data_dir=data_dir,
+            data=spec,
             plots=not args.no_plots,
+            **loaded,
         )
         _print_candidates(args, seed, outcome)
         print(outcome.model.how_chosen())
@@ -304,9 +357,11 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
         out=args.out,
         root=args.runs_dir,
         data_dir=data_dir,
+        data=spec,
         plots=not args.no_plots,
         on_seed=on_seed,
         world=world,
+        **loaded,
     )
     _print_seed_summary(top, result, report_after(top, args))
     return None

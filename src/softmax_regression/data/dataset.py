@@ -1,13 +1,17 @@
-"""Fashion-MNIST in memory: one uint8 tensor per split, batches by slicing a seeded randperm."""
+"""A split in memory (:class:`Dataset`, what every source reads into), batches by slicing a
+seeded randperm, and Fashion-MNIST's own loader."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,48 +38,117 @@ IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 
 
 @dataclass(frozen=True)
-class FashionMNIST:
-    """One split held in memory: ``images`` uint8 (N, 28, 28), ``labels`` int64 (N,)."""
+class Dataset:
+    """One split of a classification dataset, held in memory: inputs, labels, class names.
 
-    images: torch.Tensor
+    Every source (Fashion-MNIST, image folders, IDX files, arrays, tables) reads into this,
+    and nothing after loading asks which file format it came from:
+
+    * ``inputs``: uint8 images, ``(M, H, W)`` (one channel, as Fashion-MNIST's) or
+      ``(M, C, H, W)``; or float32 features ``(M, D)`` (a memory-mapped array stays mapped);
+    * ``labels``: int64 ``(N,)``, indices into ``classes``;
+    * ``index``: which rows of ``inputs`` this split holds, in order (None: all of them).
+      A subset (a validation or test split carved out of one set) shares ``inputs`` and
+      records its rows, so that splitting a large feature set copies nothing;
+    * ``input_shape``: what the model sees, ``(C, H, W)`` for images, ``(D,)`` for features;
+    * ``image_rule``: how an image file is made into one of these inputs at prediction time
+      (:mod:`softmax_regression.predict`): ``"fashion-mnist"`` (light on dark 28x28, the
+      dataset's own rule) or ``"resize"`` (mode and size only); None for features;
+    * ``sha256``: fingerprints of what was read (file name or part -> SHA-256).
+    """
+
+    inputs: torch.Tensor
     labels: torch.Tensor
     split: str = "train"
     classes: tuple[str, ...] = CLASSES
-    source: Found | None = field(default=None, compare=False, repr=False)
+    source: Any = field(default=None, compare=False, repr=False)
     sha256: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    index: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    input_shape: tuple[int, ...] = ()
+    image_rule: str | None = "fashion-mnist"
+    name: str = "Fashion-MNIST"
+
+    def __post_init__(self) -> None:
+        if not self.input_shape:  # derived from the storage: (1, H, W), (C, H, W) or (D,)
+            shape = tuple(self.inputs.shape[1:])
+            if self.inputs.dtype == torch.uint8 and len(shape) == 2:
+                shape = (1, *shape)
+            object.__setattr__(self, "input_shape", shape)
+        if not self.is_image:
+            object.__setattr__(self, "image_rule", None)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     @property
-    def device(self) -> torch.device:
-        return self.images.device
+    def images(self) -> torch.Tensor:
+        """This split's inputs (the storage itself when the split is all of it)."""
+        if self.index is None:
+            return self.inputs
+        return self.inputs.index_select(0, self.index)
 
-    def to(self, device: str | torch.device | None) -> FashionMNIST:
+    @property
+    def is_image(self) -> bool:
+        """uint8 images (C, H, W), as opposed to float features (D,)."""
+        return self.inputs.dtype == torch.uint8 and len(self.input_shape) == 3
+
+    @property
+    def num_inputs(self) -> int:
+        return math.prod(self.input_shape)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def device(self) -> torch.device:
+        return self.inputs.device
+
+    def flat_inputs(self) -> torch.Tensor:
+        """The storage as ``(M, num_inputs)`` (a view): rows as the model's Flatten sees them."""
+        return self.inputs.reshape(self.inputs.shape[0], -1)
+
+    def rows(self, positions: torch.Tensor) -> torch.Tensor:
+        """Flat inputs of this split's examples at ``positions`` (a gather, a new tensor)."""
+        if self.index is not None:
+            positions = self.index.index_select(0, positions)
+        return self.flat_inputs().index_select(0, positions)
+
+    def chunks(self, size: int) -> Iterator[torch.Tensor]:
+        """This split's flat inputs in order, ``size`` rows at a time (views of the storage
+        when the split is all of it, gathers otherwise)."""
+        flat = self.flat_inputs()
+        for lo in range(0, len(self), size):
+            if self.index is None:
+                yield flat[lo : lo + size]
+            else:
+                yield flat.index_select(0, self.index[lo : lo + size])
+
+    def _replace(self, **changes: Any) -> Dataset:
+        return dataclasses.replace(self, **changes)
+
+    def to(self, device: str | torch.device | None) -> Dataset:
         if device is None or torch.device(device) == self.device:
             return self
-        return FashionMNIST(
-            self.images.to(device),
-            self.labels.to(device),
-            self.split,
-            self.classes,
-            self.source,
-            self.sha256,
+        index = None if self.index is None else self.index.to(device)
+        return self._replace(
+            inputs=self.inputs.to(device), labels=self.labels.to(device), index=index
         )
 
-    def subset(
-        self, indices: torch.Tensor | Sequence[int], split: str | None = None
-    ) -> FashionMNIST:
-        """The examples at ``indices`` (a copy), e.g. a validation split."""
+    def subset(self, indices: torch.Tensor | Sequence[int], split: str | None = None) -> Dataset:
+        """The examples at ``indices``, e.g. a validation split: the labels are gathered, the
+        inputs shared (the subset records which rows are its own)."""
         idx = torch.as_tensor(indices, dtype=torch.long, device=self.device)
-        return FashionMNIST(
-            self.images.index_select(0, idx),
-            self.labels.index_select(0, idx),
-            split or self.split,
-            self.classes,
-            self.source,
-            self.sha256,
+        rows = idx if self.index is None else self.index.index_select(0, idx)
+        return self._replace(
+            labels=self.labels.index_select(0, idx), index=rows, split=split or self.split
         )
+
+    def compact(self) -> Dataset:
+        """The same split with its own storage (only its rows): a copy when it is a subset."""
+        if self.index is None:
+            return self
+        return self._replace(inputs=self.images, index=None)
 
     def batches(
         self,
@@ -101,25 +174,36 @@ class FashionMNIST:
         )
 
 
+# The name the package has always had for a split in memory; every source gives a Dataset.
+FashionMNIST = Dataset
+
+
 def to_float(images: torch.Tensor, resize: int | tuple[int, int] | None = None) -> torch.Tensor:
-    """uint8 (B, H, W) -> float32 (B, 1, H', W') in [0, 1], as torchvision's ToTensor does.
+    """uint8 (B, H, W) -> float32 (B, 1, H', W') in [0, 1], as torchvision's ToTensor does;
+    (B, C, H, W) keeps its channels. Float features (B, D) come back as a float32 copy.
 
     ``resize`` means what torchvision's ``Resize`` means on these PIL images before ToTensor:
     an int or (h, w), bilinear with antialiasing, rounded back to 8-bit levels.
     """
+    if images.is_floating_point():
+        if resize is not None:
+            raise ConfigError("resize applies to images, not to feature vectors")
+        return images.to(torch.float32, copy=True)
     size = None
     if resize is not None:
         size = (resize, resize) if isinstance(resize, int) else tuple(resize)
         if tuple(images.shape[-2:]) == size:
             size = None
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
     if size is None and images.device.type == "cpu":
         # One single-threaded numpy pass, same IEEE division as torch's. A torch op on a batch
         # this size is split across intra-op threads, and on a busy 2-core machine each such
         # op waited ~15 ms for the second thread (measured): 100x slower than this.
-        out = torch.empty((images.shape[0], 1, *images.shape[1:]), dtype=torch.float32)
-        np.divide(images.numpy(), np.float32(255), out=out.numpy()[:, 0], dtype=np.float32)
+        out = torch.empty(images.shape, dtype=torch.float32)
+        np.divide(images.numpy(), np.float32(255), out=out.numpy(), dtype=np.float32)
         return out
-    x = images.unsqueeze(1).float()
+    x = images.float()
     if size is not None:
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         x = x.round_().clamp_(0, 255)
@@ -186,18 +270,22 @@ class Batches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         perm = self.order()
-        images, labels = self.data.images, self.data.labels
-        n, b = len(self.data), self.batch_size
+        data = self.data
+        images, labels = data.inputs, data.labels
+        n, b = len(data), self.batch_size
         stop = n - n % b if self.drop_last else n
         # On the CPU the gather runs in numpy too (single-threaded; see to_float).
         host = images.numpy() if images.device.type == "cpu" else None
         for start in range(0, stop, b):
-            if perm is None:
+            if perm is None and data.index is None:
                 # Labels copied: a caller editing a batch in place must not edit the dataset.
                 xb, yb = images[start : start + b], labels[start : start + b].clone()
             else:
-                idx = perm[start : start + b]
-                yb = labels.index_select(0, idx)
+                pos = perm[start : start + b] if perm is not None else None
+                if pos is None:
+                    pos = torch.arange(start, min(start + b, n), device=labels.device)
+                yb = labels.index_select(0, pos)
+                idx = pos if data.index is None else data.index.index_select(0, pos)
                 if host is not None:
                     xb = torch.from_numpy(np.take(host, idx.numpy(), axis=0))
                 else:
@@ -315,8 +403,8 @@ def read_split(
         )
     # New arrays (astype, copy): a caller editing its tensors cannot change the memo's.
     labels = torch.from_numpy(lbl.array.astype(np.int64))
-    return FashionMNIST(
-        images=torch.from_numpy(img.array.copy()),
+    return Dataset(
+        inputs=torch.from_numpy(img.array.copy()),
         labels=labels,
         split=split,
         source=found,

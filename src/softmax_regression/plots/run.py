@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 BOOK_FORMATS = ("-", "m--", "g-.", "r:")
 BOOK_YLIM = (0.3, 0.9)
 RUN_FIGURES = ("curves.png", "predictions.png", "confusion.png", "weights.png")
+# A model of features (not images) has no pictures to show: only these.
+FEATURE_FIGURES = ("curves.png", "confusion.png")
+MAX_LABELLED_CLASSES = 40  # confusion matrix: class names on the axes up to this many
+MAX_COUNTED_CLASSES = 20  # ... and the counts written in the cells
+MAX_WEIGHT_TILES = 50  # weights.png shows the first this many classes
 
 
 def curves(history: Any, epochs: int | None = None) -> Figure:
@@ -77,17 +82,25 @@ def _tile_grid(
 ) -> tuple[Figure, Any, Any]:
     """Tiles drawn as one image in one axes, titles as text above each: a grid of subplots
     costs a set of axes and ticks per tile (most of the time of these figures, measured)."""
-    n, h, w = tiles.shape
+    n, h, w = tiles.shape[:3]
     cols = max(1, min(cols, n))
     rows = max(1, -(-n // cols))
-    pad, title = 4, 7  # in image pixels: between tiles, and above each for a two-line title
+    # In image pixels: between tiles, and above each for a two-line title (28-pixel tiles).
+    pad, title = max(4, round(h / 7)), max(7, round(h / 4))
     cell_w, cell_h = w + pad, h + title + pad
-    # NaN is drawn transparent: white paper around the tiles.
-    canvas = np.full((rows * cell_h + pad, cols * cell_w + pad), np.nan, dtype=np.float32)
+    # NaN is drawn transparent (RGB tiles: alpha 0): white paper around the tiles.
+    if tiles.ndim == 4:  # (n, h, w, 3) colours in [0, 1]
+        canvas = np.zeros((rows * cell_h + pad, cols * cell_w + pad, 4), dtype=np.float32)
+    else:
+        canvas = np.full((rows * cell_h + pad, cols * cell_w + pad), np.nan, dtype=np.float32)
     for i in range(n):
         r, c = divmod(i, cols)
         top, left = pad + r * cell_h + title, pad + c * cell_w
-        canvas[top : top + h, left : left + w] = tiles[i]
+        if tiles.ndim == 4:
+            canvas[top : top + h, left : left + w, :3] = tiles[i]
+            canvas[top : top + h, left : left + w, 3] = 1.0
+        else:
+            canvas[top : top + h, left : left + w] = tiles[i]
     width = cols * scale
     fig = _figure(width, width * canvas.shape[0] / canvas.shape[1])
     ax = fig.add_axes((0, 0, 1, 1))
@@ -116,9 +129,16 @@ def images(
     scale: float = 1.5,
     red: Sequence[bool] | None = None,
 ) -> Figure:
-    """A grid of grayscale 0-255 images with titles, like the book's ``show_images``."""
+    """A grid of 0-255 images with titles, like the book's ``show_images``: grayscale
+    ``(n, H, W)`` or ``(n, 1, H, W)``, or colour ``(n, 3, H, W)``."""
     colors = ["red" if r else "black" for r in red] if red else None
     tiles = _array(images, np.float32)
+    if tiles.ndim == 4 and tiles.shape[1] == 1:
+        tiles = tiles[:, 0]
+    if tiles.ndim == 4:
+        tiles = tiles.transpose(0, 2, 3, 1) / 255.0
+        fig, _, _ = _tile_grid(tiles, titles, cols, scale, colors)
+        return fig
     fig, _, _ = _tile_grid(tiles, titles, cols, scale, colors, cmap="gray", vmin=0, vmax=255)
     return fig
 
@@ -140,20 +160,28 @@ def confusion(matrix: Any, classes: Sequence[str]) -> Figure:
     im = ax.imshow(m, cmap="Blues")
     fig.colorbar(im, cax=fig.add_axes((0.88, 0.17, 0.025, 0.78)))
     k = len(classes)
-    ax.set_xticks(range(k), classes, rotation=45, ha="right")
-    ax.set_yticks(range(k), classes)
+    # Past a few dozen classes the names and counts would only overprint each other.
+    if k <= MAX_LABELLED_CLASSES:
+        ax.set_xticks(range(k), classes, rotation=45, ha="right")
+        ax.set_yticks(range(k), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     threshold = m.max() / 2 if m.size else 0
-    for i in range(k):
+    for i in range(k if k <= MAX_COUNTED_CLASSES else 0):
         for j in range(k):
             color = "white" if m[i, j] > threshold else "black"
             ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=7, color=color)
     return fig
 
 
-def weights(weight: Any, classes: Sequence[str]) -> Figure:
-    """Each class's weight vector as a 28x28 image: red pixels vote for the class, blue against.
+def weights(
+    weight: Any, classes: Sequence[str], input_shape: Sequence[int] = (1, 28, 28)
+) -> Figure:
+    """Each class's weight vector as an image: red pixels vote for the class, blue against.
+
+    ``input_shape`` is the images' (C, H, W); a colour model's three weights of a pixel are
+    averaged (how much the pixel's brightness votes). At most :data:`MAX_WEIGHT_TILES`
+    classes are drawn, the first ones.
 
     One colour scale for all ten, symmetric around 0, so the panels compare. It spans five
     robust standard deviations of the weights (1.4826 x their median absolute deviation), or
@@ -162,7 +190,10 @@ def weights(weight: Any, classes: Sequence[str]) -> Figure:
     their tiny spread), and a scale set by those would paint everything else white. Weights
     beyond the scale saturate, and the colour bar's pointed ends say so.
     """
-    w = _array(weight, np.float32).reshape(len(classes), 28, 28)
+    c, h, wd = (int(n) for n in input_shape)
+    k = min(len(classes), MAX_WEIGHT_TILES)
+    w = _array(weight, np.float32)[:k].reshape(k, c, h, wd).mean(1)
+    classes = list(classes)[:k]
     magnitude = np.abs(w)
     spread = 1.4826 * float(np.median(np.abs(w - np.median(w))))
     bound = min(float(magnitude.max()), 5 * spread) or float(magnitude.max()) or 1.0
@@ -180,16 +211,24 @@ def render_run(directory: str | Path, request: Mapping[str, Any]) -> list[Path]:
     """The four figures of a run (:data:`RUN_FIGURES`) from plain numbers, saved as PNGs.
 
     ``request`` holds ``history`` (column -> values), ``epochs``, ``classes``, ``confusion``,
-    ``weight`` (10 x 784), ``images`` (n x 28 x 28, 0-255) with their ``true`` and
-    ``predicted`` class names.
+    ``weight`` (classes x inputs), ``input_shape``, ``images`` (n x C x H x W or n x H x W,
+    0-255) with their ``true`` and ``predicted`` class names. A model of features (an
+    ``input_shape`` of one number, no ``images``) gets :data:`FEATURE_FIGURES` only.
     """
     d = Path(directory)
     classes = list(request["classes"])
+    shape = list(request.get("input_shape") or (1, 28, 28))
+    if len(shape) != 3:
+        figures = [
+            curves(request["history"], request["epochs"]),
+            confusion(request["confusion"], classes),
+        ]
+        return [save(fig, d / name) for fig, name in zip(figures, FEATURE_FIGURES, strict=True)]
     figures = [
         curves(request["history"], request["epochs"]),
         predictions(request["images"], request["true"], request["predicted"]),
         confusion(request["confusion"], classes),
-        weights(request["weight"], classes),
+        weights(request["weight"], classes, shape),
     ]
     return [save(fig, d / name) for fig, name in zip(figures, RUN_FIGURES, strict=True)]
 

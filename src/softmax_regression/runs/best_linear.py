@@ -21,12 +21,13 @@ import torch
 
 from .._io import atomic_write_json, atomic_write_text
 from ..best_linear import BestLinearConfig, BestLinearModel, fit_best_linear
-from ..config import resolve_device
-from ..data import FashionMNIST, load_fashion_mnist
+from ..config import TrainConfig, resolve_device
+from ..data import Dataset, load_fashion_mnist
 from ..evaluation import Evaluation, evaluate, predict_classes
 from ..model import SoftmaxRegression
+from ..preprocessing import Preprocessing
 from . import artifacts
-from .book import PREDICTION_IMAGES, final_status
+from .book import PREDICTION_IMAGES, final_status, load_data, model_file_fields
 from .directory import make_run_dir, now
 
 BEST_LINEAR_JSON = "best_linear.json"
@@ -34,8 +35,9 @@ CANDIDATES_CSV = "candidates.csv"
 
 
 def as_module(weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
-    """The book's ``Flatten + Linear(784, 10)`` holding these raw-pixel weights."""
-    model = SoftmaxRegression.untouched_rng()
+    """The book's ``Flatten + Linear(inputs, classes)`` holding these weights (on raw inputs:
+    pixels in [0, 1], or features as they are)."""
+    model = SoftmaxRegression.untouched_rng(weight.shape[1], weight.shape[0])
     with torch.no_grad():
         model.weight.copy_(weight)
         model.bias.copy_(bias)
@@ -56,9 +58,10 @@ def best_linear_run(
     *,
     out: str | Path | None = None,
     root: str | Path = "runs",
-    train: FashionMNIST | None = None,
-    test: FashionMNIST | None = None,
+    train: Dataset | None = None,
+    test: Dataset | None = None,
     data_dir: str | None = None,
+    data: dict[str, Any] | None = None,
     plots: bool = True,
 ) -> BestLinearOutcome:
     """Fit the best-linear recipe into a run directory; the test split is evaluated once.
@@ -67,17 +70,25 @@ def best_linear_run(
     numbers, the choice and how it was made, the final numbers labelled validation / train /
     test), ``candidates.csv``, ``model.safetensors`` + ``model.json`` (the same format as the
     book's recipe), and unless ``plots`` is false ``weights.png``, ``confusion.png``,
-    ``predictions.png``, ``selection.png``.
+    ``predictions.png``, ``selection.png`` (a model of features: ``confusion.png`` and
+    ``selection.png``). ``data`` describes where the data comes from
+    (``DataSpec.to_dict()``; None: Fashion-MNIST, from ``data_dir``); it is read unless
+    ``train`` and ``test`` are given.
     """
     config = config or BestLinearConfig()
     device = resolve_device(config.device)
     config = dataclasses.replace(config, device=str(device))
-    if train is None:
-        train = load_fashion_mnist("train", data_dir)
-    if test is None:
-        test = load_fashion_mnist("test", data_dir)
+    if train is None or test is None:
+        if data is None:
+            loaded = (load_fashion_mnist("train", data_dir), load_fashion_mnist("test", data_dir))
+        else:
+            loaded = load_data(TrainConfig(data=data, data_dir=data_dir))
+        train = train if train is not None else loaded[0]
+        test = test if test is not None else loaded[1]
     directory = make_run_dir(out, root)
     cfg = {"recipe": "best-linear", **dataclasses.asdict(config)}
+    if data is not None:
+        cfg["data"] = data
     artifacts.write_run_config(
         directory,
         cfg,
@@ -108,9 +119,13 @@ def best_linear_run(
             "seconds": seconds,
         }
         artifacts.save_model(
-            directory, module, normalize=True, classes=test.classes, metrics=metrics, config=cfg
+            directory,
+            module,
+            metrics=metrics,
+            config=cfg,
+            **model_file_fields(train, test, Preprocessing(scale=True)),
         )
-        atomic_write_json(directory / BEST_LINEAR_JSON, _report(model, ev, metrics))
+        atomic_write_json(directory / BEST_LINEAR_JSON, _report(model, ev, metrics, train))
         atomic_write_text(directory / CANDIDATES_CSV, _candidates_csv(model))
         if plots:
             _plots(directory, model, module, ev, test)
@@ -129,11 +144,15 @@ def best_linear_run(
     return BestLinearOutcome(directory, model, ev, metrics, files)
 
 
-def _report(model: BestLinearModel, ev: Evaluation, metrics: dict[str, Any]) -> dict[str, Any]:
+def _report(
+    model: BestLinearModel, ev: Evaluation, metrics: dict[str, Any], train: Dataset
+) -> dict[str, Any]:
     s = model.selection
+    inputs = "raw pixels in [0, 1]" if train.is_image else "the features as they are"
     return {
         "recipe": "best-linear",
-        "model": "Linear(784, 10) on raw pixels in [0, 1]; standardisation folded into it",
+        "model": f"Linear({train.num_inputs}, {train.num_classes}) on {inputs}; "
+        "standardisation folded into it",
         "how_chosen": model.how_chosen(),
         "selection": {
             "rule": s.rule,
@@ -183,18 +202,23 @@ def _plots(
     model: BestLinearModel,
     module: SoftmaxRegression,
     ev: Evaluation,
-    test: FashionMNIST,
+    test: Dataset,
 ) -> list[Path]:
     from ..plots import run as plots
     from ..plots.selection import plot_selection
 
-    n = min(PREDICTION_IMAGES, len(test))
-    imgs = test.images[:n].cpu()
-    pred = predict_classes(module, imgs).cpu().tolist()
     names = test.classes
+    if not test.is_image:
+        out = [plots.save(plots.confusion(ev.confusion, names), directory / "confusion.png")]
+        plot_selection(model.selection, directory / "selection.png")
+        return [*out, directory / "selection.png"]
+    n = min(PREDICTION_IMAGES, len(test))
+    imgs = test.subset(torch.arange(n)).images.cpu()
+    pred = predict_classes(module, imgs).cpu().tolist()
     true = [names[t] for t in test.labels[:n].cpu().tolist()]
+    weights = plots.weights(module.weight.detach(), names, test.input_shape)
     out = [
-        plots.save(plots.weights(module.weight.detach(), names), directory / "weights.png"),
+        plots.save(weights, directory / "weights.png"),
         plots.save(plots.confusion(ev.confusion, names), directory / "confusion.png"),
         plots.save(
             plots.predictions(imgs, true, [names[p] for p in pred]),

@@ -21,10 +21,11 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig, resolve_device
-from ..data import FashionMNIST, load_fashion_mnist
+from ..data import Dataset, load_fashion_mnist
 from ..distributed import World
 from ..errors import NonFiniteLossError, ResumeError, SoftmaxRegressionError
 from ..evaluation import Evaluation, evaluate, predict_classes
+from ..preprocessing import Preprocessing
 from ..train import Progress, TrainResult, TrainState, check_world_size, fit
 from . import artifacts, ranks
 from .directory import DEFAULT_ROOT, check_resumable, make_run_dir, now
@@ -56,8 +57,49 @@ class RunOutcome:
     files: list[Path] = field(default_factory=list)
 
 
-def load_data(config: TrainConfig) -> tuple[FashionMNIST, FashionMNIST]:
+def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
+    """The (train, test) splits ``config`` names: its ``data`` description, or Fashion-MNIST."""
+    if config.data is not None:
+        from ..data.spec import DataSpec
+
+        loaded = DataSpec.from_dict(config.data).load(data_dir=config.data_dir)
+        return loaded.train, loaded.test
     return load_fashion_mnist("train", config.data_dir), load_fashion_mnist("test", config.data_dir)
+
+
+# Past this many entries a data fingerprint is one digest of all of them (an image folder
+# may list a file per image).
+MAX_FINGERPRINT_ENTRIES = 16
+
+
+def fingerprint(train: Dataset, test: Dataset) -> dict[str, Any]:
+    """What a model file says about the data it was trained on: name, sizes, checksums."""
+    import hashlib
+
+    sha = {**train.sha256, **test.sha256}
+    if len(sha) > MAX_FINGERPRINT_ENTRIES:
+        h = hashlib.sha256()
+        for k in sorted(sha):
+            h.update(f"{k}\0{sha[k]}\0".encode())
+        sha = {"all": h.hexdigest()}
+    return {
+        "name": train.name,
+        "train_examples": len(train),
+        "test_examples": len(test),
+        "input_shape": list(train.input_shape),
+        "sha256": sha,
+    }
+
+
+def model_file_fields(train: Dataset, test: Dataset, prep: Preprocessing) -> dict[str, Any]:
+    """The keyword arguments of :func:`artifacts.save_model` that describe the data."""
+    return {
+        "classes": train.classes,
+        "input_shape": train.input_shape,
+        "image_rule": train.image_rule,
+        "preprocessing": prep,
+        "data": fingerprint(train, test),
+    }
 
 
 class _Writer:
@@ -141,8 +183,8 @@ def train_run(
     out: str | Path | None = None,
     root: str | Path = DEFAULT_ROOT,
     resume: str | Path | None = None,
-    train: FashionMNIST | None = None,
-    test: FashionMNIST | None = None,
+    train: Dataset | None = None,
+    test: Dataset | None = None,
     progress: Progress | None = None,
     plots: bool = True,
     world: World | None = None,
@@ -176,7 +218,7 @@ def train_run(
 
 
 def _follow(
-    config: TrainConfig, world: World, train: FashionMNIST | None, test: FashionMNIST | None
+    config: TrainConfig, world: World, train: Dataset | None, test: Dataset | None
 ) -> RunOutcome:
     """A rank other than 0: train from the state rank 0 hands over; write nothing."""
     directory, state = ranks.receive(world)
@@ -192,9 +234,9 @@ def _prepare(
     out: str | Path | None,
     root: str | Path,
     resume: str | Path | None,
-    train: FashionMNIST | None,
-    test: FashionMNIST | None,
-) -> tuple[Path, TrainState | None, FashionMNIST, FashionMNIST, dict[str, str]]:
+    train: Dataset | None,
+    test: Dataset | None,
+) -> tuple[Path, TrainState | None, Dataset, Dataset, dict[str, str]]:
     """The run's directory (resumed or new), its starting state, the data and its hashes."""
     state: TrainState | None = None
     if resume is not None:
@@ -229,8 +271,8 @@ def _train_run(
     out: str | Path | None,
     root: str | Path,
     resume: str | Path | None,
-    train: FashionMNIST | None,
-    test: FashionMNIST | None,
+    train: Dataset | None,
+    test: Dataset | None,
     progress: Progress | None,
     painter: _PlotWorker | None,
     world: World | None = None,
@@ -270,7 +312,7 @@ def _train_run(
             config, train, test, state=state, progress=progress, on_epoch=on_epoch, world=world
         )
         final = result.final
-        ev = evaluate(result.model, test, normalize=config.normalize)
+        ev = evaluate(result.model, test, normalize=result.preprocessing)
         metrics = {
             "epochs": len(result.history),
             "train_loss": final.train_loss,
@@ -284,14 +326,13 @@ def _train_run(
             lambda: artifacts.save_model(
                 directory,
                 result.model,
-                normalize=config.normalize,
-                classes=test.classes,
                 metrics=metrics,
                 config=cfg_dict,
+                **model_file_fields(train, test, result.preprocessing),
             )
         )
         if painter is not None:
-            painter.draw(directory, plot_request(result, ev, test, config.normalize))
+            painter.draw(directory, plot_request(result, ev, test, result.preprocessing))
         writer.close()
         artifacts.write_status(
             directory,
@@ -365,34 +406,43 @@ def _end_unfinished(
 
 
 def plot_request(
-    result: TrainResult, ev: Evaluation, test: FashionMNIST, normalize: bool = True
+    result: TrainResult,
+    ev: Evaluation,
+    test: Dataset,
+    normalize: bool | Preprocessing = True,
 ) -> dict[str, Any]:
     """What :func:`~softmax_regression.plots.run.render_run` needs, as plain JSON-able
-    numbers."""
-    n = min(PREDICTION_IMAGES, len(test))
-    imgs = test.images[:n].cpu()
-    pred = predict_classes(result.model, imgs, normalize).cpu().tolist()
+    numbers (no pictures of the inputs when they are features)."""
     names = list(test.classes)
     history = result.history
     columns = ("epoch", "train_loss", "train_acc", "test_acc", "val_acc")
-    return {
+    request: dict[str, Any] = {
         "history": {c: history.series(c) for c in columns},
         "epochs": result.config.epochs,
         "classes": names,
         "confusion": ev.confusion,
-        "weight": result.model.weight.detach().cpu().tolist(),
-        "images": imgs.tolist(),
-        "true": [names[t] for t in test.labels[:n].cpu().tolist()],
-        "predicted": [names[p] for p in pred],
+        "input_shape": list(test.input_shape),
     }
+    if not test.is_image:
+        return request
+    n = min(PREDICTION_IMAGES, len(test))
+    imgs = test.subset(torch.arange(n)).images.cpu() if n else test.images[:0].cpu()
+    pred = predict_classes(result.model, imgs, normalize).cpu().tolist()
+    request.update(
+        weight=result.model.weight.detach().cpu().tolist(),
+        images=imgs.tolist(),
+        true=[names[t] for t in test.labels[:n].cpu().tolist()],
+        predicted=[names[p] for p in pred],
+    )
+    return request
 
 
 def write_plots(
     directory: str | Path,
     result: TrainResult,
     ev: Evaluation,
-    test: FashionMNIST,
-    normalize: bool = True,
+    test: Dataset,
+    normalize: bool | Preprocessing = True,
 ) -> list[Path]:
     """The four figures of a run (in this process), from its returned numbers."""
     from ..plots.run import render_run

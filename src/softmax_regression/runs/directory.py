@@ -125,10 +125,13 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) 
 
 def check_resumable(run_dir: str | Path, saved: dict[str, Any], config: TrainConfig) -> None:
     wanted = config.to_dict()
+    # A setting that an older run's config.json lacks had its default there.
+    defaults = type(config)().to_dict()
     for key in sorted(set(saved) | set(wanted)):
-        if key in RESUMABLE_CHANGES or saved.get(key) == wanted.get(key):
+        if key in RESUMABLE_CHANGES or saved.get(key, defaults.get(key)) == wanted.get(key):
             continue
+        was = saved.get(key, defaults.get(key))
         raise ResumeError(
-            f"{run_dir} was trained with {key}={saved.get(key)!r}, not {wanted.get(key)!r}; "
+            f"{run_dir} was trained with {key}={was!r}, not {wanted.get(key)!r}; "
             f"a resumed run keeps every setting except {', '.join(RESUMABLE_CHANGES)}"
         )

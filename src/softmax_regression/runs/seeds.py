@@ -22,7 +22,7 @@ from typing import Any
 from .._io import atomic_write_json, atomic_write_text
 from ..best_linear import BestLinearConfig
 from ..config import TrainConfig, resolve_device
-from ..data import FashionMNIST, load_fashion_mnist
+from ..data import FashionMNIST
 from ..distributed import World, ranks_of
 from ..seeds import SeedRuns, final_metrics
 from ..train import Progress
@@ -149,6 +149,7 @@ def best_linear_seed_runs(
     train: FashionMNIST | None = None,
     test: FashionMNIST | None = None,
     data_dir: str | None = None,
+    data: dict[str, Any] | None = None,
     plots: bool = True,
     on_seed: Callable[[int, BestLinearOutcome], None] | None = None,
     world: World | None = None,
@@ -163,8 +164,10 @@ def best_linear_seed_runs(
     asked = config  # the summary describes the settings as given
     if world is not None:
         config = dataclasses.replace(config, device=world.device.type)
-    train = train if train is not None else load_fashion_mnist("train", data_dir)
-    test = test if test is not None else load_fashion_mnist("test", data_dir)
+    if train is None or test is None:
+        loaded = load_data(TrainConfig(data=data, data_dir=data_dir))
+        train = train if train is not None else loaded[0]
+        test = test if test is not None else loaded[1]
     top = on_main(world, lambda: make_run_dir(out, root), "creating the run directory")
 
     def run_one(seed: int, directory: Path) -> dict[str, Any]:
@@ -173,6 +176,7 @@ def best_linear_seed_runs(
             out=directory,
             train=train,
             test=test,
+            data=data,
             plots=plots,
         )
         if on_seed is not None:
@@ -183,4 +187,6 @@ def best_linear_seed_runs(
         "recipe": "best-linear",
         "config": {k: v for k, v in dataclasses.asdict(asked).items() if k != "seed"},
     }
+    if data is not None:
+        desc["config"]["data"] = data
     return top, seed_runs(top, seeds, run_one, description=desc, world=world)
