@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch that lies on these machines' disk; anywhere else pip resolves it normally.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: train test setup data browser lint bench clean
+.PHONY: train test setup data browser lint bench docs clean
 
 train: data
 	$(BIN)/softmax-regression train
@@ -49,6 +49,11 @@ browser:
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check src tests benchmarks
+
+# The documentation site (mkdocs.yml, docs/), served at http://127.0.0.1:8000 and rebuilt on
+# every change; tests/test_docs.py builds it with --strict and runs its code blocks.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -4,7 +4,7 @@
     process and under ``torchrun --nproc-per-node 2``; steps per second from the epochs'
     own seconds in history.json (each epoch's 235 steps plus its test accuracy), median
     over the epochs of ``--repeats`` runs of each, alternating.
-(b) The README's 12-run sweep (``--lr 0.03,0.1,0.3 --batch-size 64,256 --epochs 10
+(b) docs/experiments.md's 12-run sweep (``--lr 0.03,0.1,0.3 --batch-size 64,256 --epochs 10
     --seeds 0,1``), whole process, in one process and with ``--nproc 2`` (its runs spread
     over the ranks), alternating.
 

@@ -1,7 +1,8 @@
 """How far apart two computations of the same training run end: the ``fast`` and ``autograd``
 engines (and the ``stable`` and ``torch`` losses), per epoch, in train loss and in images
-classified differently. Not a speed benchmark: the figures behind README's "the same run up to
-float rounding" and the tolerance the tests use (``float_rounding`` in tests/conftest.py).
+classified differently. Not a speed benchmark: the figures behind docs/training.md's "the same
+run up to float rounding" and the tolerance the tests use (``float_rounding`` in
+tests/conftest.py).
 
     .venv/bin/python benchmarks/engine_gap.py [--seeds 0,1,2]
 """

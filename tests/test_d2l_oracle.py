@@ -408,8 +408,9 @@ def test_the_autograd_engine_is_the_books_training_bit_for_bit(book, subset, cha
 
 
 def test_the_fast_engine_is_the_books_training_to_float_rounding(book, subset, float_rounding):
-    """README: the default engine is the same run up to float rounding: the same accuracies,
-    train losses within ``float_rounding`` (the full 10-epoch runs: test_train_book.py)."""
+    """docs/training.md, "The two engines": the default engine is the same run up to float
+    rounding: the same accuracies, train losses within ``float_rounding`` (the full 10-epoch
+    runs: test_train_book.py)."""
     train, test = subset
     config = TrainConfig(epochs=3)
     _, expected = book_run(book, config, train, test)

@@ -271,7 +271,7 @@ def test_naive_loss_on_raw_pixels_stops_with_epoch_and_step(small) -> None:
     assert ("end", e.value.epoch) not in seen
 
 
-# README: a non-finite loss "stops the run within 16 steps".
+# docs/training.md, "The guard": a non-finite loss "stops the run within 16 steps".
 PROMISED_STEPS = 16
 
 

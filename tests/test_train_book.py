@@ -23,7 +23,7 @@ def runs(full):
     return {seed: fit(TrainConfig(seed=seed), train, test) for seed in (0, 1, 2)}
 
 
-# The range of the book's own builds after 10 epochs (README, "Training").
+# The range of the book's own builds after 10 epochs (docs/training.md, "What the numbers mean").
 BOOK_TRAIN_LOSS = (0.4466, 0.4484)
 BOOK_TRAIN_ACC = (0.847, 0.849)
 BOOK_TEST_ACC = (0.821, 0.836)
@@ -55,8 +55,8 @@ def test_defaults_land_in_the_books_range_and_on_their_own_numbers(runs, full, s
 
 
 def test_the_fast_engine_is_the_autograd_run_to_rounding(full, runs, float_rounding) -> None:
-    """README: with the defaults the two engines stay within float rounding in train loss at
-    every epoch, with the same accuracies (the autograd engine is the book's own loop bit
+    """docs/training.md: with the defaults the two engines stay within float rounding in train
+    loss at every epoch, with the same accuracies (the autograd engine is the book's own loop bit
     for bit: tests/test_d2l_oracle.py)."""
     train, test = full
     autograd = fit(TrainConfig(seed=0, engine="autograd"), train, test)

@@ -35,7 +35,7 @@ NUM_CLASSES = 10
 # The label whose logit is the smallest: the confidently wrong prediction whose probability
 # underflows to 0 in the naive softmax, so the naive loss becomes -log(0) = inf.
 LABEL = 0
-# The command that shows the same failure in a real training run (documented in the README).
+# The command that shows the same failure in a real training run (docs/experiments.md).
 TRAINING_DEMO = "softmax-regression train --no-normalize --loss naive"
 
 
