@@ -1,9 +1,14 @@
-"""The best linear classifier we know how to fit honestly: still ``Linear(784, 10)`` on raw pixels.
+"""The best linear classifier we know how to fit honestly: one ``Linear(D, K)`` on the raw inputs.
+
+Designed on Fashion-MNIST (``Linear(784, 10)`` on raw pixels); any :class:`Dataset` fits the
+same way, uint8 images (pixels in [0, 1]) or float features (taken as they are).
 
 What helps a convex model, and nothing else (no hidden layer, no hand-made features):
 
 * per-pixel standardisation with statistics of the images being fitted (pixels that never vary
-  keep scale 1, so they cannot blow up);
+  keep scale 1, so they cannot blow up). Images are standardised into a float copy; float
+  features are not copied: the standardisation is folded into the parameters of every
+  evaluation (:class:`~softmax_regression.solver.SoftmaxLoss`'s ``center`` and ``scale``);
 * mean cross-entropy plus an L2 penalty on the weights (not the bias), measured in the metric
   of the images' own pixel correlations ``C = Q diag(c) Q^T``::
 
@@ -30,8 +35,12 @@ What helps a convex model, and nothing else (no hidden layer, no hand-made featu
 
 :func:`select_weight_decay` and :func:`fit_best_linear` are never given the test split; only
 :func:`run_best_linear` evaluates it, once, after everything is fixed. Standardisation is folded
-into the weights, so the result is a plain linear layer on ``[0, 1]`` pixels, the same kind of
-model the book's recipe trains and saves.
+into the weights, so the result is a plain linear layer on ``[0, 1]`` pixels (or on the raw
+features), the same kind of model the book's recipe trains and saves.
+
+The objective and the solver are :mod:`softmax_regression.solver`'s, shared with the
+scikit-learn estimators; this module holds the recipe (standardisation, the penalty's metric,
+the margin, the choice of weight decay).
 """
 
 from __future__ import annotations
@@ -42,11 +51,31 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from . import solver as _solver
 from .config import resolve_device
 from .data import FashionMNIST
 from .errors import ConfigError, NonFiniteLossError
+from .solver import SoftmaxLoss, Solution, objective_and_gradient
 
-NUM_PIXELS = 28 * 28
+__all__ = [
+    "BestLinearConfig",
+    "BestLinearModel",
+    "BestLinearRun",
+    "Candidate",
+    "Selection",
+    "Solution",
+    "Spectrum",
+    "Standardizer",
+    "evaluate_linear",
+    "fit_best_linear",
+    "objective_and_gradient",
+    "pixels",
+    "run_best_linear",
+    "select_weight_decay",
+    "solve",
+]
+
+NUM_PIXELS = 28 * 28  # Fashion-MNIST's; the functions below take their shapes from the data
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -116,16 +145,20 @@ class BestLinearConfig:
 
 
 def pixels(data: FashionMNIST, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(N, 784) pixels in [0, 1], the input the book's model sees after Flatten."""
-    return data.images.reshape(len(data), NUM_PIXELS).to(dtype).div_(255)
+    """(N, inputs) as the model sees them after Flatten: pixels in [0, 1], or the features
+    as they are (not copied when they are already ``dtype``)."""
+    x = data.images.reshape(len(data), -1)
+    if not data.is_image:
+        return x.to(dtype)
+    return x.to(dtype).div_(255)
 
 
 @dataclass(frozen=True)
 class Standardizer:
     """x -> (x - mean) / std per pixel, from the statistics of the images it was fitted on."""
 
-    mean: torch.Tensor  # (784,)
-    std: torch.Tensor  # (784,), 1 where a pixel (almost) never varies
+    mean: torch.Tensor  # (D,)
+    std: torch.Tensor  # (D,), 1 where a pixel (almost) never varies
 
     @classmethod
     def fit(cls, x: torch.Tensor, min_std: float = 1e-6) -> Standardizer:
@@ -153,27 +186,26 @@ class Standardizer:
         return w, b
 
 
-@dataclass
-class Solution:
-    """A fitted linear layer on standardised pixels and what the fit cost."""
-
-    weight: torch.Tensor  # (10, 784)
-    bias: torch.Tensor  # (10,)
-    objective: float  # mean cross-entropy (with margin) + weight_decay / 2 * tr(W R W^T)
-    evaluations: int  # loss + gradient evaluations, each one pass over the data
-    seconds: float
-
-
 class Spectrum:
     """Eigen-decomposition ``C = Q diag(c) Q^T`` of the pixel correlations of standardised images.
 
     Gives the penalty's matrix ``R`` and the solver's preconditioner, both diagonal in ``Q``.
     """
 
-    def __init__(self, x: torch.Tensor, power: float = 0.0, floor: float = 0.01) -> None:
-        # x is standardised on its own rows (mean 0), so x^T x / N is their correlation matrix.
-        # float32 products, accumulated by BLAS; eigh in float64.
-        c = (x.T.float() @ x.float()).double() / x.shape[0]
+    def __init__(
+        self,
+        x: torch.Tensor | None,
+        power: float = 0.0,
+        floor: float = 0.01,
+        *,
+        correlation: torch.Tensor | None = None,
+    ) -> None:
+        # x is standardised on its own rows (mean 0), so x^T x / N is their correlation matrix
+        # (or it is given as ``correlation``). float32 products, accumulated by BLAS; eigh in
+        # float64.
+        if correlation is None:
+            correlation = (x.T.float() @ x.float()).double() / x.shape[0]
+        c = correlation.double()
         eigenvalues, self.eigenvectors = torch.linalg.eigh(c)
         self.eigenvalues = eigenvalues.clamp_min(0)
         self.power = float(power)
@@ -196,56 +228,6 @@ class Spectrum:
         return self._matrix((self.eigenvalues + weight_decay * self.relative).pow(power))
 
 
-def objective_and_gradient(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    w: torch.Tensor,
-    b: torch.Tensor,
-    weight_decay: float,
-    penalty: torch.Tensor | None = None,
-    block_rows: int | None = None,
-    margin: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """mean_i CE(W x_i + b - margin e_{y_i}, y_i) + weight_decay / 2 * tr(W R W^T), and its
-    gradients (W, b).
-
-    ``R`` is ``penalty`` (symmetric, 784 x 784), or the identity when None: plain
-    ``weight_decay / 2 * ||W||^2``. ``margin`` lowers each image's true-class logit inside the
-    loss only (additive-margin softmax): the loss keeps pushing until the true class leads by
-    about ``margin``. A constant shift of the logits, so the loss stays convex in (W, b) and
-    its gradient has the same form. With ``margin = 0`` this is the plain cross-entropy.
-    Written out rather than through autograd: per block of
-    rows one ``W @ x.T`` and one ``G @ x`` (the fast layouts for a 10-row matrix), with
-    ``G = softmax - onehot`` the gradient at the logits. A block of ``block_rows`` rows (all
-    rows when None) is used by both products while it is still in the CPU's cache, so the
-    images are read from memory once per evaluation instead of twice: on CPU, blocks of about
-    a thousand rows halve the time of an evaluation. Everything in ``x``'s dtype.
-    """
-    n = x.shape[0]
-    step = n if block_rows is None else max(1, int(block_rows))
-    grad_w = torch.zeros_like(w)
-    grad_b = torch.zeros_like(b)
-    data_loss = torch.zeros((), dtype=x.dtype, device=x.device)
-    bias = b.unsqueeze(1)
-    # Made once, sliced per block (the last block may be shorter).
-    minus_one = torch.full((1, min(step, n)), -1.0, dtype=x.dtype, device=x.device)
-    minus_margin = minus_one * margin if margin else None
-    for lo in range(0, n, step):
-        xb, rows = x[lo : lo + step], y[lo : lo + step].unsqueeze(0)
-        k = rows.shape[1]
-        z = torch.addmm(bias, w, xb.t())  # (10, rows)
-        if minus_margin is not None:
-            z.scatter_add_(0, rows, minus_margin[:, :k])
-        lsm = torch.log_softmax(z, 0)
-        data_loss -= lsm.gather(0, rows).sum()
-        g = lsm.exp_().scatter_add_(0, rows, minus_one[:, :k])
-        grad_w.addmm_(g, xb)
-        grad_b += g.sum(1)
-    wr = w if penalty is None else w @ penalty
-    loss = data_loss / n + 0.5 * weight_decay * (w * wr).sum()
-    return loss, grad_w.div_(n).add_(wr, alpha=weight_decay), grad_b.div_(n)
-
-
 def solve(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -258,66 +240,54 @@ def solve(
     precondition: bool = True,
     block_rows: int | None = None,
     margin: float = 0.0,
+    center: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
 ) -> Solution:
     """Minimise mean cross-entropy (with ``margin``) + weight_decay / 2 * tr(W R W^T) over
-    (W, b) with L-BFGS.
+    (W, b) with L-BFGS (:func:`softmax_regression.solver.minimize`).
 
-    ``x`` is (N, 784) standardised pixels; ``R`` is ``spectrum``'s penalty (the identity when
-    there is no spectrum), and ``spectrum`` also preconditions the problem unless
-    ``precondition`` is false. The loss and its gradient are written out
-    (:func:`objective_and_gradient`, in blocks of ``block_rows``): no autograd graph,
-    everything in ``x``'s dtype.
+    ``x`` is (N, D) standardised inputs, or raw ones with their ``center`` and ``scale``
+    (standardisation folded into each evaluation, no copy); ``R`` is ``spectrum``'s penalty
+    (the identity when there is no spectrum), and ``spectrum`` also preconditions the
+    problem unless ``precondition`` is false: the solver works on ``W = V P`` with
+    ``P = (C + weight_decay R)^(-1/2)``. Everything in ``x``'s dtype.
     """
-    start = time.perf_counter()
     dtype = x.dtype
     penalty = None if spectrum is None else spectrum.penalty()
     penalty = None if penalty is None else penalty.to(dtype)
-    if spectrum is None or not precondition:
-        p = p_inv = None
-    else:
-        p = spectrum.preconditioner(weight_decay, -0.5).to(dtype)
-        p_inv = spectrum.preconditioner(weight_decay, 0.5).to(dtype)
-    w0, b0 = init
-    w0 = w0.to(dtype)
-    v = (w0 @ p_inv if p_inv is not None else w0.clone()).requires_grad_(True)
-    b = b0.to(dtype).clone().requires_grad_(True)
-    opt = torch.optim.LBFGS(
-        [v, b],
-        lr=1,
-        max_iter=max_iter,
+    pre = None
+    if spectrum is not None and precondition:
+        pre = (
+            spectrum.preconditioner(weight_decay, -0.5),
+            spectrum.preconditioner(weight_decay, 0.5),
+        )
+    loss = SoftmaxLoss(
+        x,
+        y,
+        weight_decay,
+        penalty=penalty,
+        margin=margin,
+        block_rows=block_rows,
+        center=None if center is None else center.to(dtype),
+        scale=None if scale is None else scale.to(dtype),
+    )
+
+    def nonfinite(value: float, evaluation: int) -> NonFiniteLossError:
+        return NonFiniteLossError(
+            f"best-linear: the L-BFGS objective became {value} at evaluation "
+            f"{evaluation} (weight decay {weight_decay:g})"
+        )
+
+    return _solver.minimize(
+        loss,
+        init,
+        max_iter,
+        preconditioner=pre,
         history_size=history_size,
-        line_search_fn="strong_wolfe",
         tolerance_grad=1e-9,
         tolerance_change=1e-12,
+        on_nonfinite=nonfinite,
     )
-    evaluations = 0
-
-    def closure() -> torch.Tensor:
-        nonlocal evaluations
-        evaluations += 1
-        with torch.no_grad():
-            w = v @ p if p is not None else v
-            loss, grad_w, grad_b = objective_and_gradient(
-                x, y, w, b, weight_decay, penalty, block_rows, margin
-            )
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"best-linear: the L-BFGS objective became {float(loss)} at evaluation "
-                    f"{evaluations} (weight decay {weight_decay:g})"
-                )
-            v.grad = grad_w @ p if p is not None else grad_w
-            b.grad = grad_b
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        w = (v @ p if p is not None else v).detach().clone()
-        b = b.detach().clone()
-        # LBFGS.step returns the first evaluation's loss, and its line search may end on a
-        # point it did not evaluate last: score the final point once more.
-        loss, _, _ = objective_and_gradient(x, y, w, b, weight_decay, penalty, block_rows, margin)
-        objective = float(loss)
-    return Solution(w, b, objective, evaluations, time.perf_counter() - start)
 
 
 def _accuracy_and_loss(
@@ -325,7 +295,7 @@ def _accuracy_and_loss(
 ) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of logits ``W x + b`` over the rows of ``x``."""
     with torch.no_grad():
-        z = torch.addmm(b.to(x.dtype).unsqueeze(1), w.to(x.dtype), x.t())  # (10, N)
+        z = torch.addmm(b.to(x.dtype).unsqueeze(1), w.to(x.dtype), x.t())  # (K, N)
         acc = (z.argmax(0) == y).double().mean()
         loss = -torch.log_softmax(z, 0).gather(0, y.unsqueeze(0)).double().mean()
     return float(acc), float(loss)
@@ -357,12 +327,61 @@ class Selection:
         return asdict(self)
 
 
-def _initial(seed: int, dtype: torch.dtype, device: torch.device):
+def _initial(
+    seed: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    num_classes: int = 10,
+    num_inputs: int = NUM_PIXELS,
+):
     # The book's N(0, 0.01) weights; the bias starts at 0 because the objective is convex and
     # the starting point only changes how long L-BFGS takes, not where it ends.
     g = torch.Generator().manual_seed(int(seed))
-    w = torch.randn(10, NUM_PIXELS, generator=g, dtype=torch.float64).mul_(0.01)
-    return w.to(device=device, dtype=dtype), torch.zeros(10, dtype=dtype, device=device)
+    w = torch.randn(num_classes, num_inputs, generator=g, dtype=torch.float64).mul_(0.01)
+    return w.to(device=device, dtype=dtype), torch.zeros(num_classes, dtype=dtype, device=device)
+
+
+@dataclass
+class _Inputs:
+    """One split's inputs for the solver: standardised (images, a float copy), or raw with
+    the standardisation to fold into each evaluation (features, no standardised copy)."""
+
+    x: torch.Tensor
+    scaler: Standardizer
+    folded: bool
+
+    @classmethod
+    def of(cls, data: FashionMNIST, dtype: torch.dtype, min_std: float) -> _Inputs:
+        x = pixels(data, dtype)
+        scaler = Standardizer.fit(x, min_std)
+        if data.is_image:
+            return cls(scaler(x).contiguous(), scaler, False)
+        return cls(x.contiguous(), scaler, True)
+
+    def other(self, data: FashionMNIST, dtype: torch.dtype) -> torch.Tensor:
+        """Another split's inputs under this split's standardisation, held the same way."""
+        x = pixels(data, dtype)
+        return x.contiguous() if self.folded else self.scaler(x).contiguous()
+
+    @property
+    def transform(self) -> dict[str, torch.Tensor | None]:
+        if not self.folded:
+            return {}
+        return {"center": self.scaler.mean, "scale": self.scaler.std}
+
+    def spectrum(self, power: float, floor: float) -> Spectrum:
+        if not self.folded:
+            return Spectrum(self.x, power, floor)
+        loss = SoftmaxLoss(self.x, torch.zeros(0, dtype=torch.long), **self.transform)
+        correlation, _ = _solver.covariance(loss)
+        return Spectrum(None, power, floor, correlation=correlation)
+
+    def model(self, w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) acting on the inputs as held here."""
+        if not self.folded:
+            return w, b
+        ws = w / self.scaler.std.to(w.dtype)
+        return ws, b - ws @ self.scaler.mean.to(w.dtype)
 
 
 @dataclass
@@ -377,12 +396,11 @@ class _Selected:
 def _select(fit: FashionMNIST, val: FashionMNIST, config: BestLinearConfig) -> _Selected:
     dtype, device = config.torch_dtype, resolve_device(config.device)
     fit, val = fit.to(device), val.to(device)
-    x_fit = pixels(fit, dtype)
-    scaler = Standardizer.fit(x_fit, config.min_std)
-    x_fit = scaler(x_fit).contiguous()
-    x_val = scaler(pixels(val, dtype)).contiguous()
-    spectrum = Spectrum(x_fit, config.penalty_power, config.penalty_floor)
-    state = _initial(config.seed, dtype, device)
+    inputs = _Inputs.of(fit, dtype, config.min_std)
+    x_fit, scaler = inputs.x, inputs.scaler
+    x_val = inputs.other(val, dtype)
+    spectrum = inputs.spectrum(config.penalty_power, config.penalty_floor)
+    state = _initial(config.seed, dtype, device, fit.num_classes, fit.num_inputs)
     candidates: list[Candidate] = []
     solutions = {}
     for wd in sorted(config.weight_decays, reverse=True):  # strong -> weak: warm starts
@@ -396,10 +414,12 @@ def _select(fit: FashionMNIST, val: FashionMNIST, config: BestLinearConfig) -> _
             history_size=config.history_size,
             block_rows=config.blocks(device),
             margin=config.margin,
+            **inputs.transform,
         )
         state = solutions[wd] = (sol.weight, sol.bias)
-        val_acc, val_loss = _accuracy_and_loss(sol.weight, sol.bias, x_val, val.labels)
-        train_acc, _ = _accuracy_and_loss(sol.weight, sol.bias, x_fit, fit.labels)
+        held = inputs.model(sol.weight, sol.bias)
+        val_acc, val_loss = _accuracy_and_loss(*held, x_val, val.labels)
+        train_acc, _ = _accuracy_and_loss(*held, x_fit, fit.labels)
         candidates.append(
             Candidate(wd, val_acc, val_loss, train_acc, sol.objective, sol.evaluations, sol.seconds)
         )
@@ -417,7 +437,9 @@ def _split(train: FashionMNIST, config: BestLinearConfig) -> tuple[FashionMNIST,
             f"validation split of {config.val_split} images needs more than that to train on "
             f"({len(train)} available)"
         )
-    fit_idx, val_idx = split_validation(config.val_split, train.labels, config.seed)
+    fit_idx, val_idx = split_validation(
+        config.val_split, train.labels, config.seed, train.num_classes
+    )
     return (
         train.subset(fit_idx.to(train.device), split="train"),
         train.subset(val_idx.to(train.device), split="val"),
@@ -438,8 +460,8 @@ def select_weight_decay(
 class BestLinearModel:
     """The result of the recipe: a linear layer on [0, 1] pixels and how it was obtained."""
 
-    weight: torch.Tensor  # (10, 784) float32, acts on pixels in [0, 1]
-    bias: torch.Tensor  # (10,) float32
+    weight: torch.Tensor  # (K, D) float32, acts on pixels in [0, 1] (or raw features)
+    bias: torch.Tensor  # (K,) float32
     selection: Selection
     weight_decay: float  # used for the refit: chosen * n_fit / n_all
     train_acc: float  # all training images, final model
@@ -455,8 +477,9 @@ class BestLinearModel:
         return self.select_seconds + self.refit_seconds
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 10) logits for uint8 (N, 28, 28) images or float pixels in [0, 1]."""
-        x = images.reshape(images.shape[0], NUM_PIXELS)
+        """(N, classes) logits for uint8 images (N, [C,] H, W), float pixels in [0, 1] or
+        float features (N, D)."""
+        x = images.reshape(images.shape[0], -1)
         if not x.is_floating_point():
             x = x.float().div(255)
         return torch.nn.functional.linear(x.float(), self.weight, self.bias)
@@ -502,9 +525,8 @@ def fit_best_linear(
     start = time.perf_counter()
     dtype, device = config.torch_dtype, resolve_device(config.device)
     train = train.to(device)
-    x = pixels(train, dtype)
-    scaler = Standardizer.fit(x, config.min_std)
-    x = scaler(x).contiguous()
+    inputs = _Inputs.of(train, dtype, config.min_std)
+    x, scaler = inputs.x, inputs.scaler
     wd = selection.chosen_weight_decay * selection.n_fit / len(train)
     # Warm start from the chosen candidate, re-expressed for this standardisation; the
     # minimum is unique (strictly convex), so this only saves iterations.
@@ -516,12 +538,14 @@ def fit_best_linear(
         config.refit_iters,
         init=(w0.to(dtype), b0.to(dtype)),
         # The penalty's metric from the images fitted now, as in the selection.
-        spectrum=Spectrum(x, config.penalty_power, config.penalty_floor),
+        spectrum=inputs.spectrum(config.penalty_power, config.penalty_floor),
         history_size=config.history_size,
         block_rows=config.blocks(device),
         margin=config.margin,
+        **inputs.transform,
     )
-    train_acc, train_loss = _accuracy_and_loss(sol.weight, sol.bias, x, train.labels)
+    held = inputs.model(sol.weight, sol.bias)
+    train_acc, train_loss = _accuracy_and_loss(*held, x, train.labels)
     del x
     w, b = scaler.fold(sol.weight, sol.bias)
     return BestLinearModel(
@@ -567,7 +591,7 @@ class BestLinearRun:
 def evaluate_linear(
     weight: torch.Tensor, bias: torch.Tensor, data: FashionMNIST
 ) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of a raw-pixel linear layer on one split."""
+    """(accuracy, mean cross-entropy) of a raw-input linear layer on one split."""
     x = pixels(data.to(weight.device), torch.float32)
     return _accuracy_and_loss(weight.float(), bias.float(), x, data.labels.to(weight.device))
 
