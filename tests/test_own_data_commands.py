@@ -126,7 +126,7 @@ def test_resume_reads_the_data_from_the_run(features, tmp_path, capsys) -> None:
 
 def test_raw_features_blow_up_and_the_guard_says_standardize(tmp_path, capsys) -> None:
     rng = np.random.default_rng(0)
-    x = (rng.normal(size=(600, 5)) * 1e18).astype(np.float32)
+    x = (rng.normal(size=(600, 5)) * 1e30).astype(np.float32)
     np.savez(tmp_path / "huge.npz", X=x, y=rng.integers(0, 2, 600))
     rc, _, err = run(
         capsys, "train", "--data", str(tmp_path / "huge.npz"), "--epochs", "2",

@@ -1,4 +1,4 @@
-"""``softmax-regression data where|verify|download|show``."""
+"""``softmax-regression data where|verify|download|show|export``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="skip the published-checksum check (files of your own, same format)",
     )
     s.set_defaults(func=_show)
+
+    e = dsub.add_parser(
+        "export", help="write Fashion-MNIST as torchvision's raw layout, an image folder or .npz"
+    )
+    e.add_argument("directory", metavar="DIR", help="directory to write into")
+    e.add_argument(
+        "--format",
+        required=True,
+        choices=("torchvision", "folder", "npz"),
+        help="torchvision: DIR/FashionMNIST/raw/ (IDX files); folder: "
+        "DIR/fashion-mnist/{train,test}/<class>/<n>.png; npz: DIR/fashion-mnist.npz",
+    )
+    e.add_argument("--force", action="store_true", help="replace what is already there")
+    e.add_argument("--data-dir", help=_DATA_DIR_HELP)
+    e.set_defaults(func=_export)
 
 
 def _size(n: int) -> str:
@@ -117,4 +132,25 @@ def _show(args: argparse.Namespace) -> int:
     ds = dataset.load_fashion_mnist(args.split, args.data_dir, verify=not args.no_verify)
     out = save_figure(sample_grid(ds, args.n, seed=args.seed), args.out)
     print(f"wrote {out} ({args.n} {args.split} samples, seed {args.seed})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..data.export import export_fashion_mnist
+
+    out = export_fashion_mnist(
+        args.directory,
+        args.format,
+        data_dir=args.data_dir,
+        force=args.force,
+        progress=sys.stderr.isatty(),
+    )
+    how = {
+        "torchvision": f"torchvision.datasets.FashionMNIST(root={str(out.parent)!r}) reads it",
+        "folder": f"--data {out} reads it, as does ImageFolder({str(out / 'train')!r})",
+        "npz": f"--data {out} or np.load({str(out)!r}) reads it",
+    }[args.format]
+    print(f"wrote {out} ({how})")
     return 0

@@ -1,4 +1,5 @@
-"""Fashion-MNIST: discovery, verified IDX reading, and in-memory batches.
+"""Data: Fashion-MNIST (discovery, verified IDX reading), data of your own (``DataSpec``:
+image folders, IDX files, arrays, tables), and in-memory batches.
 
 The names below are imported on first use: ``data where`` finds the files (``sources``)
 without importing torch, which only the reading and batching need.
@@ -11,24 +12,36 @@ from typing import TYPE_CHECKING
 from .._lazy import exports
 
 if TYPE_CHECKING:
-    from .dataset import CLASSES, Batches, FashionMNIST, load_fashion_mnist, to_float
+    from .dataset import CLASSES, Batches, Dataset, FashionMNIST, load_fashion_mnist, to_float
+    from .export import export_fashion_mnist
     from .idx import read_idx, write_idx
     from .sources import locate
+    from .spec import DataSpec, LoadedData, load_data
 
 _EXPORTS = {
     "CLASSES": ".dataset",
     "Batches": ".dataset",
+    "Dataset": ".dataset",
     "FashionMNIST": ".dataset",
     "load_fashion_mnist": ".dataset",
     "to_float": ".dataset",
     "read_idx": ".idx",
     "write_idx": ".idx",
     "locate": ".sources",
+    "DataSpec": ".spec",
+    "LoadedData": ".spec",
+    "load_data": ".spec",
+    "export_fashion_mnist": ".export",
 }
 __all__ = [
     "CLASSES",
     "Batches",
+    "DataSpec",
+    "Dataset",
     "FashionMNIST",
+    "LoadedData",
+    "export_fashion_mnist",
+    "load_data",
     "load_fashion_mnist",
     "locate",
     "read_idx",
