@@ -1,6 +1,8 @@
 """The report page: what it contains, that it is safe and self-contained, and, in a real
 headless Chromium, that it works: the confusion gallery, drawing, the file picker, and "Try it"
-computing the same 28x28 input and probabilities as ``softmax-regression predict``.
+computing the same 28x28 input and probabilities as ``softmax-regression predict``; and the
+same for models of other data: features (the strongest-features table), colour images of
+another size, 60 classes (a bounded page, a canvas matrix), standardised inputs.
 
 The browser is Debian's ``chromium`` driven by Playwright (``make test`` installs it as root).
 Without it the browser tests skip on a developer's machine and fail under CI=true.
@@ -20,14 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from softmax_regression import TrainConfig, load_fashion_mnist, load_model, save_model, train_run
 from softmax_regression.best_linear import BestLinearConfig
 from softmax_regression.cli import main
+from softmax_regression.data import Dataset
 from softmax_regression.errors import NonFiniteLossError, ReportError
 from softmax_regression.predict import area_resize, load_image, probabilities
-from softmax_regression.report import REPORT_HTML, write_index, write_report
+from softmax_regression.report import REPORT_HTML, collect, write_index, write_report
 from softmax_regression.runs.best_linear import best_linear_run
 
 CHROMIUM = "/usr/bin/chromium"
@@ -591,3 +595,277 @@ def test_screenshots_light_dark_and_phone_width(open_page, pages, tmp_path, sche
     out.parent.mkdir(parents=True, exist_ok=True)
     w.page.screenshot(path=str(out), full_page=True)
     assert out.stat().st_size > 10_000
+
+
+# --------------------------------------------------------------------------- any data
+# Small models of other shapes, trained in a second or two: features (standardised), colour
+# images of a size of their own (the "resize" rule, standardised), and 60 classes of grey
+# images under the Fashion-MNIST rule at 20x24.
+
+COLOURS = ("red square", "green bar", "blue ring", "grey")
+
+
+def toy_images(n: int, shape: tuple[int, ...], k: int, seed: int, split: str) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.randint(0, 256, (k, *shape), generator=torch.Generator().manual_seed(99))
+    labels = torch.arange(n) % k
+    noise = torch.randint(-40, 41, (n, *shape), generator=g)
+    x = (protos[labels] + noise).clamp(0, 255).to(torch.uint8)
+    if k > 10:  # a third of the labels shuffled: confusions spread over many cells
+        flip = torch.randperm(n, generator=g)[: n // 3]
+        labels[flip] = torch.randint(0, k, (len(flip),), generator=g)
+    rule = "resize" if shape[0] == 3 else "fashion-mnist"
+    names = COLOURS if k == len(COLOURS) else tuple(f"class {i:02d}" for i in range(k))
+    return Dataset(inputs=x, labels=labels, split=split, classes=names, image_rule=rule, name="toy")
+
+
+def toy_features(n: int, seed: int, split: str) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(3, 20, generator=torch.Generator().manual_seed(7)) * 2
+    labels = torch.arange(n) % 3
+    scales = torch.logspace(0, 2, 20)  # features of very different sizes
+    x = (centres[labels] + torch.randn(n, 20, generator=g)) * scales
+    classes = ("alpha", "beta", "gamma")
+    return Dataset(
+        inputs=x.float(), labels=labels, split=split, classes=classes, image_rule=None, name="t"
+    )
+
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory) -> dict[str, tuple[Path, Dataset]]:
+    root = tmp_path_factory.mktemp("toy")
+    sets = {
+        "features": (toy_features(480, 0, "train"), toy_features(120, 1, "test")),
+        "colour": (
+            toy_images(480, (3, 12, 16), 4, 0, "train"),
+            toy_images(120, (3, 12, 16), 4, 1, "test"),
+        ),
+        "many": (
+            toy_images(1800, (1, 20, 24), 60, 0, "train"),
+            toy_images(600, (1, 20, 24), 60, 1, "test"),
+        ),
+    }
+    out = {}
+    for name, (train, test) in sets.items():
+        config = TrainConfig(epochs=2, standardize=name != "many")
+        train_run(config, out=root / name, train=train, test=test, plots=False)
+        write_report(root / name, test=test)
+        out[name] = (root / name, test)
+    return out
+
+
+def test_a_feature_models_page_lists_its_strongest_features(toy) -> None:
+    run, test = toy["features"]
+    data = page_data(run / REPORT_HTML)
+    model = data["model"]
+    assert model["input_shape"] == [20] and model["image_rule"] is None
+    assert model["weight"] is None  # nothing on the page needs them
+    assert model["preprocessing"]["standardized"] is True
+    w = load_model(run).model.weight.detach().numpy()
+    feats = model["features"]
+    assert feats["top"] == 5 and feats["names"] is None
+    for k, row in enumerate(feats["classes"]):
+        assert [i for i, _ in row["positive"]] == list(np.argsort(-w[k])[:5])
+        assert [i for i, _ in row["negative"]] == list(np.argsort(w[k])[:5])
+        assert all(abs(v - w[k, i]) < 1e-7 for i, v in row["positive"] + row["negative"])
+    g = data["gallery"]
+    assert g["images"] is None and g["shape"] is None
+    assert (
+        data["evaluation"]["total"] == len(test) == sum(map(sum, data["evaluation"]["confusion"]))
+    )
+
+
+def test_a_colour_models_page_embeds_its_images_weights_and_statistics(toy) -> None:
+    run, test = toy["colour"]
+    data = page_data(run / REPORT_HTML)
+    model, g = data["model"], data["gallery"]
+    assert model["input_shape"] == [3, 12, 16] and model["image_rule"] == "resize"
+    saved = load_model(run)
+    prep = saved.preprocessing
+    for key in ("mean", "std"):
+        got = np.frombuffer(base64.b64decode(model["preprocessing"][key]), "<f4")
+        assert np.array_equal(got, getattr(prep, key).numpy())
+    w = np.frombuffer(base64.b64decode(model["weight"]), "<f4").reshape(4, 3 * 12 * 16)
+    assert np.array_equal(w, saved.model.weight.detach().numpy())
+    assert g["shape"] == [len(g["items"]), 3, 12, 16]
+    imgs = np.frombuffer(base64.b64decode(g["images"]), np.uint8).reshape(g["shape"])
+    probs = probabilities(saved, test.images[[it["index"] for it in g["items"]]])
+    for n, it in enumerate(g["items"]):
+        assert np.array_equal(imgs[n], test.images[it["index"]].numpy())
+        assert it["top"][0][0] == it["pred"] == int(probs[n].argmax())
+        assert abs(it["top"][0][1] - float(probs[n, it["pred"]])) < 1e-5
+
+
+def test_many_classes_keep_the_page_small(toy, tmp_path, monkeypatch) -> None:
+    run, test = toy["many"]
+    page = run / REPORT_HTML
+    data = page_data(page)
+    g, conf = data["gallery"], data["evaluation"]["confusion"]
+    assert page.stat().st_size < 1_500_000
+    assert len(conf) == 60 and sum(map(sum, conf)) == len(test)
+    assert len(base64.b64decode(g["images"])) == len(g["items"]) * 20 * 24
+    # Bounds this small page does not reach, as a 100-class page of larger images does: every
+    # class's own cell first, then the largest confusions, fewer images per cell.
+    monkeypatch.setattr(collect, "MAX_CELLS", 90)
+    monkeypatch.setattr(collect, "IMAGE_BUDGET", 200 * 20 * 24)
+    g = page_data(write_report(run, tmp_path / "small.html", test=test))["gallery"]
+    assert len(g["items"]) <= 200 and len(g["top_losses"]) == 16
+    assert len(g["cells"]) <= 90 < g["cells_nonempty"] and g["per_cell"] < 8
+    assert all(f"{i},{i}" in g["cells"] for i in range(60) if conf[i][i])
+    kept = [conf[i][j] for i, j in (map(int, c.split(",")) for c in g["cells"]) if i != j]
+    dropped = [
+        conf[i][j]
+        for i in range(60)
+        for j in range(60)
+        if i != j and conf[i][j] and f"{i},{j}" not in g["cells"]
+    ]
+    assert kept and min(kept) >= max(dropped)
+    for key, idx in g["cells"].items():
+        i, j = map(int, key.split(","))
+        assert len(idx) == min(conf[i][j], g["per_cell"])
+    # Past DENSE_CONFUSION classes the matrix is its non-zero cells; the numbers are the same.
+    monkeypatch.setattr(collect, "DENSE_CONFUSION", 50)
+    sparse = page_data(write_report(run, tmp_path / "sparse.html", test=test))["evaluation"]
+    assert sparse["confusion"] is None
+    assert {(i, j): n for i, j, n in sparse["confusion_cells"]} == {
+        (i, j): conf[i][j] for i in range(60) for j in range(60) if conf[i][j]
+    }
+    for key in ("per_class", "accuracy", "correct", "macro_f1"):
+        assert sparse[key] == data["evaluation"][key], key
+
+
+def test_a_run_trained_on_a_data_spec_gets_its_own_test_split(toy, tmp_path) -> None:
+    from softmax_regression.data.spec import DataSpec
+
+    _, colour = toy["colour"]
+    train, test = toy_features(240, 2, "train"), toy_features(60, 3, "test")
+    npz = tmp_path / "toy.npz"
+    np.savez(
+        npz,
+        x_train=train.inputs.numpy(),
+        y_train=train.labels.numpy(),
+        x_test=test.inputs.numpy(),
+        y_test=test.labels.numpy(),
+        classes=np.array(train.classes),
+    )
+    runs = tmp_path / "runs"
+    config = TrainConfig(epochs=1, standardize=True, data=DataSpec.parse(npz).to_dict())
+    train_run(config, out=runs / "npz", train=None, test=None, plots=False)
+    shutil.copytree(toy["colour"][0], runs / "colour", ignore=shutil.ignore_patterns("*.html"))
+    # The split given fits the colour model only: the other run loads its own, by its spec.
+    write_index(runs, test=colour)
+    own = page_data(runs / "npz" / REPORT_HTML)
+    assert own["data_problem"] is None and own["evaluation"]["total"] == 60
+    assert page_data(runs / "colour" / REPORT_HTML)["evaluation"]["total"] == len(colour)
+    # Given explicitly for one run, a split that does not fit is said so.
+    wrong = page_data(write_report(runs / "npz", tmp_path / "wrong.html", test=colour))
+    assert "the model takes (20,)" in wrong["data_problem"] and wrong["evaluation"] is None
+
+
+def test_the_page_computes_the_inputs_of_a_standardised_model_exactly(open_page, toy) -> None:
+    run, test = toy["colour"]
+    saved = load_model(run)
+    w = open_page(run / REPORT_HTML)
+    img = test.images[0].numpy()  # (3, 12, 16)
+    rgba = np.concatenate([img.transpose(1, 2, 0), np.full((12, 16, 1), 255, np.uint8)], 2)
+    got = w.page.evaluate(
+        "([a, w, h]) => window.softmaxReport.classifyRGBA(a, w, h)", [rgba.ravel().tolist(), 16, 12]
+    )
+    assert got["pixels"] == img.ravel().tolist()
+    x = np.array(list(got["x"].values()) if isinstance(got["x"], dict) else got["x"], np.float64)
+    want = saved.preprocessing(torch.from_numpy(img.reshape(1, -1)))[0].numpy()
+    assert np.array_equal(x.astype(np.float32), want) and np.array_equal(x, want.astype(np.float64))
+    probs = probabilities(saved, test.images[:1])[0].numpy()
+    assert np.abs(np.array(got["probabilities"]) - probs).max() < 1e-5
+
+
+def assert_same_for(saved, result: dict, path: Path, predicted: dict) -> None:
+    want = load_image(path, saved).numpy().reshape(-1).astype(int)
+    got = np.array(result["pixels"], int)
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1, f"{path.name}: pixels"
+    probs = {t["class"]: t["probability"] for t in predicted["top"]}
+    page = dict(zip(saved.classes, result["probabilities"], strict=True))
+    assert max(abs(page[c] - probs[c]) for c in probs) < 1e-4, path.name
+
+
+def test_colour_model_in_the_browser(open_page, toy, tmp_path) -> None:
+    run, test = toy["colour"]
+    saved = load_model(run)
+    files = []
+    for i in range(20):
+        files.append(tmp_path / f"test-{i:02d}.png")
+        Image.fromarray(test.images[i].numpy().transpose(1, 2, 0)).save(files[-1])
+    for name, img in made_images(np.random.default_rng(2)).items():
+        files.append(tmp_path / name)
+        img.save(files[-1])
+    w = open_page(run / REPORT_HTML)
+    sizes = w.page.eval_on_selector_all(
+        "#weights canvas, #cell-gallery canvas, #top-losses canvas",
+        "(cs) => cs.filter((c) => !c.closest('.colorbar')).map((c) => [c.width, c.height])",
+    )
+    assert len(sizes) >= 4 + 1 and set(map(tuple, sizes)) == {(16, 12)}
+    assert len(w.page.query_selector_all("#weights figure")) == 4
+    assert w.page.query_selector("#try #ink") is not None
+    w.page.click("[data-cell='2,2']")
+    tiles = w.page.query_selector_all("#cell-gallery .tile canvas")
+    assert len(tiles) == min(8, page_data(run / REPORT_HTML)["evaluation"]["confusion"][2][2])
+    assert COLOURS[2] in w.page.inner_text("#cell-caption")
+    for path, pred in zip(files, predict_json(run, files), strict=True):
+        assert_same_for(saved, classify_in_page(w.page, path.read_bytes()), path, pred)
+
+
+def test_feature_model_in_the_browser(open_page, toy) -> None:
+    run, _ = toy["features"]
+    w = open_page(run / REPORT_HTML)
+    assert w.page.query_selector("#weights") is None and w.page.query_selector("#try") is None
+    text = w.page.inner_text("#features")
+    assert "standardised inputs" in text and "feature " in text
+    assert len(w.page.query_selector_all("#features-table tbody tr")) == 3
+    w.page.click("[data-cell='1,1']")
+    conf = page_data(run / REPORT_HTML)["evaluation"]["confusion"]
+    assert len(w.page.query_selector_all("#cell-gallery tr.example")) == min(8, conf[1][1])
+    assert "beta → beta" in w.page.inner_text("#cell-gallery")
+    assert w.page.query_selector_all("#top-losses tr.example")
+    assert "20 features" in w.page.inner_text("#settings")
+
+
+def test_sixty_classes_in_the_browser(open_page, toy, tmp_path) -> None:
+    run, test = toy["many"]
+    saved = load_model(run)
+    data = page_data(run / REPORT_HTML)
+    conf = data["evaluation"]["confusion"]
+    w = open_page(run / REPORT_HTML)
+    assert w.page.query_selector_all(".confusion button") == []  # a canvas, not 3,600 buttons
+    canvas = w.page.locator("#confusion-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    i, j = 7, 7
+    w.page.mouse.move(
+        box["x"] + (j + 0.5) * box["width"] / 60, box["y"] + (i + 0.5) * box["height"] / 60
+    )
+    assert w.page.inner_text("#confusion-tip") == f"true class 07, predicted class 07: {conf[i][j]}"
+    w.page.mouse.down()
+    w.page.mouse.up()
+    assert w.page.inner_text("#cell-caption").startswith(
+        f"true class 07, predicted class 07: {conf[i][j]} "
+    )
+    assert len(w.page.query_selector_all("#cell-gallery .tile")) == min(
+        conf[i][j], data["gallery"]["per_cell"]
+    )
+    first = w.page.locator("#evaluation button[data-cell]").first
+    a, b = map(int, first.get_attribute("data-cell").split(","))
+    off = max(conf[r][c] for r in range(60) for c in range(60) if r != c)
+    assert a != b and conf[a][b] == off
+    first.click()
+    assert str(off) in w.page.inner_text("#cell-caption")
+    # Try it under the Fashion-MNIST rule at this model's 20x24 (height x width).
+    files = []
+    for name, img in made_images(np.random.default_rng(3)).items():
+        files.append(tmp_path / name)
+        img.save(files[-1])
+    for k in range(3):
+        files.append(tmp_path / f"test-{k}.png")
+        Image.fromarray(test.images[k, 0].numpy()).save(files[-1])  # already 20x24
+    for path, pred in zip(files, predict_json(run, files), strict=True):
+        assert_same_for(saved, classify_in_page(w.page, path.read_bytes()), path, pred)
+    assert len(w.page.query_selector_all("#bars .bar")) == 20  # the most likely 20 of 60

@@ -79,6 +79,27 @@ def _directory(path: str | Path) -> Path:
     return p
 
 
+class _TestSplits:
+    """The test splits of the runs one call writes pages for, each source loaded once.
+
+    A run's own test split is the one its config.json's data spec describes (Fashion-MNIST's
+    without one); a split the caller passed is used instead for every run it fits.
+    """
+
+    def __init__(self, data_dir: str | None, given: Any = None) -> None:
+        self.data_dir = data_dir
+        self.given = given
+        self.loaded: dict[str, tuple[Any, str | None]] = {}
+
+    def __call__(self, directory: Path) -> tuple[Any, str | None]:
+        spec, run_data_dir = collect.data_source(directory)
+        data_dir = self.data_dir if self.data_dir is not None else run_data_dir
+        key = json.dumps([spec, data_dir], sort_keys=True, default=str)
+        if key not in self.loaded:
+            self.loaded[key] = collect.load_test(data_dir, spec)
+        return self.loaded[key]
+
+
 def write_report(
     run_dir: str | Path,
     out: str | Path | None = None,
@@ -88,28 +109,30 @@ def write_report(
 ) -> Path:
     """Write the page of a run (or of a ``--seeds`` / sweep directory); returns its path.
 
-    ``test`` is the test split if the caller has it loaded; otherwise it is loaded from
-    ``data_dir`` (the usual search), and if that fails the page says so and leaves out the
-    sections that need test images. A ``--seeds`` directory's page links to the seeds' own
-    pages, which are written too.
+    ``test`` is the test split if the caller has it loaded; otherwise the run's own is
+    loaded: the data its config.json describes (Fashion-MNIST's from ``data_dir``, the usual
+    search, when it names none). If that fails the page says so and leaves out the sections
+    that need the test split. A ``--seeds`` directory's page links to the seeds' own pages,
+    which are written too (with ``test`` where it fits their model).
     """
-    directory = _directory(run_dir)
+    return _write(_directory(run_dir), out, _TestSplits(data_dir, test), explicit=True)
+
+
+def _write(directory: Path, out: str | Path | None, splits: _TestSplits, explicit: bool) -> Path:
     kind = collect.kind_of(directory)
     if kind == "runs":
-        return write_index(directory, out, data_dir=data_dir, test=test)
+        return _write_index(directory, out, splits)
     if kind == "run":
-        problem = None
-        if test is None and (directory / collect.MODEL_FILE).exists():
-            test, problem = collect.load_test(data_dir)
-        data = collect.run_data(directory, test, problem)
+        if explicit and splits.given is not None:
+            data = collect.run_data(directory, splits.given)  # not this model's data: said so
+        else:
+            data = collect.run_data(directory, splits.given, load_test=splits)
     elif kind == "seeds":
         data = collect.seeds_data(directory)
         for row in data["rows"]:
             sub = directory / row["name"]
             if not (sub / REPORT_HTML).exists():
-                if test is None:
-                    test, problem = collect.load_test(data_dir)
-                write_report(sub, data_dir=data_dir, test=test)
+                _write(sub, None, splits, explicit=False)
     else:
         data = collect.sweep_data(directory)
     target = Path(out) if out is not None else directory / REPORT_HTML
@@ -125,8 +148,12 @@ def write_index(
     test=None,
 ) -> Path:
     """Write a page comparing the runs in ``runs_dir`` (one row each, curves overlaid), and
-    the page of every run there that has none yet."""
-    directory = _directory(runs_dir)
+    the page of every run there that has none yet (``test`` used where it fits the model,
+    each run's own test split otherwise)."""
+    return _write_index(_directory(runs_dir), out, _TestSplits(data_dir, test))
+
+
+def _write_index(directory: Path, out: str | Path | None, splits: _TestSplits) -> Path:
     data = collect.index_data(directory)
     if not data["rows"]:
         raise ReportError(
@@ -136,9 +163,7 @@ def write_index(
     for row in data["rows"]:
         sub = directory / row["name"]
         if not (sub / REPORT_HTML).exists():
-            if test is None and collect.kind_of(sub) in ("run", "seeds"):
-                test, _ = collect.load_test(data_dir)
-            write_report(sub, data_dir=data_dir, test=test)
+            _write(sub, None, splits, explicit=False)
     target = Path(out) if out is not None else directory / REPORT_HTML
     atomic_write_text(target, page_html(data))
     return target

@@ -6,9 +6,18 @@ Everything here returns JSON-ready dicts and lists; the page's JavaScript draws 
 that is missing or unreadable becomes a sentence in ``problems`` and the section that needs it
 is left out, so a failed or partial run still gets a page that says what is missing.
 
-Images of the test split are embedded only where the page shows them (a bounded number per
-confusion cell, the top losses), as base64 uint8, which keeps a book run's page well under
-2 MB.
+The page's size is bounded whatever the model:
+
+* test images are embedded (base64 uint8, ``(n, C, H, W)``) only for an image model, and only
+  where the page shows them: the top losses, and up to ``PER_CELL`` per confusion cell for at
+  most ``MAX_CELLS`` cells (every diagonal cell, then the largest off-diagonal ones), with
+  fewer per cell when they would pass ``IMAGE_BUDGET`` bytes. A Fashion-MNIST page keeps 8 per
+  cell of every cell (about 0.6 MB); a 100-class one stays within a few MB;
+* the weights (float32) are embedded only for an image model of at most ``MAX_WEIGHTS``
+  values: the page draws them and "Try it" runs them. A feature model's page shows instead
+  its strongest features per class (``TOP_FEATURES`` each way), which need no weights;
+* the confusion matrix is a dense table up to ``DENSE_CONFUSION`` classes, its non-zero
+  cells beyond.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import numpy as np
 import torch
 
 from .. import load_model
-from ..errors import DataError, ModelFileError
+from ..errors import ModelFileError, SoftmaxRegressionError
 from ..runs.best_linear import BEST_LINEAR_JSON, CANDIDATES_CSV
 from ..runs.directory import CONFIG_JSON, HISTORY_JSON, MODEL_FILE, MODEL_JSON, STATUS_JSON
 from ..runs.seeds import SEEDS_JSON
@@ -34,6 +43,12 @@ from ..train import History
 
 PER_CELL = 8  # test images kept per confusion cell, the most confident first
 TOP_LOSSES = 16
+MAX_CELLS = 300  # cells whose examples are embedded: all of a 10-class matrix, 3 per class at 100
+IMAGE_BUDGET = 1_500_000  # bytes of test images embedded (2 MB as base64)
+MAX_WEIGHTS = 1 << 20  # weights embedded (4 MiB as float32): 100 classes of 3x32x32 images fit
+MAX_STATS = 1 << 16  # inputs whose standardisation mean and std are embedded
+TOP_FEATURES = 5  # features per class and sign in a feature model's table
+DENSE_CONFUSION = 256  # classes up to which the confusion matrix is a table of K x K counts
 
 
 def clean(obj: Any) -> Any:
@@ -101,40 +116,177 @@ def _model(directory: Path, problems: list[str], status: dict | None):
         return None
 
 
+def _feature_names(saved, d: int) -> list[str] | None:
+    names = saved.data.get("feature_names") if isinstance(saved.data, dict) else None
+    if isinstance(names, list) and len(names) == d and all(isinstance(n, str) for n in names):
+        return names
+    return None
+
+
+def strongest_features(w: np.ndarray, n: int = TOP_FEATURES) -> list[dict[str, list]]:
+    """Per class (row of ``w``, (K, D)): the ``n`` features of largest weight, largest first,
+    and the ``n`` of smallest, smallest first, as [feature index, weight] pairs."""
+    n = min(n, w.shape[1])
+    out = []
+    for row in w:
+        if n < row.size:
+            hi = np.argpartition(-row, n - 1)[:n]
+            lo = np.argpartition(row, n - 1)[:n]
+        else:
+            hi = lo = np.arange(row.size)
+        hi = hi[np.lexsort((hi, -row[hi]))]  # ties: the lower index first
+        lo = lo[np.lexsort((lo, row[lo]))]
+        out.append(
+            {
+                "positive": [[int(i), float(row[i])] for i in hi],
+                "negative": [[int(i), float(row[i])] for i in lo],
+            }
+        )
+    return out
+
+
 def _model_data(saved) -> dict[str, Any]:
     w = saved.model.weight.detach().cpu().numpy().astype("<f4")
     b = saved.model.bias.detach().cpu().numpy().astype("<f4")
+    k, d = w.shape
     info = saved.info if isinstance(saved.info, dict) else {}
-    return {
+    prep = saved.preprocessing
+    embed = saved.is_image and w.size <= MAX_WEIGHTS
+    stats = prep.standardized and d <= MAX_STATS
+    out: dict[str, Any] = {
         "classes": list(saved.classes),
         "normalize": saved.normalize,
-        "weight": b64(w),  # float32 little-endian, (10, 784) row-major
+        "input_shape": list(saved.input_shape),  # (C, H, W) images, (D,) features
+        "image_rule": saved.image_rule,
+        "is_image": saved.is_image,
+        "preprocessing": {
+            "scale": prep.scale,
+            "standardized": prep.standardized,
+            # float32 little-endian, (D,) each; None when not standardised (or D > MAX_STATS)
+            "mean": b64(prep.mean.cpu().numpy().astype("<f4")) if stats else None,
+            "std": b64(prep.std.cpu().numpy().astype("<f4")) if stats else None,
+            "describe": prep.describe(saved.is_image),
+        },
+        "data": saved.data if isinstance(saved.data, dict) else {},
+        "weight": b64(w) if embed else None,  # float32 little-endian, (K, D) row-major
+        "weight_note": None,
         "bias": b64(b),
+        "features": None,
         "metrics": info.get("metrics") if isinstance(info.get("metrics"), dict) else {},
     }
+    if saved.is_image and not embed:
+        out["weight_note"] = (
+            f"the model's {k} x {d} weights are too many to embed in the page "
+            f"(at most {MAX_WEIGHTS:,}): no weight images and no Try it"
+        )
+    if not saved.is_image:
+        out["features"] = {
+            "top": min(TOP_FEATURES, d),
+            "names": _feature_names(saved, d),
+            "classes": strongest_features(w),
+        }
+    return out
+
+
+def mismatch(saved, test) -> str | None:
+    """Why ``test`` is not data this model can be evaluated on, or None."""
+    k = len(saved.classes)
+    if tuple(test.input_shape) != tuple(saved.input_shape):
+        return (
+            f"the test split's inputs are {tuple(test.input_shape)}, but the model takes "
+            f"{tuple(saved.input_shape)}"
+        )
+    if test.num_classes != k or (len(test) and int(test.labels.max()) >= k):
+        return f"the test split has {test.num_classes} classes, but the model {k}"
+    if len(test) == 0:
+        return "the test split is empty"
+    return None
+
+
+def _ranked_cells(keys: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
+    """Positions in ``keys`` (cells ``true * k + pred`` with ``counts`` examples): every
+    diagonal cell in class order, then the off-diagonal ones, largest first."""
+    diagonal = keys // k == keys % k
+    diag = np.flatnonzero(diagonal)
+    off = np.flatnonzero(~diagonal)
+    off = off[np.lexsort((keys[off], -counts[off]))]
+    return np.concatenate([diag, off])[:MAX_CELLS]
+
+
+def _per_class(keys, counts, labels, pred, classes) -> tuple[list[dict], int]:
+    """Precision, recall, F1 and support per class from the non-zero confusion cells, the
+    way :func:`~softmax_regression.evaluation.evaluation_from_predictions` computes them from
+    the dense matrix (which has K x K cells: 10^8 at 10,000 classes)."""
+    k = len(classes)
+    tp = np.zeros(k, np.int64)
+    diagonal = keys // k == keys % k
+    tp[keys[diagonal] // k] = counts[diagonal]
+    actual = np.bincount(labels, minlength=k)
+    predicted = np.bincount(pred, minlength=k)
+    rows = []
+    for c in range(k):
+        precision = int(tp[c]) / int(predicted[c]) if predicted[c] else 0.0
+        recall = int(tp[c]) / int(actual[c]) if actual[c] else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append(
+            {
+                "name": classes[c],
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "support": int(actual[c]),
+            }
+        )
+    return rows, int(tp.sum())
 
 
 @torch.no_grad()
 def _evaluation(saved, test) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(evaluation, gallery) of the model on the test split."""
+    """(evaluation, gallery) of the model on the test split, read chunk by chunk."""
     from ..evaluation import evaluation_from_predictions
     from ..model import class_scores
-    from ..train import cpu_threads, images_to_float
+    from ..train import EVAL_CHUNK, cpu_threads
 
-    model = saved.model
-    images = test.images.cpu()
+    model = saved.model.cpu()
+    prep = saved.preprocessing.to("cpu")
+    classes = tuple(saved.classes)
+    k = len(classes)
     labels = test.labels.cpu()
-    with cpu_threads(1):
-        x = images_to_float(images.reshape(images.shape[0], -1), saved.normalize)
-        logp = torch.log_softmax(class_scores(model.cpu(), x), dim=0).t()  # (N, 10)
-    pred = logp.argmax(1)
-    ev = evaluation_from_predictions(pred, labels, saved.classes)
-    probs = logp.exp().numpy()
-    loss = (-logp.gather(1, labels[:, None])[:, 0]).numpy()
-    pred_np, labels_np = pred.numpy(), labels.numpy()
-    conf = probs[np.arange(len(pred_np)), pred_np]
+    preds, losses, confs = [], [], []
 
-    chosen: list[int] = []  # test indices whose images the page embeds
+    def log_probs(rows: torch.Tensor) -> torch.Tensor:  # (n, K)
+        return torch.log_softmax(class_scores(model, prep(rows.cpu())), dim=0).t()
+
+    with cpu_threads(1):
+        lo = 0
+        for chunk in test.chunks(EVAL_CHUNK):
+            logp = log_probs(chunk)
+            y = labels[lo : lo + logp.shape[0]]
+            lo += logp.shape[0]
+            top = logp.max(1)
+            preds.append(top.indices)
+            confs.append(top.values.exp())
+            losses.append(-logp.gather(1, y[:, None])[:, 0])
+    pred = torch.cat(preds)
+    labels_np, pred_np = labels.numpy(), pred.numpy()
+    loss, conf = torch.cat(losses).numpy(), torch.cat(confs).numpy()
+
+    key = labels_np.astype(np.int64) * k + pred_np
+    order = np.lexsort((-conf, key))  # by cell, then most confident first
+    keys, starts, counts = np.unique(key[order], return_index=True, return_counts=True)
+    ranked = _ranked_cells(keys, counts, k)
+    n_top = min(TOP_LOSSES, len(loss))
+    per_cell = PER_CELL
+    if saved.is_image:
+        size = math.prod(saved.input_shape)
+        n_top = min(n_top, max(1, IMAGE_BUDGET // 4 // size))
+        room = max(0, IMAGE_BUDGET - n_top * size) // size  # images left for the cells
+        while per_cell > 1 and np.minimum(counts[ranked], per_cell).sum() > room:
+            per_cell -= 1
+        fits = np.cumsum(np.minimum(counts[ranked], per_cell)) <= room
+        ranked = ranked[fits]  # only when even one per cell is too many
+
+    chosen: list[int] = []  # test positions whose examples the page embeds
     slot: dict[int, int] = {}
 
     def take(idx: int) -> int:
@@ -144,44 +296,58 @@ def _evaluation(saved, test) -> tuple[dict[str, Any], dict[str, Any]]:
         return slot[idx]
 
     cells: dict[str, list[int]] = {}
-    key = labels_np * 10 + pred_np
-    order = np.lexsort((-conf, key))  # by cell, then most confident first
-    sorted_keys = key[order]
-    starts = np.searchsorted(sorted_keys, np.arange(100))
-    ends = np.searchsorted(sorted_keys, np.arange(100), side="right")
-    for k in range(100):
-        idx = order[starts[k] : min(ends[k], starts[k] + PER_CELL)]
-        if idx.size:
-            cells[f"{k // 10},{k % 10}"] = [take(int(i)) for i in idx]
-    top_losses = [take(int(i)) for i in np.argsort(-loss, kind="stable")[:TOP_LOSSES]]
+    for c in ranked:
+        idx = order[starts[c] : starts[c] + min(int(counts[c]), per_cell)]
+        cells[f"{keys[c] // k},{keys[c] % k}"] = [take(int(i)) for i in idx]
+    top_losses = [take(int(i)) for i in np.argsort(-loss, kind="stable")[:n_top]]
 
-    sel = np.array(chosen, dtype=np.int64)
-    top3 = np.argsort(-probs[sel], axis=1, kind="stable")[:, :3]
+    sel = torch.tensor(chosen, dtype=torch.long)
+    rows = test.rows(sel.to(test.labels.device)).cpu()
+    with cpu_threads(1):
+        probs = log_probs(rows).exp().numpy()
+    top3 = np.argsort(-probs, axis=1, kind="stable")[:, : min(3, k)]
     items = [
         {
             "index": int(i),
             "label": int(labels_np[i]),
             "pred": int(pred_np[i]),
             "loss": float(loss[i]),
-            "top": [[int(c), float(probs[i, c])] for c in top3[n]],
+            "top": [[int(c), float(probs[n, c])] for c in top3[n]],
         }
         for n, i in enumerate(chosen)
     ]
+    if k <= DENSE_CONFUSION:
+        ev = evaluation_from_predictions(pred, labels, classes)
+        per_class = [dataclasses.asdict(c) for c in ev.per_class]
+        correct, confusion, nonzero = ev.correct, ev.confusion, None
+    else:
+        per_class, correct = _per_class(keys, counts, labels_np, pred_np, classes)
+        confusion = None
+        nonzero = [[int(c // k), int(c % k), int(n)] for c, n in zip(keys, counts, strict=True)]
+    total = len(labels_np)
     evaluation = {
-        "accuracy": ev.accuracy,
-        "correct": ev.correct,
-        "total": ev.total,
-        "macro_f1": ev.macro_f1,
-        "confusion": ev.confusion,
-        "per_class": [dataclasses.asdict(c) for c in ev.per_class],
+        "accuracy": correct / total,
+        "correct": correct,
+        "total": total,
+        "macro_f1": sum(c["f1"] for c in per_class) / k,
+        "confusion": confusion,  # [true][predicted] counts, or None past DENSE_CONFUSION
+        "confusion_cells": nonzero,  # [true, predicted, count] of the non-zero cells then
+        "per_class": per_class,
     }
-    gallery = {
-        "images": b64(images[sel].numpy().astype(np.uint8)),  # (len(items), 28, 28)
+    gallery: dict[str, Any] = {
+        "images": None,
+        "shape": None,
         "items": items,
         "cells": cells,
-        "per_cell": PER_CELL,
+        "per_cell": per_cell,
+        "cells_nonempty": len(keys),
+        "max_cells": MAX_CELLS,
         "top_losses": top_losses,
     }
+    if saved.is_image:
+        shape = [len(chosen), *saved.input_shape]  # (n, C, H, W)
+        gallery["images"] = b64(rows.numpy().astype(np.uint8).reshape(shape))
+        gallery["shape"] = shape
     return evaluation, gallery
 
 
@@ -205,8 +371,16 @@ def _candidates(directory: Path, problems: list[str]) -> list[dict] | None:
     return rows
 
 
-def run_data(directory: Path, test=None, test_problem: str | None = None) -> dict[str, Any]:
-    """Everything a single run's page shows; ``test`` is the test split (or None)."""
+def run_data(
+    directory: Path, test=None, test_problem: str | None = None, *, load_test=None
+) -> dict[str, Any]:
+    """Everything a single run's page shows.
+
+    ``test`` is the test split (or None). ``load_test(directory) -> (test, problem)`` loads
+    the run's own; given, it is called when ``test`` is None or is not data of this model
+    (another input shape or number of classes). Without it, such a ``test`` is a problem the
+    page states.
+    """
     problems: list[str] = []
     config = _read_json(directory / CONFIG_JSON, problems)
     if config is not None and not isinstance(config, dict):
@@ -239,21 +413,46 @@ def run_data(directory: Path, test=None, test_problem: str | None = None) -> dic
         "data_problem": None,
     }
     if saved is not None:
+        if load_test is not None and (test is None or mismatch(saved, test)):
+            test, test_problem = load_test(directory)
         if test is None:
             data["data_problem"] = test_problem or "the test split was not loaded"
+        elif why := mismatch(saved, test):
+            data["data_problem"] = why
         else:
             data["evaluation"], data["gallery"] = _evaluation(saved, test)
     data["problems"] = problems
     return data
 
 
-def load_test(data_dir: str | None) -> tuple[Any, str | None]:
-    """(test split, None) or (None, why it could not be loaded)."""
-    from ..data import load_fashion_mnist
-
+def data_source(directory: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(data spec dict or None for Fashion-MNIST, data_dir) from a run's config.json."""
     try:
-        return load_fashion_mnist("test", data_dir), None
-    except DataError as e:
+        config = json.loads((directory / CONFIG_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    settings = config.get("config") if isinstance(config, dict) else None
+    if not isinstance(settings, dict):
+        return None, None
+    spec = settings.get("data")
+    data_dir = settings.get("data_dir")
+    return (spec if isinstance(spec, dict) and spec else None), (
+        data_dir if isinstance(data_dir, str) else None
+    )
+
+
+def load_test(data_dir: str | None, spec: dict[str, Any] | None = None) -> tuple[Any, str | None]:
+    """(test split, None) or (None, why it could not be loaded): the split ``spec`` (a run
+    config's ``data``) describes, Fashion-MNIST's when None."""
+    try:
+        if spec is None:
+            from ..data import load_fashion_mnist
+
+            return load_fashion_mnist("test", data_dir), None
+        from ..data.spec import DataSpec
+
+        return DataSpec.from_dict(spec).load(data_dir=data_dir).test, None
+    except SoftmaxRegressionError as e:
         return None, f"the test split could not be loaded ({e})"
 
 

@@ -5,8 +5,8 @@
   const DATA = JSON.parse(document.getElementById("run-data").textContent);
   const app = document.getElementById("app");
   const SVGNS = "http://www.w3.org/2000/svg";
-  const SIZE = 28;
   const TRIM_LEVELS = 13;
+  const DRAW = 280;  // the drawing canvas's longer side, in canvas pixels
 
   // ------------------------------------------------------------------ small helpers
   function el(tag, props, ...children) {
@@ -59,7 +59,7 @@
     return el("p", { class: "problem", text });
   }
   function table(head, rows, opts) {
-    const t = el("table", opts && opts.class ? { class: opts.class } : {});
+    const t = el("table", { class: opts && opts.class, id: opts && opts.id });
     t.append(el("thead", {}, el("tr", {}, head.map((h) => el("th", { text: h })))));
     const body = el("tbody");
     for (const r of rows) body.append(el("tr", r.attrs || {}, r.cells.map((c) => (c instanceof Node ? c : el("td", { text: c })))));
@@ -160,12 +160,16 @@
   }
 
   // ------------------------------------------------------------------ images on canvases
-  function grayCanvas(pixels, cls) {
-    const c = el("canvas", { width: SIZE, height: SIZE, class: cls });
+  // uint8 pixels (C, H, W), C 1 (grey) or 3 (RGB), channel planes one after the other.
+  function imageCanvas(pixels, C, H, W) {
+    const c = el("canvas", { width: W, height: H });
     const ctx = c.getContext("2d");
-    const img = ctx.createImageData(SIZE, SIZE);
-    for (let i = 0; i < SIZE * SIZE; i++) {
-      img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = pixels[i];
+    const img = ctx.createImageData(W, H);
+    const n = W * H;
+    for (let i = 0; i < n; i++) {
+      img.data[4 * i] = pixels[i];
+      img.data[4 * i + 1] = pixels[(C === 3 ? n : 0) + i];
+      img.data[4 * i + 2] = pixels[(C === 3 ? 2 * n : 0) + i];
       img.data[4 * i + 3] = 255;
     }
     ctx.putImageData(img, 0, 0);
@@ -179,7 +183,7 @@
       : [Math.round(255 * (1 - a)), Math.round(255 * (1 - 0.55 * a)), 255];
   }
   function heatCanvas(values, m, width, height) {
-    const c = el("canvas", { width: width || SIZE, height: height || SIZE });
+    const c = el("canvas", { width, height });
     const ctx = c.getContext("2d");
     const img = ctx.createImageData(c.width, c.height);
     for (let i = 0; i < values.length; i++) {
@@ -196,15 +200,39 @@
   }
 
   // ------------------------------------------------------------------ the model in the page
+  // input_shape is (C, H, W) for an image model, (D,) for a feature model; the weights are
+  // embedded only for an image model (a feature model's page shows its strongest features).
   const MODEL = DATA.model ? (() => {
-    const w = new Float32Array(bytes(DATA.model.weight).buffer);
-    const b = new Float32Array(bytes(DATA.model.bias).buffer);
-    return { w, b, classes: DATA.model.classes, normalize: DATA.model.normalize };
+    const m = DATA.model;
+    const f32 = (s) => (s ? new Float32Array(bytes(s).buffer) : null);
+    const shape = m.input_shape || [1, 28, 28];
+    const image = shape.length === 3;
+    const prep = m.preprocessing || { scale: m.normalize, standardized: false };
+    return {
+      w: f32(m.weight), b: f32(m.bias), classes: m.classes, normalize: m.normalize, shape, image,
+      rule: image ? (m.image_rule || "fashion-mnist") : null,
+      C: image ? shape[0] : 0, H: image ? shape[1] : 0, W: image ? shape[2] : 0,
+      D: shape.reduce((a, v) => a * v, 1),
+      scale: prep.scale, standardized: !!prep.standardized, mean: f32(prep.mean), std: f32(prep.std),
+    };
   })() : null;
+  const CAN_TRY = !!(MODEL && MODEL.image && MODEL.w && (!MODEL.standardized || MODEL.mean));
+  const dims = (shape) => shape.join("x");
 
+  // The inputs the linear layer takes, step by step in float32 as the model's Preprocessing
+  // does it in torch (x / 255, then (x - mean) / std): the same numbers, bit for bit.
+  function inputs(pixels) {
+    const x = new Float64Array(MODEL.D);
+    const f = Math.fround;
+    for (let i = 0; i < x.length; i++) {
+      let v = MODEL.scale ? f(pixels[i] / 255) : pixels[i];
+      if (MODEL.mean) v = f(f(v - MODEL.mean[i]) / MODEL.std[i]);
+      x[i] = v;
+    }
+    return x;
+  }
   function classify(pixels) {
-    const x = new Float64Array(SIZE * SIZE);
-    for (let i = 0; i < x.length; i++) x[i] = MODEL.normalize ? pixels[i] / 255 : pixels[i];
+    const x = inputs(pixels);
     const k = MODEL.classes.length;
     const logits = new Float64Array(k);
     for (let c = 0; c < k; c++) {
@@ -256,12 +284,36 @@
     }
     return out;
   }
-  // The rule of `softmax-regression predict` (predict.py), on opaque RGBA pixels.
-  function prepare(rgba, w, h) {
-    let a = new Uint8Array(w * h);
-    for (let i = 0; i < a.length; i++) {  // ITU-R 601-2 luma, PIL's fixed point
+  function luma(rgba, n) {  // ITU-R 601-2 luma, PIL's fixed point ("L")
+    const a = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
       a[i] = (rgba[4 * i] * 19595 + rgba[4 * i + 1] * 38470 + rgba[4 * i + 2] * 7471 + 0x8000) >>> 16;
     }
+    return a;
+  }
+  // The model's rule of `softmax-regression predict` (predict.py, images.py), on opaque RGBA
+  // pixels: uint8 (C, H, W).
+  function prepare(rgba, w, h) {
+    return MODEL.rule === "resize" ? resizeRule(rgba, w, h) : fashionRule(rgba, w, h, MODEL.H, MODEL.W);
+  }
+  // images.resize_rule: "L" or "RGB", then exact area averaging to H x W, each channel.
+  function resizeRule(rgba, w, h) {
+    const { C, H, W } = MODEL;
+    const out = new Uint8Array(C * H * W);
+    for (let c = 0; c < C; c++) {
+      let plane;
+      if (C === 1) plane = luma(rgba, w * h);
+      else {
+        plane = new Uint8Array(w * h);
+        for (let i = 0; i < plane.length; i++) plane[i] = rgba[4 * i + c];
+      }
+      out.set(areaResize(plane, w, h, W, H), c * H * W);
+    }
+    return out;
+  }
+  // predict.prepare_image(img, (height, width)): light object on dark, trimmed, fitted.
+  function fashionRule(rgba, w, h, height, width) {
+    let a = luma(rgba, w * h);
     let border = [];
     for (let x = 0; x < w; x++) border.push(a[x]);
     for (let x = 0; x < w; x++) border.push(a[(h - 1) * w + x]);
@@ -275,7 +327,7 @@
     border.sort((p, q) => p - q);
     const n = border.length;  // 2w + 2h: always even
     const background = Math.floor((border[n / 2 - 1] + border[n / 2]) / 2);
-    if (w === SIZE && h === SIZE) return a;
+    if (w === width && h === height) return a;
     let [top, bottom, left, right] = [h, -1, w, -1];
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
@@ -293,13 +345,14 @@
       for (let y = 0; y < ch; y++) crop.set(a.subarray((top + y) * w + left, (top + y) * w + left + cw), y * cw);
       a = crop; w = cw; h = ch;
     }
-    const longer = Math.max(w, h);
-    const W = Math.max(1, Math.floor((2 * w * SIZE + longer) / (2 * longer)));
-    const H = Math.max(1, Math.floor((2 * h * SIZE + longer) / (2 * longer)));
-    const small = areaResize(a, w, h, W, H);
-    const out = new Uint8Array(SIZE * SIZE).fill(background);
-    const x0 = Math.floor((SIZE - W) / 2), y0 = Math.floor((SIZE - H) / 2);
-    for (let y = 0; y < H; y++) out.set(small.subarray(y * W, (y + 1) * W), (y0 + y) * SIZE + x0);
+    // The longer side relative to the canvas fills it; each side rounded half up, in integers.
+    const [num, den] = w * height >= h * width ? [width, w] : [height, h];
+    const fw = Math.max(1, Math.min(width, Math.floor((2 * w * num + den) / (2 * den))));
+    const fh = Math.max(1, Math.min(height, Math.floor((2 * h * num + den) / (2 * den))));
+    const small = areaResize(a, w, h, fw, fh);
+    const out = new Uint8Array(width * height).fill(background);
+    const x0 = Math.floor((width - fw) / 2), y0 = Math.floor((height - fh) / 2);
+    for (let y = 0; y < fh; y++) out.set(small.subarray(y * fw, (y + 1) * fw), (y0 + y) * width + x0);
     return out;
   }
   // A decoded picture laid on white (transparent pixels count as a white page), as RGBA.
@@ -428,87 +481,218 @@
     s.append(kv(facts));
   }
 
+  // A confusion matrix of K classes: a table of buttons with counts up to TEXT_CELLS classes,
+  // a canvas (names and counts on hover) up to CANVAS_CELLS, and past that only the table of
+  // the largest confusions (which every matrix above TEXT_CELLS classes also gets).
+  const TEXT_CELLS = 20, CANVAS_CELLS = 1000, LARGEST = 20;
+  function confusionCounts(ev, k) {
+    if (ev.confusion) return { at: (i, j) => ev.confusion[i][j], cells: ev.confusion.flatMap((r, i) => r.map((n, j) => [i, j, n])).filter((c) => c[2]) };
+    const map = new Map((ev.confusion_cells || []).map(([i, j, n]) => [i * k + j, n]));
+    return { at: (i, j) => map.get(i * k + j) || 0, cells: ev.confusion_cells || [] };
+  }
+  function cellColour(n, max, rgb) {
+    const alpha = n ? 0.08 + 0.85 * Math.sqrt(n / max) : 0;
+    return `rgba(${rgb}, ${alpha.toFixed(3)})`;
+  }
+
   function renderEvaluation() {
     const ev = DATA.evaluation;
     if (!ev) return;
     const classes = DATA.model.classes;
+    const k = classes.length;
+    const image = MODEL.image;
+    const what = image ? "test images" : "test examples";
     const s = section("Test evaluation", "evaluation");
     s.append(el("p", { text: `test accuracy ${fmt(ev.accuracy)} (${ev.correct}/${ev.total}), macro F1 ${fmt(ev.macro_f1)}` }));
-    s.append(table(["class", "precision", "recall", "F1", "support"],
-      ev.per_class.map((c) => ({ cells: [el("td", { class: "text", text: c.name }), fmt(c.precision, 3), fmt(c.recall, 3), fmt(c.f1, 3), c.support] }))));
+    const perClass = table(["class", "precision", "recall", "F1", "support"],
+      ev.per_class.map((c) => ({ cells: [el("td", { class: "text", text: c.name }), fmt(c.precision, 3), fmt(c.recall, 3), fmt(c.f1, 3), c.support] })));
+    if (k > 20) perClass.classList.add("tall");  // a bounded box that scrolls
+    s.append(perClass);
 
     const g = DATA.gallery;
-    const imgs = bytes(g.images);
+    const imgs = g.images ? bytes(g.images) : null;
+    const [C, H, W] = image ? MODEL.shape : [0, 0, 0];
+    const size = C * H * W;
     const tile = (n) => {
       const it = g.items[n];
       const ok = it.label === it.pred;
       return el("figure", { class: "tile", "data-index": it.index },
-        grayCanvas(imgs.subarray(n * 784, (n + 1) * 784)),
+        imageCanvas(imgs.subarray(n * size, (n + 1) * size), C, H, W),
         el("div", { class: ok ? "" : "wrong", text: `${classes[it.label]} → ${classes[it.pred]}` }),
         el("div", { class: "muted", text: it.top.map(([c, p]) => `${classes[c]} ${prob(p)}`).join(", ") }),
         el("div", { class: "muted", text: `#${it.index} · loss ${fmt(it.loss, 2)}` }));
     };
+    // A feature model's examples as rows of a table: there is no picture of a feature vector.
+    const rowsOf = (list) => table(["test example", "true → predicted", "top classes", "loss"], list.map((n) => {
+      const it = g.items[n];
+      return { attrs: { class: "example", "data-index": it.index }, cells: [`#${it.index}`,
+        el("td", { class: `text ${it.label === it.pred ? "" : "wrong"}`, text: `${classes[it.label]} → ${classes[it.pred]}` }),
+        el("td", { class: "text", text: it.top.map(([c, p]) => `${classes[c]} ${prob(p)}`).join(", ") }), fmt(it.loss, 2)] };
+    }));
+    const examples = (list) => (imgs ? list.map(tile) : (list.length ? [rowsOf(list)] : []));
 
-    s.append(el("h3", { text: "Confusion matrix (rows: true class, columns: predicted); click a cell for its images" }));
-    const max = Math.max(...ev.confusion.flat());
-    const t = el("table", { class: "confusion" });
-    t.append(el("tr", {}, el("th"), classes.map((c) => el("th", { class: "col", text: c }))));
+    const counts = confusionCounts(ev, k);
+    const max = counts.cells.reduce((a, c) => Math.max(a, c[2]), 1);
     const gallery = el("div", { class: "gallery", id: "cell-gallery" });
     const caption = el("p", { class: "muted", id: "cell-caption", text: "No cell selected." });
-    ev.confusion.forEach((row, i) => {
-      const tr = el("tr", {}, el("th", { text: classes[i] }));
-      row.forEach((n, j) => {
-        const b = el("button", { type: "button", "data-cell": `${i},${j}`, title: `true ${classes[i]}, predicted ${classes[j]}: ${n}`, text: n });
-        const alpha = n ? 0.08 + 0.85 * Math.sqrt(n / max) : 0;
-        b.style.background = `rgba(var(--cell), ${alpha.toFixed(3)})`;
-        b.addEventListener("click", () => {
-          t.querySelectorAll("button.sel").forEach((x) => x.classList.remove("sel"));
-          b.classList.add("sel");
-          const list = g.cells[`${i},${j}`] || [];
-          caption.textContent = `true ${classes[i]}, predicted ${classes[j]}: ${n} test images` +
-            (n > list.length ? `, the ${list.length} most confident shown` : "");
-          gallery.replaceChildren(...list.map(tile));
-        });
-        tr.append(el("td", {}, b));
+    const kept = Object.keys(g.cells).length;
+    let mark = () => {};
+    const select = (i, j) => {
+      const n = counts.at(i, j);
+      const list = g.cells[`${i},${j}`] || [];
+      let text = `true ${classes[i]}, predicted ${classes[j]}: ${n} ${what}`;
+      if (n && !list.length) {
+        text += `; none of them is in this page, which keeps the examples of ${kept} of the ${g.cells_nonempty} non-empty cells (every class's own, then the largest confusions)`;
+      } else if (n > list.length) text += `, the ${list.length} most confident shown`;
+      caption.textContent = text;
+      gallery.replaceChildren(...examples(list));
+      mark(i, j);
+    };
+    s.append(el("h3", { text: `Confusion matrix (rows: true class, columns: predicted); click a cell for its ${what}` }));
+    const rgb = getComputedStyle(document.documentElement).getPropertyValue("--cell").trim() || "31, 111, 235";
+    if (k <= TEXT_CELLS) {
+      const t = el("table", { class: "confusion" });
+      t.append(el("tr", {}, el("th"), classes.map((c) => el("th", { class: "col", text: c }))));
+      for (let i = 0; i < k; i++) {
+        const tr = el("tr", {}, el("th", { text: classes[i] }));
+        for (let j = 0; j < k; j++) {
+          const n = counts.at(i, j);
+          const b = el("button", { type: "button", "data-cell": `${i},${j}`, title: `true ${classes[i]}, predicted ${classes[j]}: ${n}`, text: n });
+          b.style.background = `rgba(var(--cell), ${(n ? 0.08 + 0.85 * Math.sqrt(n / max) : 0).toFixed(3)})`;
+          b.addEventListener("click", () => select(i, j));
+          tr.append(el("td", {}, b));
+        }
+        t.append(tr);
+      }
+      mark = (i, j) => {
+        t.querySelectorAll("button.sel").forEach((x) => x.classList.remove("sel"));
+        t.querySelector(`[data-cell='${i},${j}']`).classList.add("sel");
+      };
+      s.append(el("div", { class: "scroll" }, t));
+    } else if (k <= CANVAS_CELLS) {
+      const px = Math.max(1, Math.min(14, Math.floor(720 / k)));
+      const c = el("canvas", { id: "confusion-canvas", class: "confusion-canvas", width: k * px, height: k * px, role: "img",
+        "aria-label": `confusion matrix of ${k} classes; the table below lists the largest confusions` });
+      const ctx = c.getContext("2d");
+      for (const [i, j, n] of counts.cells) {
+        ctx.fillStyle = cellColour(n, max, rgb);
+        ctx.fillRect(j * px, i * px, px, px);
+      }
+      const base = ctx.getImageData(0, 0, c.width, c.height);
+      const tip = el("div", { class: "tip muted", id: "confusion-tip", text: "Hover over a cell for its classes and count." });
+      const cellAt = (evt) => {
+        const box = c.getBoundingClientRect();
+        const j = Math.floor(((evt.clientX - box.left) / box.width) * k);
+        const i = Math.floor(((evt.clientY - box.top) / box.height) * k);
+        return i >= 0 && j >= 0 && i < k && j < k ? [i, j] : null;
+      };
+      c.addEventListener("pointermove", (evt) => {
+        const at = cellAt(evt);
+        if (!at) return;
+        const label = `true ${classes[at[0]]}, predicted ${classes[at[1]]}: ${counts.at(at[0], at[1])}`;
+        tip.textContent = label;
+        c.title = label;
       });
-      t.append(tr);
-    });
-    s.append(el("div", { class: "scroll" }, t), caption, gallery);
+      c.addEventListener("click", (evt) => { const at = cellAt(evt); if (at) select(at[0], at[1]); });
+      mark = (i, j) => {
+        ctx.putImageData(base, 0, 0);
+        ctx.strokeStyle = getComputedStyle(document.body).color;
+        ctx.lineWidth = Math.max(1, px / 4);
+        ctx.strokeRect(j * px - 1, i * px - 1, px + 2, px + 2);
+      };
+      s.append(el("div", { class: "scroll" }, c), tip);
+    } else {
+      s.append(el("p", { class: "muted", text: `${k} classes: too many to draw the matrix; its largest confusions follow.` }));
+    }
+    if (k > TEXT_CELLS) {
+      const off = counts.cells.filter(([i, j]) => i !== j).sort((p, q) => q[2] - p[2] || p[0] - q[0] || p[1] - q[1]).slice(0, LARGEST);
+      s.append(el("h4", { text: "The largest confusions" }), table(["true", "predicted", "count"], off.map(([i, j, n]) => ({
+        cells: [el("td", { class: "text" }, el("button", { type: "button", class: "plain cell", "data-cell": `${i},${j}`, text: classes[i], onclick: () => select(i, j) })),
+          el("td", { class: "text", text: classes[j] }), n] }))));
+    }
+    s.append(caption, gallery);
 
-    s.append(el("h3", { text: "Top losses: the test images the model is most confidently wrong about" }));
-    s.append(el("div", { class: "gallery", id: "top-losses" }, g.top_losses.map(tile)));
+    s.append(el("h3", { text: `Top losses: the ${what} the model is most confidently wrong about` }));
+    s.append(el("div", { class: "gallery", id: "top-losses" }, examples(g.top_losses)));
+  }
+
+  // The scale saturates at the 99th percentile of |v|: a few huge weights on inputs that are
+  // nearly constant in the data (best-linear's folded standardisation) would wash out the rest.
+  function saturation(values) {
+    const mags = Float64Array.from(values, Math.abs).sort();
+    return [mags[Math.floor(0.99 * (mags.length - 1))] || mags[mags.length - 1] || 1, mags[mags.length - 1]];
+  }
+  // One value per pixel: the weights of a grey model, the mean over the channels of an RGB one.
+  function perPixel(values, C, n) {
+    if (C === 1) return values;
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      let v = 0;
+      for (let c = 0; c < C; c++) v += values[c * n + i];
+      out[i] = v / C;
+    }
+    return out;
   }
 
   function renderWeights() {
     if (!MODEL) return;
+    if (!MODEL.image) { renderFeatures(); return; }
     const s = section("Weights", "weights");
-    // The scale saturates at the 99th percentile of |w|: a few huge weights on pixels that
-    // are nearly constant in the data (best-linear's folded standardisation) would wash out
-    // every other pixel.
-    const mags = Float64Array.from(MODEL.w, Math.abs).sort();
-    const m = mags[Math.floor(0.99 * (mags.length - 1))] || mags[mags.length - 1] || 1;
-    s.append(el("p", { class: "muted", text: "Each class's 784 weights as a 28x28 image: red pixels raise the class's score when bright, blue ones lower it. " +
-      `The colours saturate at ±${fmt(m, 3)}, the 99th percentile of |w| (largest ${fmt(mags[mags.length - 1], 3)}).` }));
+    if (!MODEL.w) { s.append(el("p", { class: "muted", text: DATA.model.weight_note || "The weights are not embedded in this page." })); return; }
+    const { C, H, W, D } = MODEL;
+    const k = MODEL.classes.length;
+    const maps = MODEL.classes.map((_, c) => perPixel(MODEL.w.subarray(c * D, (c + 1) * D), C, H * W));
+    const [m, largest] = saturation(maps.flatMap((v) => Array.from(v)));
+    const what = C === 1
+      ? `Each class's ${D} weights as a ${H}x${W} image: red pixels raise the class's score when bright, blue ones lower it. `
+      : `Each class's ${D} weights (3 channels of ${H}x${W}) drawn as the mean over the red, green and blue weights of each pixel: red pixels raise the class's score when bright in every channel, blue ones lower it (a colour preference shows in the channels, not in this mean). `;
+    const prep = MODEL.standardized ? "The weights act on standardised pixels ((x - mean) / std per pixel, training-split statistics). " : "";
+    s.append(el("p", { class: "muted", text: what + prep + `The colours saturate at ±${fmt(m, 3)}, the 99th percentile of |w| (largest ${fmt(largest, 3)}).` }));
     const box = el("div", { class: "weights" });
-    MODEL.classes.forEach((c, k) => {
-      box.append(el("figure", {}, heatCanvas(MODEL.w.subarray(k * 784, (k + 1) * 784), m), el("figcaption", { text: c })));
-    });
+    for (let c = 0; c < k; c++) box.append(el("figure", {}, heatCanvas(maps[c], m, W, H), el("figcaption", { text: MODEL.classes[c] })));
     s.append(box, colourBar(m));
   }
 
+  function renderFeatures() {
+    const f = DATA.model.features;
+    if (!f) return;
+    const s = section("Strongest features per class", "features");
+    const name = (i) => (f.names ? f.names[i] : `feature ${i}`);
+    s.append(el("p", { class: "muted", text: `For each class, the ${f.top} features whose weights raise its score most and the ${f.top} that lower it most, with the weights. ` +
+      (MODEL.standardized
+        ? "The weights act on standardised inputs ((x - mean) / std per feature, with the training split's statistics), which makes them comparable across features: a weight is the change in the class's score per standard deviation of its feature."
+        : "The inputs are not standardised: a weight is the change in the score per unit of its feature as stored, comparable across features only if they share a scale (train with --standardize to make them so).") }));
+    const pairs = (list) => list.map(([i, w]) => `${name(i)} (${w >= 0 ? "+" : ""}${fmt(w, 3)})`).join(", ");
+    s.append(table(["class", "raise the score most", "lower it most"], MODEL.classes.map((c, k) => ({
+      cells: [el("td", { class: "text", text: c }), el("td", { class: "text", text: pairs(f.classes[k].positive) }),
+        el("td", { class: "text", text: pairs(f.classes[k].negative) })] })), { class: "features", id: "features-table" }));
+  }
+
   function renderTry() {
-    if (!MODEL) return;
+    if (!CAN_TRY) return;
+    const { C, H, W, D } = MODEL;
+    const k = MODEL.classes.length;
     const s = section("Try it", "try");
-    s.append(el("p", { class: "muted", text: "Draw a piece of clothing (dark on white), or pick or drop an image. It is turned into a 28x28 image by the same rule as softmax-regression predict, and the model's 784x10 weights, embedded in this page, score it." }));
-    const draw = el("canvas", { id: "draw", width: 280, height: 280 });
+    const mode = C === 1 ? "grayscale" : "RGB";
+    const rule = MODEL.rule === "resize"
+      ? `converted to ${mode} and resized to ${H}x${W} (height x width, the aspect ratio not kept)`
+      : `made into a ${H}x${W} grayscale image with a light object on a dark background (inverted if its background is light, trimmed and fitted, as Fashion-MNIST's images were made)`;
+    const prep = (MODEL.scale ? ", its pixels divided by 255" : "") + (MODEL.standardized ? " and standardised with the training split's mean and std" : "");
+    s.append(el("p", { class: "muted", text: `Draw (dark on white), or pick or drop an image. It is ${rule}${prep}, by the same rule as softmax-regression predict for this model, and the model's ${D}x${k} weights, embedded in this page, score it. ` +
+      "(A JPEG much larger than that is decoded by predict at a reduced scale, so its pixels may differ slightly from this page's.)" }));
+    const dw = W >= H ? DRAW : Math.max(1, Math.round((DRAW * W) / H));
+    const dh = H >= W ? DRAW : Math.max(1, Math.round((DRAW * H) / W));
+    const draw = el("canvas", { id: "draw", width: dw, height: dh });
     const ctx = draw.getContext("2d", { willReadFrequently: true });
     const clear = () => { ctx.fillStyle = "#ffffff"; ctx.fillRect(0, 0, draw.width, draw.height); };
     clear();
+    const ink = C === 3 ? el("input", { type: "color", id: "ink", value: "#000000", title: "ink colour" }) : null;
     const file = el("input", { type: "file", id: "file", accept: "image/*" });
     const drop = el("div", { class: "drop", id: "drop" }, el("label", { for: "file", text: "Pick an image, or drop one here: " }), file);
     const status = el("p", { class: "muted small", id: "try-status", text: "Draw or load an image." });
     const left = el("div", {}, draw,
-      el("p", {}, el("button", { type: "button", class: "plain", id: "clear", text: "Clear", onclick: () => { clear(); show(null); } })), drop);
+      el("p", {}, el("button", { type: "button", class: "plain", id: "clear", text: "Clear", onclick: () => { clear(); show(null); } }),
+        ink ? " ink " : null, ink), drop);
     const seen = el("div", { class: "seen" });
     const bars = el("div", { class: "bars", id: "bars" });
     const right = el("div", {}, el("h3", { text: "What the model sees, and the evidence for its top class" }), seen, status, bars);
@@ -522,19 +706,22 @@
         status.textContent = "Draw or load an image.";
         return;
       }
-      const order = result.probabilities.map((p, k) => [p, k]).sort((a, b) => b[0] - a[0]);
+      const order = result.probabilities.map((p, c) => [p, c]).sort((a, b) => b[0] - a[0]);
       const topK = order[0][1];
-      const ev = Array.from(result.x, (v, i) => MODEL.w[topK * 784 + i] * v);
-      const m = Math.max(1e-12, ...ev.map(Math.abs));
-      seen.replaceChildren(el("figure", {}, grayCanvas(result.pixels), el("figcaption", { class: "small", text: "28x28 input" })),
-        el("figure", {}, heatCanvas(ev, m), el("figcaption", { class: "small", text: `evidence for ${MODEL.classes[topK]} (red for, blue against)` })));
+      const ev = perPixel(Array.from(result.x, (v, i) => MODEL.w[topK * D + i] * v).map((v) => v * C), C, H * W);  // summed over channels
+      const m = Array.prototype.reduce.call(ev, (a, v) => Math.max(a, Math.abs(v)), 1e-12);
+      seen.replaceChildren(el("figure", {}, imageCanvas(result.pixels, C, H, W), el("figcaption", { class: "small", text: `${H}x${W} input` })),
+        el("figure", {}, heatCanvas(ev, m, W, H), el("figcaption", { class: "small", text: `evidence for ${MODEL.classes[topK]} (red for, blue against)` })));
       status.textContent = `${label}: ${MODEL.classes[topK]} ${fmt(order[0][0], 3)}`;
       status.setAttribute("data-top", MODEL.classes[topK]);
-      bars.replaceChildren(...result.probabilities.flatMap((p, k) => {
-        const cls = k === topK ? "top" : "";
+      // Every class up to TEXT_CELLS of them; past that the most likely ones.
+      const shown = k <= TEXT_CELLS ? order.map((o) => o[1]).sort((a, b) => a - b) : order.slice(0, TEXT_CELLS).map((o) => o[1]);
+      bars.replaceChildren(...shown.flatMap((c) => {
+        const p = result.probabilities[c];
+        const cls = c === topK ? "top" : "";
         const bar = el("div", { class: "bar" });
         bar.style.width = `${(100 * p).toFixed(2)}%`;
-        return [el("span", { class: cls, text: MODEL.classes[k] }), el("div", {}, bar), el("span", { class: cls, text: p.toFixed(4) })];
+        return [el("span", { class: cls, text: MODEL.classes[c] }), el("div", {}, bar), el("span", { class: cls, text: p.toFixed(4) })];
       }));
     }
     function run(rgba, w, h) {
@@ -572,7 +759,7 @@
     draw.addEventListener("pointermove", (evt) => {
       if (!drawing) return;
       const p = point(evt);
-      ctx.strokeStyle = "#000000";
+      ctx.strokeStyle = ink ? ink.value : "#000000";
       ctx.lineWidth = 18;
       ctx.lineCap = ctx.lineJoin = "round";
       ctx.beginPath();
@@ -605,6 +792,15 @@
     const cfg = DATA.config;
     if (!cfg) { s.append(el("p", { class: "muted", text: "No config.json: the settings are unknown." })); return; }
     s.append(el("h3", { text: "Settings" }), kv(cfg.config));
+    if (MODEL) {
+      const m = DATA.model;
+      const d = m.data || {};
+      const facts = { inputs: MODEL.image ? `${dims(MODEL.shape)} (${MODEL.C === 1 ? "grayscale" : "RGB"} images, C x H x W)` : `${MODEL.D} features`, classes: MODEL.classes.length };
+      if (MODEL.image) facts["image rule"] = MODEL.rule;
+      Object.assign(facts, (m.preprocessing && m.preprocessing.describe) || {});
+      for (const key of ["name", "train_examples", "test_examples"]) if (d[key] !== undefined) facts[`data ${key.replace("_", " ")}`] = d[key];
+      s.append(el("h3", { text: "Model and data" }), kv(facts));
+    }
     const run = { seed: cfg.seed, device: cfg.device, cpu_threads: cfg.cpu_threads };
     const st = DATA.status || {};
     for (const k of ["status", "started", "finished"]) if (st[k] !== undefined) run[k] = st[k];
@@ -687,7 +883,7 @@
 
   const REPORT = { ready: false };
   window.softmaxReport = REPORT;
-  REPORT.prepare = (rgba, w, h) => Array.from(prepare(rgba, w, h));
+  if (CAN_TRY) REPORT.prepare = (rgba, w, h) => Array.from(prepare(rgba, w, h));
   try {
     if (DATA.kind === "index") renderIndex();
     else renderRun();
