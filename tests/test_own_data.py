@@ -114,7 +114,7 @@ def test_paths_that_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--image-size and --channels apply to image folders"):
         DataSpec.parse(tmp_path / "a.npz", image_size=8)
     (tmp_path / "t.csv").write_text("a,label\n1,x\n")
-    with pytest.raises(ConfigError, match="--test must be the same kind"):
+    with pytest.raises(ConfigError, match="--test-data must be the same kind"):
         DataSpec.parse(tmp_path / "a.npz", test=tmp_path / "t.csv")
     with pytest.raises(ConfigError, match="applies to --data of your own"):
         DataSpec.parse(None, test_split=0.1)

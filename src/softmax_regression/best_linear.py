@@ -372,8 +372,10 @@ class _Inputs:
     def spectrum(self, power: float, floor: float) -> Spectrum:
         if not self.folded:
             return Spectrum(self.x, power, floor)
-        loss = SoftmaxLoss(self.x, torch.zeros(0, dtype=torch.long), **self.transform)
-        correlation, _ = _solver.covariance(loss)
+        loss = SoftmaxLoss(self.x, torch.zeros(0, dtype=torch.long))
+        second, mean = _solver.moments(loss)
+        std = self.scaler.std.double()
+        correlation = (second - torch.outer(mean, mean)) / torch.outer(std, std)
         return Spectrum(None, power, floor, correlation=correlation)
 
     def model(self, w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

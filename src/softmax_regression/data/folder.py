@@ -456,7 +456,7 @@ def read_test(directory: Path, train: Part, *, skip_bad: bool, progress: bool = 
     assert train.names is not None
     classes = [train.names[k] for k in sorted(train.names)]
     if split_layout(directory):
-        raise ConfigError(f"--test {directory} holds train/ and test/; pass its test/ folder")
+        raise ConfigError(f"--test-data {directory} holds train/ and test/; pass its test/ folder")
     return read_split(
         directory,
         classes=classes,

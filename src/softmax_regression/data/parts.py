@@ -97,7 +97,7 @@ def assemble(
     if n_test < 1 or n_test >= n:
         raise ConfigError(
             f"{train.where}: {n:,} examples are too few to hold out {test_split:.0%} as a test "
-            "split; pass --test with a test set, or another --test-split"
+            "split; pass --test-data with a test set, or another --test-split"
         )
     keep, held = split_validation(n_test, whole.labels, TEST_SPLIT_SEED, len(classes))
     notes.insert(

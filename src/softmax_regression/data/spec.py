@@ -1,6 +1,6 @@
 """Where training data comes from: a :class:`DataSpec`, and loading it into two splits.
 
-A spec is what a user typed (``--data PATH``, ``--test PATH``, ``--label``, ...) made exact:
+A spec is what a user typed (``--data PATH``, ``--test-data PATH``, ``--label``, ...) made exact:
 the kind of source, detected from the path once, absolute paths, and the options that shape
 the data. It is plain JSON (:meth:`DataSpec.to_dict`), so a run records it in its config and
 a resumed run reads the same data again.
@@ -169,7 +169,7 @@ class DataSpec:
             given = [
                 name
                 for name, v in (
-                    ("--test", test),
+                    ("--test-data", test),
                     ("--test-split", test_split),
                     ("--image-size", image_size),
                     ("--channels", channels),
@@ -193,17 +193,17 @@ class DataSpec:
         test_spec = None
         if test is not None:
             if frac is not None:
-                raise ConfigError("give either --test or --test-split, not both")
+                raise ConfigError("give either --test-data or --test-split, not both")
             tkind, tpath = detect(test)
             if tkind != kind:
                 raise ConfigError(
-                    f"--test must be the same kind of source as --data ({KINDS[kind]}), "
+                    f"--test-data must be the same kind of source as --data ({KINDS[kind]}), "
                     f"got {KINDS[tkind]} ({tpath})"
                 )
             tlabel = lab if kind == "table" else _label(tkind, tpath, test_label, "--test-label")
             test_spec = cls(kind=tkind, path=str(tpath), label=tlabel)
         elif test_label is not None:
-            raise ConfigError("--test-label goes with --test")
+            raise ConfigError("--test-label goes with --test-data")
         return cls(
             kind=kind,
             path=str(path),
@@ -238,7 +238,7 @@ class DataSpec:
         train, test = _read(self, progress=progress)
         if test is not None and self.test is not None:
             raise ConfigError(
-                f"{self.path} has its own test part; --test {self.test.path} would replace it "
+                f"{self.path} has its own test part; --test-data {self.test.path} would replace it "
                 "(pass only one of them)"
             )
         if test is not None and self.test_split is not None:
@@ -444,7 +444,7 @@ def _read(spec: DataSpec, *, progress: bool) -> tuple[Any, Any]:
 
 
 def _read_test(spec: DataSpec, train: Any, *, progress: bool) -> Any:
-    """The separate test source (--test), read to match the training part."""
+    """The separate test source (--test-data), read to match the training part."""
     assert spec.test is not None and spec.test.path is not None
     path = Path(spec.test.path)
     if spec.kind == "folder":
@@ -458,6 +458,6 @@ def _read_test(spec: DataSpec, train: Any, *, progress: bool) -> Any:
     one, two = _read(spec.test, progress=progress)
     if two is not None:
         raise ConfigError(
-            f"--test {path} is itself split into a train and a test part; pass it as --data"
+            f"--test-data {path} is itself split into a train and a test part; pass it as --data"
         )
     return one
