@@ -11,7 +11,9 @@
 # 3. the best-linear recipe on cuda over seeds 0,1,2;
 # 4. torch.distributed: the multi-process tests (gloo on the loopback); with 2 or more GPUs
 #    the book's recipe data-parallel on NCCL, one GPU per rank, beside one GPU; with one
-#    GPU, the one-line refusal of two ranks on it; then bench_distributed.py on the CPUs.
+#    GPU, the one-line refusal of two ranks on it; then bench_distributed.py on the CPUs;
+# 5. the scikit-learn estimator (needs scikit-learn) on device "auto" beside "cpu": time and
+#    objective of one fit, and the estimator tests (without a GPU both run on the CPU).
 set -u
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
@@ -59,3 +61,26 @@ else
     echo "exit status $? (2 expected: two ranks, one GPU)"
 fi
 timeout 1200 python3 benchmarks/bench_distributed.py --repeats 2
+
+if python3 -c "import sklearn" 2>/dev/null; then
+    python3 - <<'PY' 2>&1 | tee "$OUT/sklearn.log"
+import sys, time
+sys.path.insert(0, "benchmarks")
+import torch
+from bench_sklearn import objective, synthetic
+from softmax_regression.sklearn import LogisticRegression
+X, y = synthetic(50_000, 512, 100, 0)
+for device in ("auto", "cpu"):
+    est = LogisticRegression(max_iter=1000, device=device)
+    t = time.perf_counter()
+    est.fit(X, y)
+    s = time.perf_counter() - t
+    where = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu"
+    print(f"estimator on {device} ({where}): {s:.2f} s, {int(est.n_iter_[0])} iterations, "
+          f"objective {objective(est, X, y):.8g}")
+PY
+    timeout 600 python3 -m pytest -q -p no:cacheprovider tests/test_sklearn.py 2>&1 \
+        | tee "$OUT/pytest-sklearn.log" | tail -4
+else
+    echo "scikit-learn is not installed: the estimator checks were not run"
+fi
