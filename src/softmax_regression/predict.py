@@ -138,6 +138,8 @@ def read_features(path: str | Path) -> Any:  # -> numpy float32 (N, D)
     numbers, one row per example (a first line of column names is skipped). Never pickle."""
     import numpy as np
 
+    from .data.arrays import check_finite
+
     path = Path(path)
     try:
         if path.suffix.lower() == ".npy":
@@ -161,9 +163,7 @@ def read_features(path: str | Path) -> Any:  # -> numpy float32 (N, D)
         raise DataError(f"{path}: not a table of numbers ({detail})") from None
     if a.ndim != 2 or a.shape[0] == 0 or a.dtype.kind not in "fiub":
         raise DataError(f"{path}: expected a 2-D numeric array of rows, got {a.dtype} {a.shape}")
-    finite = np.isfinite(a).all(axis=1)
-    if not finite.all():
-        raise DataError(f"{path}: row {int(np.argmin(finite))} holds nan or inf")
+    check_finite(a, str(path))
     return a
 
 

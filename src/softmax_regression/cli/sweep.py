@@ -111,7 +111,6 @@ def _sweep(args: argparse.Namespace) -> int:
         return code
     # Everything that the arguments alone can get wrong has been checked: now torch.
     world = parallel.join(args, args.device)
-    from ..data import load_fashion_mnist
     from ..runs.sweep import write_sweep
 
     if world is not None:  # each rank trains whole runs, on its own device
@@ -119,12 +118,8 @@ def _sweep(args: argparse.Namespace) -> int:
         world.check_same({**asked, "grid": settings, "seeds": seeds, "out": str(out)})
         base = base.replace(device=world.device.type)
 
-    if base.data is None:
-        train = load_fashion_mnist("train", args.data_dir)
-        test = load_fashion_mnist("test", args.data_dir)
-    else:
-        quiet = args.quiet or (world is not None and not world.is_main)
-        train, test = load_spec(base.data, args.data_dir, quiet=quiet)
+    quiet = args.quiet or (world is not None and not world.is_main)
+    train, test = load_spec(base.data, args.data_dir, quiet=quiet)
     runs = len({(s.lr, s.batch_size) for s in settings}) * len(seeds)
     if not args.quiet:
         over = f" over {world.size} ranks" if world is not None and world.parallel else ""

@@ -121,13 +121,15 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     return given
 
 
-def _load(config: TrainConfig, args: argparse.Namespace) -> dict[str, Any]:
+def _load(
+    spec: dict[str, Any] | None, data_dir: str | None, args: argparse.Namespace
+) -> dict[str, Any]:
     """``train=``/``test=`` of the run's own data, read here so that its notes are printed;
     nothing for Fashion-MNIST, which the run reads itself."""
-    if config.data is None:
+    if spec is None:
         return {}
     quiet = args.quiet or not parallel.is_rank_0()
-    train, test = load_spec(config.data, config.data_dir, quiet=quiet)
+    train, test = load_spec(spec, data_dir, quiet=quiet)
     return {"train": train, "test": test}
 
 
@@ -186,7 +188,7 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> int | None:
         world.check_same({k: v for k, v in given.items() if k not in ("data_dir", "device")})
         config = on_main(world, lambda: config, "reading the run to resume")
 
-    data = _load(config, args)
+    data = _load(config.data, config.data_dir, args)
     progress = None if args.quiet else ConsoleProgress(_columns(config))
     try:
         outcome = train_run(
@@ -273,7 +275,7 @@ def _train_book_seeds(args: argparse.Namespace, given: dict[str, Any], seeds) ->
         progress=progress,
         on_seed=on_seed,
         world=world,
-        **_load(config, args),
+        **_load(config.data, config.data_dir, args),
     )
     _print_seed_summary(top, result, report_after(top, args))
     return None
@@ -309,11 +311,10 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
 
     data_dir = given.get("data_dir")
     spec = given.get("data")
-    loaded: dict[str, Any] = {}
+    loaded = _load(spec, data_dir, args)
     val_split = given.get("val_split", BestLinearConfig.val_split)
-    if spec is not None:
-        train, test = load_spec(spec, data_dir, quiet=args.quiet or not parallel.is_rank_0())
-        loaded = {"train": train, "test": test}
+    if loaded:
+        train = loaded["train"]
         if "val_split" not in given:
             # Fashion-MNIST's 10,000 of 60,000: a sixth of the training split.
             val_split = max(1, round(len(train) / 6))

@@ -22,7 +22,7 @@ import torch
 from .._io import atomic_write_json, atomic_write_text
 from ..best_linear import BestLinearConfig, BestLinearModel, fit_best_linear
 from ..config import TrainConfig, resolve_device
-from ..data import Dataset, load_fashion_mnist
+from ..data import Dataset
 from ..evaluation import Evaluation, evaluate, predict_classes
 from ..model import SoftmaxRegression
 from ..preprocessing import Preprocessing
@@ -79,10 +79,7 @@ def best_linear_run(
     device = resolve_device(config.device)
     config = dataclasses.replace(config, device=str(device))
     if train is None or test is None:
-        if data is None:
-            loaded = (load_fashion_mnist("train", data_dir), load_fashion_mnist("test", data_dir))
-        else:
-            loaded = load_data(TrainConfig(data=data, data_dir=data_dir))
+        loaded = load_data(TrainConfig(data=data, data_dir=data_dir))
         train = train if train is not None else loaded[0]
         test = test if test is not None else loaded[1]
     directory = make_run_dir(out, root)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig, resolve_device
-from ..data import Dataset, load_fashion_mnist
+from ..data import Dataset
 from ..distributed import World
 from ..errors import NonFiniteLossError, ResumeError, SoftmaxRegressionError
 from ..evaluation import Evaluation, evaluate, predict_classes
@@ -59,12 +59,10 @@ class RunOutcome:
 
 def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
     """The (train, test) splits ``config`` names: its ``data`` description, or Fashion-MNIST."""
-    if config.data is not None:
-        from ..data.spec import DataSpec
+    from ..data.spec import DataSpec
 
-        loaded = DataSpec.from_dict(config.data).load(data_dir=config.data_dir)
-        return loaded.train, loaded.test
-    return load_fashion_mnist("train", config.data_dir), load_fashion_mnist("test", config.data_dir)
+    loaded = DataSpec.from_dict(config.data).load(data_dir=config.data_dir)
+    return loaded.train, loaded.test
 
 
 # Past this many entries a data fingerprint is one digest of all of them (an image folder
