@@ -360,7 +360,7 @@ class Preconditioner:
     """``W = V P`` with ``P = (alpha S + weight_decay R + floor)^(-1/2)``, ``S`` the inputs'
     covariance and ``R`` the penalty's matrix (identity when None): the same objective and
     the same minimum, a far better conditioned problem for L-BFGS. ``alpha`` stands for the
-    softmax's share of the curvature (about ``1/K`` at the start)."""
+    loss's curvature per unit input variance (between 0 and the softmax's bound 1/2)."""
 
     def __init__(
         self,
@@ -390,6 +390,7 @@ def minimize(
     history_size: int = 20,
     tolerance_grad: float = 1e-9,
     tolerance_change: float = 1e-12,
+    tol_repeats: int = 1,
     on_nonfinite: Callable[[float, int], BaseException] | None = None,
     callback: Callable[[int, float], None] | None = None,
 ) -> Solution:
@@ -397,7 +398,8 @@ def minimize(
     ``preconditioner`` ``(P, P^-1)`` is given.
 
     Stops after ``max_iter`` iterations, when the largest gradient component in (W, b) is at
-    most ``tol`` (scikit-learn's lbfgs ``tol``; None: not asked), when the largest component
+    most ``tol`` (scikit-learn's lbfgs ``tol``; None: not asked) at ``tol_repeats``
+    consecutive iterates (the start counting as one), when the largest component
     of the solver's own gradient (in ``V``) is at most ``tolerance_grad``, or when a step
     changes the objective by less than ``tolerance_change``. ``on_nonfinite(loss, n)`` makes
     the error raised when an evaluation is not finite (default: ``FloatingPointError``).
@@ -431,12 +433,17 @@ def minimize(
         grad_v = grad_w @ p if p is not None else grad_w
         return value, torch.cat([grad_v.reshape(-1), grad_b])
 
+    passed = 0  # consecutive iterates that passed the ``tol`` test
+
     def small_enough(g: torch.Tensor) -> bool:
+        nonlocal passed
         grad_w = g[: k * d].view(k, d)
         if p_inv is not None:
             grad_w = grad_w @ p_inv  # back to the gradient in W
         grad_w, grad_b = loss.plain_gradient(grad_w, g[k * d :])
-        return max(float(grad_w.abs().max()), float(grad_b.abs().max())) <= tol
+        small = max(float(grad_w.abs().max()), float(grad_b.abs().max())) <= tol
+        passed = passed + 1 if small else 0
+        return passed >= tol_repeats
 
     with torch.no_grad():
         result = lbfgs(
