@@ -388,61 +388,79 @@ def test_from_run_reads_a_saved_model(tmp_path):
 
 WORKER = textwrap.dedent(
     """
-    import json, sys
+    import json, os, sys
     import numpy as np
-    from softmax_regression.sklearn import LogisticRegression, rank_rows
-    out, binary = sys.argv[1], sys.argv[2] == "1"
-    rng = np.random.default_rng(0)
-    k = 2 if binary else 5
-    means = rng.normal(size=(k, 10)) * 1.5
-    y = rng.integers(0, k, 1001)
-    X = means[y] + 2.0 * rng.normal(size=(1001, 10))
-    w = rng.uniform(0.5, 2.0, 1001)
-    rows = rank_rows(len(X))
-    est = LogisticRegression(dtype="float64", tol=1e-10, max_iter=500, device="cpu",
-                             class_weight="balanced")
-    est.fit(X[rows], y[rows], sample_weight=w[rows])
-    import os
-    rank = int(os.environ.get("RANK", "0"))
-    with open(f"{out}-{rank}.json", "w") as f:
-        json.dump({"coef": est.coef_.tolist(), "intercept": est.intercept_.tolist(),
-                   "classes": est.classes_.tolist(), "n_iter": int(est.n_iter_[0])}, f)
+    from softmax_regression.sklearn import LogisticRegression, LogisticRegressionCV, rank_rows
+
+    def data(k):
+        rng = np.random.default_rng(k)
+        means = rng.normal(size=(k, 10)) * 1.5
+        y = rng.integers(0, k, 1001)
+        X = means[y] + 2.0 * rng.normal(size=(1001, 10))
+        return X, y, rng.uniform(0.5, 2.0, 1001)
+
+    out = {}
+    for k in (2, 5):  # binary (one coefficient row) and multinomial: each rank its rows
+        X, y, w = data(k)
+        rows = rank_rows(len(X))
+        est = LogisticRegression(dtype="float64", tol=1e-10, max_iter=500, device="cpu",
+                                 class_weight="balanced")
+        est.fit(X[rows], y[rows], sample_weight=w[rows])
+        out[k] = {"coef": est.coef_.tolist(), "intercept": est.intercept_.tolist(),
+                  "classes": est.classes_.tolist()}
+    X, y, w = data(5)  # the CV: every rank all rows, the folds spread over the ranks
+    cv = LogisticRegressionCV(Cs=4, cv=3, dtype="float64", tol=1e-8, max_iter=500,
+                              device="cpu").fit(X, y, sample_weight=w)
+    out["cv"] = {"coef": cv.coef_.tolist(), "C": float(cv.C_[0]),
+                 "scores": cv.scores_[0].tolist(), "paths": cv.coefs_paths_[0].tolist()}
+    with open(f"{sys.argv[1]}-{os.environ.get('RANK', '0')}.json", "w") as f:
+        json.dump(out, f)
     from softmax_regression.distributed import shutdown
     shutdown()  # leave the process group before exiting (gloo aborts otherwise)
     """
 )
 
 
-@pytest.mark.parametrize("binary", [False, True])
-def test_torchrun_ranks_reach_the_single_process_answer(tmp_path, binary):
+def _worker_data(k):
+    rng = np.random.default_rng(k)
+    means = rng.normal(size=(k, 10)) * 1.5
+    y = rng.integers(0, k, 1001)
+    return means[y] + 2.0 * rng.normal(size=(1001, 10)), y, rng.uniform(0.5, 2.0, 1001)
+
+
+class _Fitted:
+    def __init__(self, r):
+        self.coef_ = np.asarray(r["coef"])
+        self.intercept_ = np.asarray(r["intercept"])
+        self.classes_ = np.asarray(r["classes"])
+
+
+def test_torchrun_ranks_reach_the_single_process_answer(tmp_path):
+    """LogisticRegression (binary and multinomial, each rank its rows) and
+    LogisticRegressionCV (the folds spread over the ranks) on 2 and 3 ranks: the
+    single-process answer, the same on every rank."""
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
-    flag = "1" if binary else "0"
     single = subprocess.run(
-        [sys.executable, str(worker), str(tmp_path / "one"), flag], capture_output=True, text=True
+        [sys.executable, str(worker), str(tmp_path / "one")], capture_output=True, text=True
     )
     assert single.returncode == 0, single.stderr[-2000:]
     ref = json.loads((tmp_path / "one-0.json").read_text())
-    rng = np.random.default_rng(0)
-    k = 2 if binary else 5
-    means = rng.normal(size=(k, 10)) * 1.5
-    y = rng.integers(0, k, 1001)
-    X = means[y] + 2.0 * rng.normal(size=(1001, 10))
-    w = rng.uniform(0.5, 2.0, 1001)
-
-    class Fitted:
-        def __init__(self, r):
-            self.coef_ = np.asarray(r["coef"])
-            self.intercept_ = np.asarray(r["intercept"])
-            self.classes_ = np.asarray(r["classes"])
-
-    want = objective(Fitted(ref), X, y, 1.0, w, "balanced")
     for nproc in (2, 3):
-        args = torchrun_args(nproc, free_port()) + [str(worker), str(tmp_path / f"r{nproc}"), flag]
+        args = torchrun_args(nproc, free_port()) + [str(worker), str(tmp_path / f"r{nproc}")]
         done = run(args, 180)
         assert done.returncode == 0, done.stderr[-3000:]
         results = [json.loads((tmp_path / f"r{nproc}-{r}.json").read_text()) for r in range(nproc)]
-        assert all(r["coef"] == results[0]["coef"] for r in results)  # every rank the same
-        got = objective(Fitted(results[0]), X, y, 1.0, w, "balanced")
-        assert got == pytest.approx(want, rel=1e-6)
-        assert results[0]["classes"] == ref["classes"]
+        assert all(r == results[0] for r in results)  # every rank the same, to the bit
+        got = results[0]
+        for k in ("2", "5"):
+            X, y, w = _worker_data(int(k))
+            want = objective(_Fitted(ref[k]), X, y, 1.0, w, "balanced")
+            assert objective(_Fitted(got[k]), X, y, 1.0, w, "balanced") == pytest.approx(
+                want, rel=1e-6
+            )
+            assert got[k]["classes"] == ref[k]["classes"]
+        assert got["cv"]["C"] == ref["cv"]["C"]
+        np.testing.assert_allclose(got["cv"]["scores"], ref["cv"]["scores"], atol=1e-9)
+        np.testing.assert_allclose(got["cv"]["paths"], ref["cv"]["paths"], atol=1e-6)
+        np.testing.assert_allclose(got["cv"]["coef"], ref["cv"]["coef"], atol=1e-6)

@@ -30,6 +30,7 @@ except ImportError as e:  # pragma: no cover - exercised with scikit-learn hidde
         "softmax_regression.sklearn needs scikit-learn: pip install 'softmax-regression[sklearn]'"
     ) from e
 
+import hashlib
 import math
 import numbers
 import warnings
@@ -504,6 +505,22 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         return cls(**params)._set_fitted(w, b, classes, w.shape[1])
 
 
+def _fingerprint(X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for a in (X, y, sample_weight):
+        if a is not None:
+            digest.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1))
+    return digest.hexdigest()
+
+
+def _summed(world: distributed.World, a: np.ndarray, what: str) -> np.ndarray:
+    """``a`` summed over the ranks (each rank filled only its own entries), in float64."""
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+    if world.device.type != "cpu":
+        t = t.to(world.device)
+    return world.sum_(t, what).cpu().numpy()
+
+
 def _warn_unconverged(converged: bool, n_iter: int, max_iter: int) -> None:
     if not converged and n_iter >= max_iter:
         warnings.warn(
@@ -523,7 +540,9 @@ class LogisticRegressionCV(LogisticRegression):
     (summed over folds) is refitted on all rows from the folds' mean, as scikit-learn does.
     The "warn" defaults of ``l1_ratios``, ``scoring`` and ``use_legacy_attributes`` mean what
     they mean in 1.9 (no elastic-net dimension, accuracy, the legacy attributes), without
-    the warnings. Runs in one process (not under a multi-rank ``torchrun``).
+    the warnings. Under a multi-rank ``torchrun`` every rank passes all the rows: the folds
+    are spread over the ranks (fold ``f`` on rank ``f % WORLD_SIZE``), their paths and scores
+    summed over the ranks, and every rank refits the best C on all rows by itself.
     """
 
     def __init__(
@@ -603,11 +622,9 @@ class LogisticRegressionCV(LogisticRegression):
             _penalty(self, self.penalty, 0.0 if self.penalty == "l2" else 1.0, 1.0)
         device, dtype = _check_common(self)
         grid, l1_ratios_, keep_l1 = self._grid()
-        if _world(self.device) is not None:
-            raise ValueError(
-                "LogisticRegressionCV runs in one process; under torchrun fit "
-                "LogisticRegression at each C instead"
-            )
+        world = _world(self.device)
+        if world is not None:
+            device = world.device
         scoring = None if isinstance(self.scoring, str) and self.scoring == "warn" else self.scoring
         use_legacy = self.use_legacy_attributes is not False
         X, y = self._validate(X, y)
@@ -635,6 +652,21 @@ class LogisticRegressionCV(LogisticRegression):
                 sample_weight, X, dtype=np.float64, ensure_non_negative=True
             )
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y))
+        mine = range(len(folds))
+        if world is not None:
+            # Every rank holds every row; the folds are spread over the ranks, and rank 0's
+            # split is the one used (a shuffling splitter without a seed would differ).
+            world.check_same(
+                {
+                    "rows, features": X.shape,
+                    "data": _fingerprint(X, y_index, sw_all),
+                    "Cs": [float(c) for c in grid],
+                    "cv": len(folds),
+                    "dtype": self.dtype,
+                }
+            )
+            folds = world.broadcast(folds, "sharing the cross-validation folds")
+            mine = range(world.rank, len(folds), world.size)
         scorer = get_scorer(scoring) if scoring is not None else None
         tol, max_iter = float(self.tol), int(self.max_iter)
         rows = 1 if binary else n_classes
@@ -642,7 +674,8 @@ class LogisticRegressionCV(LogisticRegression):
         paths = np.zeros((len(folds), len(grid), rows, n_dof))
         scores = np.zeros((len(folds), len(grid)))
         n_iter = np.zeros((len(folds), len(grid)), dtype=np.int32)
-        for f, (train, test) in enumerate(folds):
+        for f in mine:
+            train, test = folds[f]
             sw_train = None if sw_all is None else sw_all[train]
             sw = _weights(self, X[train], y[train], classes, sw_train, class_weight)
             problem = _Problem(
@@ -664,6 +697,10 @@ class LogisticRegressionCV(LogisticRegression):
                     scores[f, i] = scorer(est, X[test], y[test], sample_weight=sw_test)
                 else:
                     scores[f, i] = scorer(est, X[test], y[test])
+        if world is not None:  # each fold's numbers from the rank that fitted it
+            paths = _summed(world, paths, "gathering the folds' paths")
+            scores = _summed(world, scores, "gathering the folds' scores")
+            n_iter = _summed(world, n_iter, "gathering the folds' iterations").astype(np.int32)
         self.Cs_ = grid
         if self.refit:
             best = int(np.argmax(scores.sum(axis=0)))
