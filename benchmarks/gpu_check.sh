@@ -78,6 +78,13 @@ for device in ("auto", "cpu"):
     where = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu"
     print(f"estimator on {device} ({where}): {s:.2f} s, {int(est.n_iter_[0])} iterations, "
           f"objective {objective(est, X, y):.8g}")
+if torch.cuda.is_available():  # the case grown: an ImageNet-size probe (a figure, not a target)
+    X, y = synthetic(400_000, 1024, 1000, 1)
+    est = LogisticRegression(max_iter=1000, device="cuda")
+    t = time.perf_counter()
+    est.fit(X, y)
+    print(f"estimator on cuda, 400,000 x 1024, 1000 classes: {time.perf_counter() - t:.2f} s, "
+          f"{int(est.n_iter_[0])} iterations")
 PY
     timeout 600 python3 -m pytest -q -p no:cacheprovider tests/test_sklearn.py 2>&1 \
         | tee "$OUT/pytest-sklearn.log" | tail -4
