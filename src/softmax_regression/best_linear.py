@@ -38,6 +38,14 @@ What helps a convex model, and nothing else (no hidden layer, no hand-made featu
 into the weights, so the result is a plain linear layer on ``[0, 1]`` pixels (or on the raw
 features), the same kind of model the book's recipe trains and saves.
 
+Under ``torchrun`` (a ``world`` of several ranks) one fit is data-parallel: every rank draws
+the same validation split, holds a contiguous share of the rows of each split it fits or
+scores (:func:`softmax_regression.distributed.share`), and every number taken from the data
+is a sum over the ranks in float64 (the standardisation's mean and std, the pixel
+correlations, the accuracies and losses, each loss and gradient evaluation): every rank
+computes the same numbers and takes the same L-BFGS steps, which are the single-process
+ones up to the rounding of the sums.
+
 The objective and the solver are :mod:`softmax_regression.solver`'s, shared with the
 scikit-learn estimators; this module holds the recipe (standardisation, the penalty's metric,
 the margin, the choice of weight decay).
@@ -54,6 +62,7 @@ import torch
 from . import solver as _solver
 from .config import resolve_device
 from .data import FashionMNIST
+from .distributed import World, share
 from .errors import ConfigError, NonFiniteLossError
 from .solver import SoftmaxLoss, Solution, objective_and_gradient
 
@@ -147,7 +156,7 @@ class BestLinearConfig:
 def pixels(data: FashionMNIST, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(N, inputs) as the model sees them after Flatten: pixels in [0, 1], or the features
     as they are (not copied when they are already ``dtype``)."""
-    x = data.images.reshape(len(data), -1)
+    x = data.images.reshape(len(data), data.num_inputs)  # (a rank's share may have no rows)
     if not data.is_image:
         return x.to(dtype)
     return x.to(dtype).div_(255)
@@ -161,9 +170,18 @@ class Standardizer:
     std: torch.Tensor  # (D,), 1 where a pixel (almost) never varies
 
     @classmethod
-    def fit(cls, x: torch.Tensor, min_std: float = 1e-6) -> Standardizer:
-        # In x's dtype: whatever (mean, std) are used, folding them into the weights is exact.
-        std, mean = torch.std_mean(x, dim=0)
+    def fit(
+        cls, x: torch.Tensor, min_std: float = 1e-6, *, world: World | None = None
+    ) -> Standardizer:
+        """The statistics of ``x``'s rows; with a ``world`` of several ranks, of every rank's
+        rows together (``x`` is this rank's share): float64 sums over the ranks, the same
+        mean and std on every rank."""
+        if _parallel(world):
+            std, mean = _std_mean(x, world)
+        else:
+            # In x's dtype: whatever (mean, std) are used, folding them into the weights is
+            # exact.
+            std, mean = torch.std_mean(x, dim=0)
         std = torch.where(std < min_std, torch.ones_like(std), std)
         return cls(mean, std)
 
@@ -184,6 +202,33 @@ class Standardizer:
         w = weight.double() * self.std.double()
         b = bias.double() + weight.double() @ self.mean.double()
         return w, b
+
+
+def _parallel(world: World | None) -> bool:
+    return world is not None and world.parallel
+
+
+_STAT_ROWS = 8192  # rows per float64 block of the statistics summed over the ranks
+
+
+def _std_mean(x: torch.Tensor, world: World) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.std_mean(x, dim=0)`` of all ranks' rows together (``x`` is this rank's share):
+    the mean, then the sum of squared deviations from it, each summed in float64 over the
+    ranks; returned in ``x``'s dtype."""
+    d = x.shape[1]
+    total = torch.zeros(d + 1, dtype=torch.float64, device=x.device)  # column sums, rows
+    for lo in range(0, x.shape[0], _STAT_ROWS):
+        total[:d] += x[lo : lo + _STAT_ROWS].double().sum(0)
+    total[d] = float(x.shape[0])
+    world.sum_(total, "summing the inputs' means")
+    n = total[d]
+    mean = total[:d] / n
+    squares = torch.zeros(d, dtype=torch.float64, device=x.device)
+    for lo in range(0, x.shape[0], _STAT_ROWS):
+        squares += (x[lo : lo + _STAT_ROWS].double() - mean).square_().sum(0)
+    world.sum_(squares, "summing the inputs' variances")
+    std = (squares / (n - 1)).sqrt_()  # torch.std's default: the unbiased estimate
+    return std.to(x.dtype), mean.to(x.dtype)
 
 
 class Spectrum:
@@ -242,6 +287,7 @@ def solve(
     margin: float = 0.0,
     center: torch.Tensor | None = None,
     scale: torch.Tensor | None = None,
+    world: World | None = None,
 ) -> Solution:
     """Minimise mean cross-entropy (with ``margin``) + weight_decay / 2 * tr(W R W^T) over
     (W, b) with L-BFGS (:func:`softmax_regression.solver.minimize`).
@@ -250,7 +296,9 @@ def solve(
     (standardisation folded into each evaluation, no copy); ``R`` is ``spectrum``'s penalty
     (the identity when there is no spectrum), and ``spectrum`` also preconditions the
     problem unless ``precondition`` is false: the solver works on ``W = V P`` with
-    ``P = (C + weight_decay R)^(-1/2)``. Everything in ``x``'s dtype.
+    ``P = (C + weight_decay R)^(-1/2)``. Everything in ``x``'s dtype. With a ``world`` of
+    several ranks, ``x`` and ``y`` are this rank's rows and every evaluation sums the loss and
+    its gradient over the ranks (``spectrum`` must then be the same on every rank).
     """
     dtype = x.dtype
     penalty = None if spectrum is None else spectrum.penalty()
@@ -270,6 +318,7 @@ def solve(
         block_rows=block_rows,
         center=None if center is None else center.to(dtype),
         scale=None if scale is None else scale.to(dtype),
+        world=world if _parallel(world) else None,
     )
 
     def nonfinite(value: float, evaluation: int) -> NonFiniteLossError:
@@ -291,14 +340,26 @@ def solve(
 
 
 def _accuracy_and_loss(
-    w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    w: torch.Tensor,
+    b: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    world: World | None = None,
 ) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of logits ``W x + b`` over the rows of ``x``."""
+    """(accuracy, mean cross-entropy) of logits ``W x + b`` over the rows of ``x``; with a
+    ``world`` of several ranks over every rank's rows (the counts and the loss summed in
+    float64: the same numbers on every rank)."""
     with torch.no_grad():
         z = torch.addmm(b.to(x.dtype).unsqueeze(1), w.to(x.dtype), x.t())  # (K, N)
-        acc = (z.argmax(0) == y).double().mean()
-        loss = -torch.log_softmax(z, 0).gather(0, y.unsqueeze(0)).double().mean()
-    return float(acc), float(loss)
+        right = (z.argmax(0) == y).double()
+        picked = torch.log_softmax(z, 0).gather(0, y.unsqueeze(0)).double()
+        if not _parallel(world):
+            return float(right.mean()), float(-picked.mean())
+        sums = torch.stack(
+            [right.sum(), -picked.sum(), torch.tensor(float(y.shape[0]), device=right.device)]
+        )
+        world.sum_(sums, "summing the accuracy and the loss")
+    return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
 
 @dataclass(frozen=True)
@@ -349,14 +410,20 @@ class _Inputs:
     x: torch.Tensor
     scaler: Standardizer
     folded: bool
+    world: World | None = None  # several ranks: x is this rank's share of the split's rows
 
     @classmethod
-    def of(cls, data: FashionMNIST, dtype: torch.dtype, min_std: float) -> _Inputs:
+    def of(
+        cls, data: FashionMNIST, dtype: torch.dtype, min_std: float, world: World | None = None
+    ) -> _Inputs:
+        """``data``'s inputs (this rank's share of them with a ``world``), standardised with
+        the statistics of all of them."""
+        world = world if _parallel(world) else None
         x = pixels(data, dtype)
-        scaler = Standardizer.fit(x, min_std)
+        scaler = Standardizer.fit(x, min_std, world=world)
         if data.is_image:
-            return cls(scaler(x).contiguous(), scaler, False)
-        return cls(x.contiguous(), scaler, True)
+            return cls(scaler(x).contiguous(), scaler, False, world)
+        return cls(x.contiguous(), scaler, True, world)
 
     def other(self, data: FashionMNIST, dtype: torch.dtype) -> torch.Tensor:
         """Another split's inputs under this split's standardisation, held the same way."""
@@ -371,8 +438,17 @@ class _Inputs:
 
     def spectrum(self, power: float, floor: float) -> Spectrum:
         if not self.folded:
-            return Spectrum(self.x, power, floor)
-        loss = SoftmaxLoss(self.x, torch.zeros(0, dtype=torch.long))
+            if self.world is None:
+                return Spectrum(self.x, power, floor)
+            # x^T x / N over every rank's rows: float32 products per rank, summed in float64.
+            x = self.x
+            gram = (x.T.float() @ x.float()).double().reshape(-1)
+            rows = torch.tensor([float(x.shape[0])], dtype=torch.float64, device=x.device)
+            buf = self.world.sum_(torch.cat([gram, rows]), "summing the pixel correlations")
+            d = x.shape[1]
+            correlation = buf[: d * d].view(d, d) / buf[d * d]
+            return Spectrum(None, power, floor, correlation=correlation)
+        loss = SoftmaxLoss(self.x, torch.zeros(0, dtype=torch.long), world=self.world)
         second, mean = _solver.moments(loss)
         std = self.scaler.std.double()
         correlation = (second - torch.outer(mean, mean)) / torch.outer(std, std)
@@ -395,10 +471,25 @@ class _Selected:
     bias: torch.Tensor
 
 
-def _select(fit: FashionMNIST, val: FashionMNIST, config: BestLinearConfig) -> _Selected:
+def _rank_share(data: FashionMNIST, world: World | None) -> FashionMNIST:
+    """This rank's contiguous share of ``data``'s rows (all of them without several ranks)."""
+    if not _parallel(world):
+        return data
+    lo, hi = share(len(data), world.size, world.rank)
+    return data.subset(torch.arange(lo, hi, device=data.device))
+
+
+def _select(
+    fit: FashionMNIST,
+    val: FashionMNIST,
+    config: BestLinearConfig,
+    world: World | None = None,
+) -> _Selected:
+    world = world if _parallel(world) else None
     dtype, device = config.torch_dtype, resolve_device(config.device)
-    fit, val = fit.to(device), val.to(device)
-    inputs = _Inputs.of(fit, dtype, config.min_std)
+    n_fit, n_val = len(fit), len(val)
+    fit, val = _rank_share(fit, world).to(device), _rank_share(val, world).to(device)
+    inputs = _Inputs.of(fit, dtype, config.min_std, world)
     x_fit, scaler = inputs.x, inputs.scaler
     x_val = inputs.other(val, dtype)
     spectrum = inputs.spectrum(config.penalty_power, config.penalty_floor)
@@ -416,17 +507,18 @@ def _select(fit: FashionMNIST, val: FashionMNIST, config: BestLinearConfig) -> _
             history_size=config.history_size,
             block_rows=config.blocks(device),
             margin=config.margin,
+            world=world,
             **inputs.transform,
         )
         state = solutions[wd] = (sol.weight, sol.bias)
         held = inputs.model(sol.weight, sol.bias)
-        val_acc, val_loss = _accuracy_and_loss(*held, x_val, val.labels)
-        train_acc, _ = _accuracy_and_loss(*held, x_fit, fit.labels)
+        val_acc, val_loss = _accuracy_and_loss(*held, x_val, val.labels, world)
+        train_acc, _ = _accuracy_and_loss(*held, x_fit, fit.labels, world)
         candidates.append(
             Candidate(wd, val_acc, val_loss, train_acc, sol.objective, sol.evaluations, sol.seconds)
         )
     best = max(candidates, key=lambda c: (c.val_acc, c.weight_decay))
-    selection = Selection(candidates, best.weight_decay, len(fit), len(val), int(config.seed))
+    selection = Selection(candidates, best.weight_decay, n_fit, n_val, int(config.seed))
     w, b = scaler.fold(*solutions[best.weight_decay])
     return _Selected(selection, w, b)
 
@@ -449,13 +541,19 @@ def _split(train: FashionMNIST, config: BestLinearConfig) -> tuple[FashionMNIST,
 
 
 def select_weight_decay(
-    fit: FashionMNIST, val: FashionMNIST, config: BestLinearConfig = BestLinearConfig()
+    fit: FashionMNIST,
+    val: FashionMNIST,
+    config: BestLinearConfig = BestLinearConfig(),
+    *,
+    world: World | None = None,
 ) -> Selection:
     """Fit every candidate weight decay on ``fit``, score it on ``val``, keep the best.
 
-    Only ever sees the two splits it is given; the test split is no argument of it.
+    Only ever sees the two splits it is given; the test split is no argument of it. With a
+    ``world`` of several ranks, call it on every rank with the whole of both splits: each
+    rank fits and scores its share of the rows, and every rank returns the same selection.
     """
-    return _select(fit, val, config).selection
+    return _select(fit, val, config, world).selection
 
 
 @dataclass
@@ -509,27 +607,34 @@ class BestLinearModel:
 
 
 def fit_best_linear(
-    train: FashionMNIST, config: BestLinearConfig = BestLinearConfig()
+    train: FashionMNIST,
+    config: BestLinearConfig = BestLinearConfig(),
+    *,
+    world: World | None = None,
 ) -> BestLinearModel:
     """Choose the weight decay on a validation split of ``train``, then refit on all of it.
 
-    The test split is no argument: nothing here can look at it.
+    The test split is no argument: nothing here can look at it. With a ``world`` of several
+    ranks (torchrun), call it on every rank with the whole training split: the fit is
+    data-parallel (module docstring) and every rank returns the same model.
     """
+    world = world if _parallel(world) else None
     # All of torch's threads (unlike the trainer's small steps): each evaluation is a series of
     # 1024-row matrix products, and two threads took 30% less time than one here.
     start = time.perf_counter()
     fit, val = _split(train, config)
-    chosen = _select(fit, val, config)
+    chosen = _select(fit, val, config, world)
     del fit, val
     selection = chosen.selection
     select_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
     dtype, device = config.torch_dtype, resolve_device(config.device)
-    train = train.to(device)
-    inputs = _Inputs.of(train, dtype, config.min_std)
+    n_all = len(train)
+    train = _rank_share(train, world).to(device)
+    inputs = _Inputs.of(train, dtype, config.min_std, world)
     x, scaler = inputs.x, inputs.scaler
-    wd = selection.chosen_weight_decay * selection.n_fit / len(train)
+    wd = selection.chosen_weight_decay * selection.n_fit / n_all
     # Warm start from the chosen candidate, re-expressed for this standardisation; the
     # minimum is unique (strictly convex), so this only saves iterations.
     w0, b0 = scaler.unfold(chosen.weight, chosen.bias)
@@ -544,10 +649,11 @@ def fit_best_linear(
         history_size=config.history_size,
         block_rows=config.blocks(device),
         margin=config.margin,
+        world=world,
         **inputs.transform,
     )
     held = inputs.model(sol.weight, sol.bias)
-    train_acc, train_loss = _accuracy_and_loss(*held, x, train.labels)
+    train_acc, train_loss = _accuracy_and_loss(*held, x, train.labels, world)
     del x
     w, b = scaler.fold(sol.weight, sol.bias)
     return BestLinearModel(

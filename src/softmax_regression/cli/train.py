@@ -303,8 +303,6 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
     if code is not None:
         return code
     world = parallel.join(args, given.get("device", "auto"))
-    if seeds is None and world is not None and not world.is_main:
-        return None  # one best-linear run is full-batch L-BFGS, not data-parallel: rank 0's
     from ..best_linear import BestLinearConfig
     from ..runs.best_linear import best_linear_run
     from ..runs.seeds import best_linear_seed_runs
@@ -325,6 +323,7 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
                 )
     config = BestLinearConfig(val_split=val_split, device=given.get("device", "auto"))
     if seeds is None:
+        # One run: data-parallel over the ranks under torchrun, the directory rank 0's.
         seed = given.get("seed", 0)
         outcome = best_linear_run(
             dataclasses.replace(config, seed=seed),
@@ -333,8 +332,11 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
             data_dir=data_dir,
             data=spec,
             plots=not args.no_plots,
+            world=world,
             **loaded,
         )
+        if world is not None and not world.is_main:
+            return None  # rank 0 prints, writes and reports
         _print_candidates(args, seed, outcome)
         print(outcome.model.how_chosen())
         print(f"final (best-linear, seed {seed}): {_final_line(outcome.metrics)}")

@@ -4,6 +4,10 @@
 the weight decay on a validation split, refit (:mod:`softmax_regression.best_linear`, which
 writes nothing), save the model in the book model's format, evaluate the test split once, and
 write down how everything was chosen.
+
+Under torchrun (a ``world`` of several ranks) the one run is fitted data-parallel on every
+rank (:func:`softmax_regression.best_linear.fit_best_linear`); rank 0 alone creates and writes
+the run directory and evaluates the test split, as the book's recipe does (``ranks.py``).
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from .._io import atomic_write_json, atomic_write_text
 from ..best_linear import BestLinearConfig, BestLinearModel, fit_best_linear
 from ..config import TrainConfig, resolve_device
 from ..data import Dataset
+from ..distributed import World
 from ..evaluation import Evaluation, evaluate, predict_classes
 from ..model import SoftmaxRegression
 from ..preprocessing import Preprocessing
 from . import artifacts
 from .book import PREDICTION_IMAGES, final_status, load_data, model_file_fields
 from .directory import make_run_dir, now
+from .ranks import on_main
 
 BEST_LINEAR_JSON = "best_linear.json"
 CANDIDATES_CSV = "candidates.csv"
@@ -48,7 +54,7 @@ def as_module(weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
 class BestLinearOutcome:
     directory: Path
     model: BestLinearModel
-    evaluation: Evaluation
+    evaluation: Evaluation | None  # None on the ranks other than 0, which evaluate nothing
     metrics: dict[str, Any]
     files: list[Path] = field(default_factory=list)
 
@@ -63,6 +69,7 @@ def best_linear_run(
     data_dir: str | None = None,
     data: dict[str, Any] | None = None,
     plots: bool = True,
+    world: World | None = None,
 ) -> BestLinearOutcome:
     """Fit the best-linear recipe into a run directory; the test split is evaluated once.
 
@@ -74,30 +81,54 @@ def best_linear_run(
     ``selection.png``). ``data`` describes where the data comes from
     (``DataSpec.to_dict()``; None: Fashion-MNIST, from ``data_dir``); it is read unless
     ``train`` and ``test`` are given.
+
+    With a ``world`` of several ranks, call it on every rank with the same settings and data:
+    the fit is data-parallel, the directory rank 0's; the other ranks write nothing and
+    return the same model, with no evaluation and the metrics of the fit only.
     """
     config = config or BestLinearConfig()
-    device = resolve_device(config.device)
-    config = dataclasses.replace(config, device=str(device))
+    parallel = world is not None and world.parallel
+    if parallel:
+        device = world.device
+        settings = {**dataclasses.asdict(config), "out": None if out is None else str(out)}
+        config = dataclasses.replace(config, device=device.type)
+    else:
+        device = resolve_device(config.device)
+        config = dataclasses.replace(config, device=str(device))
     if train is None or test is None:
         loaded = load_data(TrainConfig(data=data, data_dir=data_dir))
         train = train if train is not None else loaded[0]
         test = test if test is not None else loaded[1]
-    directory = make_run_dir(out, root)
+    if parallel:
+        # Every rank fits its share of the same rows with the same settings, or none does.
+        world.check_same({**settings, "data": data, **_fingerprint(train)})
     cfg = {"recipe": "best-linear", **dataclasses.asdict(config)}
     if data is not None:
         cfg["data"] = data
-    artifacts.write_run_config(
-        directory,
-        cfg,
-        device=str(device),
-        data_sha256={**train.sha256, **test.sha256},
-        threads=1 if device.type == "cpu" else None,
-    )
-    started = now()
-    artifacts.write_status(directory, "running", started=started)
+
+    def prepare() -> tuple[Path, str]:
+        directory = make_run_dir(out, root)
+        artifacts.write_run_config(
+            directory,
+            cfg,
+            device=str(device),
+            data_sha256={**train.sha256, **test.sha256},
+            threads=1 if device.type == "cpu" else None,
+        )
+        started = now()
+        extra = {"ranks": world.size} if parallel else {}
+        artifacts.write_status(directory, "running", started=started, **extra)
+        return directory, started
+
+    # Rank 0 prepares the directory; when it cannot, the others end with its error.
+    directory, started = on_main(world, prepare, "creating the run directory")
+    if parallel and not world.is_main:
+        return _follow(directory, train, config, world)
     start = time.perf_counter()
     try:
-        model = fit_best_linear(train, config)  # sees the training split only
+        # Sees the training split only; data-parallel over the ranks when there are several.
+        fit_on = {"world": world} if parallel else {}
+        model = fit_best_linear(train, config, **fit_on)
         module = as_module(model.weight, model.bias)
         ev = evaluate(module, test, normalize=True)  # the one look at the test split
         seconds = time.perf_counter() - start
@@ -122,7 +153,9 @@ def best_linear_run(
             config=cfg,
             **model_file_fields(train, test, Preprocessing(scale=True)),
         )
-        atomic_write_json(directory / BEST_LINEAR_JSON, _report(model, ev, metrics, train))
+        ranks = world.size if parallel else None
+        report = _report(model, ev, metrics, train, ranks)
+        atomic_write_json(directory / BEST_LINEAR_JSON, report)
         atomic_write_text(directory / CANDIDATES_CSV, _candidates_csv(model))
         if plots:
             _plots(directory, model, module, ev, test)
@@ -141,13 +174,43 @@ def best_linear_run(
     return BestLinearOutcome(directory, model, ev, metrics, files)
 
 
+def _fingerprint(train: Dataset) -> dict[str, Any]:
+    """What every rank's training split must agree on for a data-parallel fit."""
+    return {
+        "training examples": len(train),
+        "inputs": train.num_inputs,
+        "classes": train.num_classes,
+        "training data sha256": dict(sorted(train.sha256.items())),
+    }
+
+
+def _follow(
+    directory: Path, train: Dataset, config: BestLinearConfig, world: World
+) -> BestLinearOutcome:
+    """A rank other than 0: its share of the fit, and nothing written."""
+    model = fit_best_linear(train, config, world=world)
+    metrics = {
+        "train_loss": model.train_loss,
+        "train_acc": model.train_acc,
+        "weight_decay": model.weight_decay,
+    }
+    return BestLinearOutcome(directory, model, None, metrics)
+
+
 def _report(
-    model: BestLinearModel, ev: Evaluation, metrics: dict[str, Any], train: Dataset
+    model: BestLinearModel,
+    ev: Evaluation,
+    metrics: dict[str, Any],
+    train: Dataset,
+    ranks: int | None = None,
 ) -> dict[str, Any]:
     s = model.selection
     inputs = "raw pixels in [0, 1]" if train.is_image else "the features as they are"
+    # A data-parallel fit says over how many ranks (torchrun); one process says nothing.
+    parallel = {} if ranks is None else {"ranks": ranks}
     return {
         "recipe": "best-linear",
+        **parallel,
         "model": f"Linear({train.num_inputs}, {train.num_classes}) on {inputs}; "
         "standardisation folded into it",
         "how_chosen": model.how_chosen(),
