@@ -363,6 +363,32 @@ def test_to_model_and_back(k):
     np.testing.assert_allclose(back.predict_proba(X), est.predict_proba(X), atol=1e-5)
 
 
+def test_save_serves_predict_evaluate_and_report(tmp_path, capsys):
+    """A fitted estimator saved as the package's model file: the commands read it and give
+    the estimator's own predictions and accuracy; from_run reads it back."""
+    from softmax_regression.cli import main
+
+    X, y = blobs(300, 6, 3, 13, dtype=np.float32)
+    labels = np.array(["ant", "bee", "cat"])[y]
+    est = LogisticRegression().fit(X, labels)
+    out = tmp_path / "clf"
+    assert est.save(out) == out / "model.safetensors"
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        est.save(out)
+    np.savetxt(tmp_path / "rows.csv", X[:20], delimiter=",")
+    assert main(["predict", str(out), "--features", str(tmp_path / "rows.csv"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["predictions"]
+    assert [r["top"][0]["class"] for r in rows] == est.predict(X[:20]).tolist()
+    np.savez(tmp_path / "data.npz", x=X, y=labels)
+    data = str(tmp_path / "data.npz")
+    assert main(["evaluate", str(out), "--data", data, "--test-data", data, "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["accuracy"] == pytest.approx(est.score(X, labels))
+    assert main(["report", str(out)]) == 0 and (out / "report.html").exists()
+    back = LogisticRegression.from_run(out)
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))
+
+
 def test_from_run_reads_a_saved_model(tmp_path):
     from softmax_regression.preprocessing import Preprocessing
     from softmax_regression.runs import artifacts

@@ -461,6 +461,34 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             model.bias.copy_(torch.from_numpy(intercept))
         return model.eval()
 
+    def save(self, directory, *, overwrite: bool = False) -> Path:
+        """Write the fitted model as the package's model file (``model.safetensors`` and
+        ``model.json``) in ``directory``: ``predict DIR --features FILE``,
+        ``evaluate DIR --data ...`` and ``report DIR`` read it, and :meth:`from_run` reads it
+        back (class names as strings). Refuses a directory that already holds a model unless
+        ``overwrite``; returns the model file's path."""
+        from .runs.artifacts import MODEL_FILE, save_model
+
+        check_is_fitted(self)
+        directory = Path(directory)
+        if (directory / MODEL_FILE).exists() and not overwrite:
+            raise FileExistsError(
+                f"{directory / MODEL_FILE} already exists; pass overwrite=True to replace it"
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        model = self.to_model()
+        classes = tuple(str(c) for c in self.classes_)
+        data = {"name": f"the rows given to {type(self).__name__}.fit"}
+        return save_model(
+            directory,
+            model,
+            classes=classes,
+            input_shape=(model.num_inputs,),
+            image_rule=None,
+            data=data,
+            config={"estimator": type(self).__name__, "params": _json_params(self)},
+        )
+
     @classmethod
     def from_model(cls, model, classes, **params):
         """A fitted estimator holding ``model``'s weights (a ``SoftmaxRegression`` or any
@@ -503,6 +531,17 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if len(classes) == 2:  # scikit-learn's binary model: one row, logit of class 1
             w, b = (w[1] - w[0])[None, :], np.asarray([b[1] - b[0]])
         return cls(**params)._set_fitted(w, b, classes, w.shape[1])
+
+
+def _json_params(estimator: Any) -> dict[str, Any]:
+    """The estimator's parameters that JSON can hold (the rest by their repr)."""
+    out = {}
+    for key, value in estimator.get_params(deep=False).items():
+        plain = isinstance(value, str | int | bool | type(None)) or (
+            isinstance(value, float) and math.isfinite(value)
+        )
+        out[key] = value if plain else repr(value)
+    return out
 
 
 def _fingerprint(X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> str:
