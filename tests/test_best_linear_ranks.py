@@ -73,3 +73,7 @@ def test_two_ranks_end_at_the_single_process_fit(tmp_path: Path, kind: str) -> N
     assert "error" not in done[1].stderr and "Traceback" not in done[1].stderr, done[1].stderr
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
     assert json.loads((two / "status.json").read_text())["status"] == "completed"
+    # How the model was chosen, in the words of its inputs.
+    words = ("pixel-correlation", "images") if kind == "images" else ("feature-correlation",)
+    words += () if kind == "images" else ("training examples", "penalty per example")
+    assert all(w in a["how_chosen"] for w in words), a["how_chosen"]

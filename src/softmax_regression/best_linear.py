@@ -571,6 +571,7 @@ class BestLinearModel:
     select_seconds: float
     refit_seconds: float
     config: BestLinearConfig = field(default_factory=BestLinearConfig)
+    is_image: bool = True  # fitted on images (pixels), else on float features
 
     @property
     def seconds(self) -> float:
@@ -589,19 +590,28 @@ class BestLinearModel:
         n_all = s.n_fit + s.n_val
         tried = ", ".join(f"{c.weight_decay:g}: {c.val_acc:.4f}" for c in s.candidates)
         c = self.config
+        inputs, rows, row = (
+            ("pixel", "images", "image")
+            if self.is_image
+            else (
+                "feature",
+                "examples",
+                "example",
+            )
+        )
         metric = (
             "plain L2"
             if c.penalty_power == 0
-            else f"L2 in the pixel-correlation metric, power {c.penalty_power:g}, "
+            else f"L2 in the {inputs}-correlation metric, power {c.penalty_power:g}, "
             f"floor {c.penalty_floor:g}"
         )
         metric += f", cross-entropy with margin {c.margin:g} (fixed in advance)"
         return (
             f"{metric}; weight decay {s.chosen_weight_decay:g} chosen by validation accuracy "
-            f"on {s.n_val} images held out from {n_all} (seeded, stratified, seed {s.seed}; "
+            f"on {s.n_val} {rows} held out from {n_all} (seeded, stratified, seed {s.seed}; "
             f"tried {tried}); "
-            f"refit on all {n_all} training images with weight decay {self.weight_decay:.4g} "
-            f"(= {s.chosen_weight_decay:g} x {s.n_fit}/{n_all}, the same penalty per image); "
+            f"refit on all {n_all} training {rows} with weight decay {self.weight_decay:.4g} "
+            f"(= {s.chosen_weight_decay:g} x {s.n_fit}/{n_all}, the same penalty per {row}); "
             f"the test split was not used"
         )
 
@@ -668,6 +678,7 @@ def fit_best_linear(
         select_seconds=select_seconds,
         refit_seconds=time.perf_counter() - start,
         config=config,
+        is_image=train.is_image,
     )
 
 

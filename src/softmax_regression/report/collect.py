@@ -413,6 +413,13 @@ def run_data(
         "data_problem": None,
     }
     if saved is not None:
+        trained_on = saved.data.get("name", "Fashion-MNIST")
+        if test is None and trained_on != "Fashion-MNIST" and data_source(directory)[0] is None:
+            # Nothing says where this model's data is: Fashion-MNIST's would not fit it.
+            test_problem = (
+                f"the model was trained on {trained_on}; no config.json says where that is"
+            )
+            load_test = None
         if load_test is not None and (test is None or mismatch(saved, test)):
             test, test_problem = load_test(directory)
         if test is None:
