@@ -200,3 +200,23 @@ def test_sweep_on_own_data(features, tmp_path, capsys) -> None:
     assert rc == 0 and "0.3" in text
     body = json.loads((out / "sweep.json").read_text())
     assert body["base_config"]["data"]["path"].endswith("feat.npz")
+
+
+def test_a_table_model_names_its_features(tmp_path, capsys) -> None:
+    """A table's feature columns travel into the model file and name the features of the
+    report's strongest-features table (not "feature 3")."""
+    rng = np.random.default_rng(3)
+    columns = ["petal_length", "petal_width", "sepal_length"]
+    y = rng.integers(0, 3, 300)
+    x = rng.normal(size=(300, 3)) + 3 * np.eye(3)[y]
+    lines = [",".join([*columns, "species"])]
+    lines += [",".join([*(f"{v:.4f}" for v in row), f"s{k}"]) for row, k in zip(x, y, strict=True)]
+    (tmp_path / "flowers.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "flowers.csv"), "--label", "species"]
+    assert main([*argv, "--epochs", "2", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    saved = artifacts.load_model(out)
+    assert saved.data["feature_names"] == columns
+    page = (out / "report.html").read_text()
+    assert all(f'"{name}"' in page for name in columns)

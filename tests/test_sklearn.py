@@ -29,6 +29,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
+from softmax_regression.runs import artifacts  # noqa: E402
 from softmax_regression.sklearn import LogisticRegression, LogisticRegressionCV  # noqa: E402
 
 # The tight settings of the comparisons: both solvers run to (near) their optimum.
@@ -389,11 +390,17 @@ def test_save_serves_predict_evaluate_and_report(tmp_path, capsys):
     assert "trained on the rows given to LogisticRegression.fit; no config.json" in page
     back = LogisticRegression.from_run(out)
     np.testing.assert_array_equal(back.predict(X), est.predict(X))
+    # Fitted on a DataFrame: its column names name the features of the model file.
+    import pandas as pd
+
+    frame = pd.DataFrame(X, columns=[f"col{i}" for i in range(X.shape[1])])
+    LogisticRegression().fit(frame, labels).save(tmp_path / "frame")
+    names = artifacts.load_model(tmp_path / "frame").data["feature_names"]
+    assert names == list(frame.columns)
 
 
 def test_from_run_reads_a_saved_model(tmp_path):
     from softmax_regression.preprocessing import Preprocessing
-    from softmax_regression.runs import artifacts
 
     X, y = blobs(200, 5, 3, 21)
     est = LogisticRegression(dtype="float64").fit(X, y)

@@ -479,6 +479,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         model = self.to_model()
         classes = tuple(str(c) for c in self.classes_)
         data = {"name": f"the rows given to {type(self).__name__}.fit"}
+        if hasattr(self, "feature_names_in_"):  # fitted on a DataFrame: its column names
+            data["feature_names"] = [str(n) for n in self.feature_names_in_]
         return save_model(
             directory,
             model,

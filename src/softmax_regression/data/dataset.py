@@ -54,7 +54,8 @@ class Dataset:
     * ``image_rule``: how an image file is made into one of these inputs at prediction time
       (:mod:`softmax_regression.predict`): ``"fashion-mnist"`` (light on dark 28x28, the
       dataset's own rule) or ``"resize"`` (mode and size only); None for features;
-    * ``sha256``: fingerprints of what was read (file name or part -> SHA-256).
+    * ``sha256``: fingerprints of what was read (file name or part -> SHA-256);
+    * ``feature_names``: a table's feature columns, in order (None for other sources).
     """
 
     inputs: torch.Tensor
@@ -67,6 +68,7 @@ class Dataset:
     input_shape: tuple[int, ...] = ()
     image_rule: str | None = "fashion-mnist"
     name: str = "Fashion-MNIST"
+    feature_names: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.input_shape:  # derived from the storage: (1, H, W), (C, H, W) or (D,)

@@ -84,6 +84,7 @@ def assemble(
             sha256=dict(part.sha256),
             image_rule=part.image_rule,
             name=part.name,
+            feature_names=None if part.columns is None else tuple(part.columns),
         )
 
     whole = dataset(train, train_idx, "train")

@@ -80,13 +80,16 @@ def fingerprint(train: Dataset, test: Dataset) -> dict[str, Any]:
         for k in sorted(sha):
             h.update(f"{k}\0{sha[k]}\0".encode())
         sha = {"all": h.hexdigest()}
-    return {
+    out = {
         "name": train.name,
         "train_examples": len(train),
         "test_examples": len(test),
         "input_shape": list(train.input_shape),
         "sha256": sha,
     }
+    if train.feature_names is not None:  # a table's columns: the report names the features
+        out["feature_names"] = list(train.feature_names)
+    return out
 
 
 def model_file_fields(train: Dataset, test: Dataset, prep: Preprocessing) -> dict[str, Any]:
