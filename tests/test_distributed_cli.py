@@ -210,3 +210,29 @@ def test_a_one_process_run_resumes_on_two_ranks(data, tmp_path) -> None:
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_numbers(history(out), fit(TrainConfig(epochs=2, device="cpu"), *data))
     assert json.loads((out / "status.json").read_text())["ranks"] == 2
+
+
+def test_own_data_on_two_ranks_is_the_one_process_run(tmp_path) -> None:
+    """``--data`` under ``--nproc 2``: every rank loads the same spec (here a seeded features
+    file, standardised) and the run is the one-process run."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    means = rng.normal(size=(4, 20)) * 2
+    y = rng.integers(0, 4, 2400)
+    x = (means[y] + rng.normal(size=(2400, 20)) * 3 + 10).astype(np.float32)
+    np.savez(
+        tmp_path / "d.npz", x_train=x[:2000], y_train=y[:2000], x_test=x[2000:], y_test=y[2000:]
+    )
+    args = [sys.executable, *CLI, "train", *CPU, "--data", str(tmp_path / "d.npz")]
+    args += ["--standardize", "--epochs", "2", "--no-plots", "--no-report"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    done = [run([*args, "--out", str(one)], JOB_TIMEOUT)]
+    done.append(run([*args, "--out", str(two), "--nproc", "2"], JOB_TIMEOUT))
+    assert [d.returncode for d in done] == [0, 0], done[1].stderr[-3000:]
+    for row_a, row_b in zip(history(one), history(two), strict=True):
+        assert row_b["train_loss"] == pytest.approx(row_a["train_loss"], rel=1e-6, abs=0)
+        assert (row_b["train_acc"], row_b["test_acc"]) == (row_a["train_acc"], row_a["test_acc"])
+    a, b = (artifacts.load_model(d) for d in (one, two))
+    assert a.data == b.data and a.data["name"] == "d" and a.input_shape == (20,)
+    assert json.loads((two / "status.json").read_text())["ranks"] == 2
