@@ -220,3 +220,51 @@ def test_a_table_model_names_its_features(tmp_path, capsys) -> None:
     assert saved.data["feature_names"] == columns
     page = (out / "report.html").read_text()
     assert all(f'"{name}"' in page for name in columns)
+
+
+def test_an_evaluation_of_many_classes_holds_no_dense_matrix() -> None:
+    """Past DENSE_CONFUSION_CLASSES the confusion matrix is not built (K x K cells); the
+    per-class numbers and the most confused pairs are the dense matrix's all the same."""
+    from softmax_regression.evaluation import DENSE_CONFUSION_CLASSES, evaluation_from_predictions
+
+    rng = np.random.default_rng(0)
+    k = DENSE_CONFUSION_CLASSES + 1
+    labels = torch.from_numpy(rng.integers(0, k, 20_000))
+    pred = torch.where(
+        torch.rand(20_000) < 0.6, labels, torch.from_numpy(rng.integers(0, 30, 20_000))
+    )
+    names = tuple(f"c{i}" for i in range(k))
+    sparse = evaluation_from_predictions(pred, labels, names)
+    dense = evaluation_from_predictions(pred, labels, names, dense_up_to=k)
+    assert sparse.confusion is None and len(dense.confusion) == k
+    assert sparse.per_class == dense.per_class and sparse.correct == dense.correct
+    brute = sorted(
+        (
+            (-n, i, j)
+            for i, row in enumerate(dense.confusion)
+            for j, n in enumerate(row)
+            if i != j and n
+        ),
+    )
+    assert sparse.most_confused(20) == [(names[i], names[j], -n) for n, i, j in brute[:20]]
+    assert sparse.to_dict()["confusion"] is None
+
+
+def test_a_run_of_many_classes_skips_the_confusion_picture(tmp_path, capsys) -> None:
+    k = 2100  # past DENSE_CONFUSION_CLASSES: no K x K matrix anywhere, every command works
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(k), 6)
+    x = (np.eye(k, 16, dtype=np.float32)[y % 16] * 3 + rng.normal(size=(len(y), 16))).astype(
+        np.float32
+    )
+    np.savez(tmp_path / "many.npz", x_train=x[::2], y_train=y[::2], x_test=x[1::2], y_test=y[1::2])
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "many.npz"), "--epochs", "1", "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 0
+    assert (out / "curves.png").exists() and not (out / "confusion.png").exists()
+    assert (out / "report.html").exists()
+    capsys.readouterr()
+    rc, text, _ = run(capsys, "evaluate", str(out), "--json")
+    body = json.loads(text)
+    assert rc == 0 and body["confusion"] is None and body["total"] == k * 3
+    assert len(body["per_class"]) == k and len(body["most_confused"]) == 5

@@ -24,16 +24,24 @@ class ClassReport:
     support: int
 
 
+# Classes up to which an evaluation holds the whole confusion matrix (K x K counts, 4M cells
+# at most); past it only the confused cells, which number at most the examples.
+DENSE_CONFUSION_CLASSES = 2000
+
+
 @dataclass(frozen=True)
 class Evaluation:
-    """What :func:`evaluate` measured; ``confusion[i][j]`` counts true class i predicted j."""
+    """What :func:`evaluate` measured; ``confusion[i][j]`` counts true class i predicted j
+    (None past :data:`DENSE_CONFUSION_CLASSES` classes); ``confused`` lists every non-zero
+    off-diagonal cell as (true, predicted, count), largest first."""
 
     accuracy: float
     correct: int
     total: int
     classes: tuple[str, ...]
-    confusion: list[list[int]]
+    confusion: list[list[int]] | None
     per_class: list[ClassReport]
+    confused: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def macro_f1(self) -> float:
@@ -41,14 +49,7 @@ class Evaluation:
 
     def most_confused(self, k: int = 5) -> list[tuple[str, str, int]]:
         """The ``k`` largest off-diagonal cells as (true, predicted, count), largest first."""
-        cells = [
-            (self.confusion[i][j], i, j)
-            for i in range(len(self.classes))
-            for j in range(len(self.classes))
-            if i != j and self.confusion[i][j] > 0
-        ]
-        cells.sort(key=lambda c: (-c[0], c[1], c[2]))
-        return [(self.classes[i], self.classes[j], n) for n, i, j in cells[:k]]
+        return [(self.classes[i], self.classes[j], n) for i, j, n in self.confused[:k]]
 
     def to_dict(self, k: int = 5) -> dict[str, Any]:
         return {
@@ -120,12 +121,27 @@ def evaluate(
 
 
 def evaluation_from_predictions(
-    pred: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]
+    pred: torch.Tensor,
+    labels: torch.Tensor,
+    classes: tuple[str, ...],
+    *,
+    dense_up_to: int = DENSE_CONFUSION_CLASSES,
 ) -> Evaluation:
+    """The :class:`Evaluation` of predicted class indices against the true ones; the whole
+    confusion matrix only up to ``dense_up_to`` classes."""
     c = len(classes)
-    conf = torch.bincount(labels * c + pred, minlength=c * c).reshape(c, c)
-    diag = conf.diagonal()
-    predicted, actual = conf.sum(0), conf.sum(1)
+    labels, pred = labels.long().cpu(), pred.long().cpu()
+    right = pred == labels
+    diag = torch.bincount(labels[right], minlength=c)
+    predicted, actual = torch.bincount(pred, minlength=c), torch.bincount(labels, minlength=c)
+    # The confused cells from the examples, never a K x K array: (true, predicted, count),
+    # the largest count first, ties in (true, predicted) order.
+    keys, counts = torch.unique(labels[~right] * c + pred[~right], return_counts=True)
+    order = sorted(zip((-counts).tolist(), keys.tolist(), strict=True))
+    confused = tuple((key // c, key % c, -minus) for minus, key in order)
+    conf = None
+    if c <= dense_up_to:
+        conf = torch.bincount(labels * c + pred, minlength=c * c).reshape(c, c).tolist()
     per_class = []
     for k in range(c):
         tp, pp, ap = int(diag[k]), int(predicted[k]), int(actual[k])
@@ -140,8 +156,9 @@ def evaluation_from_predictions(
         correct=correct,
         total=total,
         classes=tuple(classes),
-        confusion=conf.tolist(),
+        confusion=conf,
         per_class=per_class,
+        confused=confused,
     )
 
 

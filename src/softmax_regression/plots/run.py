@@ -213,24 +213,23 @@ def render_run(directory: str | Path, request: Mapping[str, Any]) -> list[Path]:
     ``request`` holds ``history`` (column -> values), ``epochs``, ``classes``, ``confusion``,
     ``weight`` (classes x inputs), ``input_shape``, ``images`` (n x C x H x W or n x H x W,
     0-255) with their ``true`` and ``predicted`` class names. A model of features (an
-    ``input_shape`` of one number, no ``images``) gets :data:`FEATURE_FIGURES` only.
+    ``input_shape`` of one number, no ``images``) gets :data:`FEATURE_FIGURES` only, and a
+    ``confusion`` of None (too many classes) no ``confusion.png``.
     """
     d = Path(directory)
     classes = list(request["classes"])
     shape = list(request.get("input_shape") or (1, 28, 28))
-    if len(shape) != 3:
-        figures = [
-            curves(request["history"], request["epochs"]),
-            confusion(request["confusion"], classes),
-        ]
-        return [save(fig, d / name) for fig, name in zip(figures, FEATURE_FIGURES, strict=True)]
-    figures = [
-        curves(request["history"], request["epochs"]),
-        predictions(request["images"], request["true"], request["predicted"]),
-        confusion(request["confusion"], classes),
-        weights(request["weight"], classes, shape),
-    ]
-    return [save(fig, d / name) for fig, name in zip(figures, RUN_FIGURES, strict=True)]
+    matrix = request.get("confusion")  # None: too many classes for one (no confusion.png)
+    figures = {"curves.png": lambda: curves(request["history"], request["epochs"])}
+    if len(shape) == 3:
+        figures["predictions.png"] = lambda: predictions(
+            request["images"], request["true"], request["predicted"]
+        )
+    if matrix is not None:
+        figures["confusion.png"] = lambda: confusion(matrix, classes)
+    if len(shape) == 3:
+        figures["weights.png"] = lambda: weights(request["weight"], classes, shape)
+    return [save(make(), d / name) for name, make in figures.items()]
 
 
 # Runs :func:`serve` in a fresh interpreter without executing the package's __init__ (which

@@ -213,33 +213,6 @@ def _ranked_cells(keys: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate([diag, off])[:MAX_CELLS]
 
 
-def _per_class(keys, counts, labels, pred, classes) -> tuple[list[dict], int]:
-    """Precision, recall, F1 and support per class from the non-zero confusion cells, the
-    way :func:`~softmax_regression.evaluation.evaluation_from_predictions` computes them from
-    the dense matrix (which has K x K cells: 10^8 at 10,000 classes)."""
-    k = len(classes)
-    tp = np.zeros(k, np.int64)
-    diagonal = keys // k == keys % k
-    tp[keys[diagonal] // k] = counts[diagonal]
-    actual = np.bincount(labels, minlength=k)
-    predicted = np.bincount(pred, minlength=k)
-    rows = []
-    for c in range(k):
-        precision = int(tp[c]) / int(predicted[c]) if predicted[c] else 0.0
-        recall = int(tp[c]) / int(actual[c]) if actual[c] else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append(
-            {
-                "name": classes[c],
-                "precision": precision,
-                "recall": recall,
-                "f1": f1,
-                "support": int(actual[c]),
-            }
-        )
-    return rows, int(tp.sum())
-
-
 @torch.no_grad()
 def _evaluation(saved, test) -> tuple[dict[str, Any], dict[str, Any]]:
     """(evaluation, gallery) of the model on the test split, read chunk by chunk."""
@@ -316,13 +289,10 @@ def _evaluation(saved, test) -> tuple[dict[str, Any], dict[str, Any]]:
         }
         for n, i in enumerate(chosen)
     ]
-    if k <= DENSE_CONFUSION:
-        ev = evaluation_from_predictions(pred, labels, classes)
-        per_class = [dataclasses.asdict(c) for c in ev.per_class]
-        correct, confusion, nonzero = ev.correct, ev.confusion, None
-    else:
-        per_class, correct = _per_class(keys, counts, labels_np, pred_np, classes)
-        confusion = None
+    ev = evaluation_from_predictions(pred, labels, classes, dense_up_to=DENSE_CONFUSION)
+    per_class = [dataclasses.asdict(c) for c in ev.per_class]
+    correct, confusion, nonzero = ev.correct, ev.confusion, None
+    if confusion is None:
         nonzero = [[int(c // k), int(c % k), int(n)] for c, n in zip(keys, counts, strict=True)]
     total = len(labels_np)
     evaluation = {

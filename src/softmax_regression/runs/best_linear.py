@@ -268,8 +268,10 @@ def _plots(
     from ..plots.selection import plot_selection
 
     names = test.classes
+    out = []
+    if ev.confusion is not None:  # (None: too many classes for one picture)
+        out.append(plots.save(plots.confusion(ev.confusion, names), directory / "confusion.png"))
     if not test.is_image:
-        out = [plots.save(plots.confusion(ev.confusion, names), directory / "confusion.png")]
         plot_selection(model.selection, directory / "selection.png")
         return [*out, directory / "selection.png"]
     n = min(PREDICTION_IMAGES, len(test))
@@ -279,7 +281,7 @@ def _plots(
     weights = plots.weights(module.weight.detach(), names, test.input_shape)
     out = [
         plots.save(weights, directory / "weights.png"),
-        plots.save(plots.confusion(ev.confusion, names), directory / "confusion.png"),
+        *out,
         plots.save(
             plots.predictions(imgs, true, [names[p] for p in pred]),
             directory / "predictions.png",
