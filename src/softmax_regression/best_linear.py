@@ -220,13 +220,13 @@ def _std_mean(x: torch.Tensor, world: World) -> tuple[torch.Tensor, torch.Tensor
     for lo in range(0, x.shape[0], _STAT_ROWS):
         total[:d] += x[lo : lo + _STAT_ROWS].double().sum(0)
     total[d] = float(x.shape[0])
-    world.sum_(total, "summing the inputs' means")
+    world.sum_same_(total, "summing the inputs' means")
     n = total[d]
     mean = total[:d] / n
     squares = torch.zeros(d, dtype=torch.float64, device=x.device)
     for lo in range(0, x.shape[0], _STAT_ROWS):
         squares += (x[lo : lo + _STAT_ROWS].double() - mean).square_().sum(0)
-    world.sum_(squares, "summing the inputs' variances")
+    world.sum_same_(squares, "summing the inputs' variances")
     std = (squares / (n - 1)).sqrt_()  # torch.std's default: the unbiased estimate
     return std.to(x.dtype), mean.to(x.dtype)
 
@@ -358,7 +358,7 @@ def _accuracy_and_loss(
         sums = torch.stack(
             [right.sum(), -picked.sum(), torch.tensor(float(y.shape[0]), device=right.device)]
         )
-        world.sum_(sums, "summing the accuracy and the loss")
+        world.sum_same_(sums, "summing the accuracy and the loss")
     return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
 
@@ -444,7 +444,7 @@ class _Inputs:
             x = self.x
             gram = (x.T.float() @ x.float()).double().reshape(-1)
             rows = torch.tensor([float(x.shape[0])], dtype=torch.float64, device=x.device)
-            buf = self.world.sum_(torch.cat([gram, rows]), "summing the pixel correlations")
+            buf = self.world.sum_same_(torch.cat([gram, rows]), "summing the pixel correlations")
             d = x.shape[1]
             correlation = buf[: d * d].view(d, d) / buf[d * d]
             return Spectrum(None, power, floor, correlation=correlation)

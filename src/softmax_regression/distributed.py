@@ -81,6 +81,22 @@ class World:
                 dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def sum_same_(self, tensor: torch.Tensor, what: str) -> torch.Tensor:
+        """:meth:`sum_` taken in rank order on every rank (every rank's tensor gathered, then
+        added 0, 1, 2, ...), in place. The backend's all-reduce may add in another order on
+        each rank (gloo with 3 or more ranks does), which changes the last bits: fine for a
+        step's gradient, not for the numbers a solver's decisions are made on (a line search
+        that stops on one rank and not on another leaves the others waiting)."""
+        if not self.parallel:
+            return tensor
+        parts = [torch.empty_like(tensor) for _ in range(self.size)]
+        with self._failing(what):
+            dist.all_gather(parts, tensor.contiguous())
+        total = parts[0].clone()
+        for part in parts[1:]:
+            total += part
+        return tensor.copy_(total)
+
     def gather(self, obj: Any, what: str) -> list[Any]:
         """Every rank's ``obj`` (picklable), in rank order, on every rank."""
         if not self.parallel:

@@ -76,6 +76,11 @@ ALPHA_BINARY = 0.5
 # between iterates, and a single dip would stop the fit early (Fashion-MNIST with C = 1:
 # at an objective 3e-4 above scikit-learn's, where two in a row end 2e-3 below it).
 TOL_REPEATS = 2
+# A float64 fit that L-BFGS leaves above ``tol`` because the objective stopped changing is
+# finished by up to this many Newton steps (:meth:`_Problem._polish`) when it has at most this
+# many parameters: the Hessian costs two gradient passes per parameter.
+POLISH_STEPS = 4
+POLISH_MAX_PARAMETERS = 600
 _SKLEARN_LR = "sklearn.linear_model.LogisticRegression"
 
 
@@ -256,6 +261,7 @@ class _Problem:
         wd = 0.0 if math.isinf(C) else 1.0 / (C * self.total)
         self.loss.weight_decay = wd
         pre = Preconditioner(self.cov, wd, self.alpha)
+        p, p_inv = self._same((pre.p, pre.p_inv), "sharing the preconditioner")
         if init is None:
             w0 = torch.zeros(rows, d, dtype=torch.float64)
             b0 = torch.zeros(rows, dtype=torch.float64)
@@ -277,24 +283,78 @@ class _Problem:
             max_iter,
             tol=tol,
             tol_repeats=TOL_REPEATS,
-            preconditioner=(pre.p, pre.p_inv),
+            preconditioner=(p, p_inv),
             history_size=HISTORY,
             tolerance_grad=0.0,
             tolerance_change=TOLERANCE_CHANGE[self.dtype],
             callback=callback,
         )
-        w, b = sol.weight.double(), sol.bias.double()
+        w, b = sol.weight, sol.bias
+        iterations, converged, objective = sol.iterations, sol.converged, sol.objective
+        n_params = w.numel() + b.numel()
+        if (
+            self.dtype == torch.float64
+            and not converged
+            and iterations < max_iter
+            and n_params <= POLISH_MAX_PARAMETERS
+        ):
+            w, b, steps, converged = self._polish(w, b, tol, max_iter - iterations)
+            iterations += steps
+            objective = float(self.loss.loss_gradient(w, b)[0])
+        w, b = w.double(), b.double()
         if self.mean is not None:
             b = b - w @ self.mean.double()
         if not self.loss.fit_intercept:
             b = torch.zeros_like(b)
-        return (
-            w.cpu().numpy(),
-            b.cpu().numpy(),
-            sol.iterations,
-            sol.converged,
-            sol.objective,
-        )
+        return (w.cpu().numpy(), b.cpu().numpy(), iterations, converged, objective)
+
+    def _same(self, tensors: tuple[torch.Tensor, ...], what: str) -> tuple[torch.Tensor, ...]:
+        """Rank 0's ``tensors`` on every rank under torchrun (as they are otherwise): LAPACK's
+        eigh and lstsq may differ in the last bits between processes given the same matrix,
+        and every rank must take the same steps."""
+        if not self.loss.parallel:
+            return tensors
+        world = self.loss.world
+        shared = world.broadcast([t.cpu() for t in tensors] if world.is_main else None, what)
+        return tuple(t.to(o.device) for t, o in zip(shared, tensors, strict=True))
+
+    def _polish(
+        self, w: torch.Tensor, b: torch.Tensor, tol: float, max_steps: int
+    ) -> tuple[torch.Tensor, torch.Tensor, int, bool]:
+        """Newton steps after L-BFGS stopped short of ``tol`` because the float64 objective
+        no longer changes (it is flat to ~1e-16 while its gradient can fall further): the
+        Hessian from central differences of the exact gradient, a step kept only when it
+        lowers the gradient's largest component. (weight, bias, steps taken, converged)."""
+        loss, (k, d) = self.loss, w.shape
+
+        def gradient(theta: torch.Tensor) -> torch.Tensor:
+            _, gw, gb = loss.loss_gradient(theta[: k * d].view(k, d), theta[k * d :])
+            return torch.cat([gw.reshape(-1), gb])
+
+        def largest(g: torch.Tensor) -> float:
+            gw, gb = loss.plain_gradient(g[: k * d].view(k, d), g[k * d :])
+            return max(float(gw.abs().max()), float(gb.abs().max()))
+
+        theta = torch.cat([w.reshape(-1), b])
+        g = gradient(theta)
+        steps = 0
+        while largest(g) > tol and steps < min(POLISH_STEPS, max_steps):
+            h = 1e-5 * max(1.0, float(theta.abs().max()))
+            eye = torch.eye(len(theta), dtype=theta.dtype, device=theta.device) * h
+            hessian = torch.stack(
+                [(gradient(theta + e) - gradient(theta - e)) / (2 * h) for e in eye]
+            )
+            hessian = (hessian + hessian.T) / 2
+            # Least squares: the intercepts' common shift (and, without a penalty, the
+            # weights') is a direction of no curvature at all.
+            step = torch.linalg.lstsq(hessian.cpu(), -g.cpu().unsqueeze(1), rcond=1e-7).solution
+            (step,) = self._same((step,), "sharing the Newton step")
+            new = theta + step.squeeze(1).to(theta.device)
+            g_new = gradient(new)
+            if not largest(g_new) < largest(g):
+                break
+            theta, g, steps = new, g_new, steps + 1
+        return theta[: k * d].view(k, d).clone(), theta[k * d :].clone(), steps, largest(g) <= tol
 
 
 class LogisticRegression(ClassifierMixin, BaseEstimator):
@@ -406,7 +466,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         base = np.ones(len(y)) if sw is None else sw
         if self.class_weight == "balanced":
             counts = torch.from_numpy(np.bincount(y_index, base, len(self.classes_)))
-            world.sum_(counts, "counting the classes")
+            world.sum_same_(counts, "counting the classes")
             counts = counts.numpy()
             cw = counts.sum() / (len(self.classes_) * np.maximum(counts, 1e-300))
         else:
@@ -559,7 +619,7 @@ def _summed(world: distributed.World, a: np.ndarray, what: str) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
     if world.device.type != "cpu":
         t = t.to(world.device)
-    return world.sum_(t, what).cpu().numpy()
+    return world.sum_same_(t, what).cpu().numpy()
 
 
 def _warn_unconverged(converged: bool, n_iter: int, max_iter: int) -> None:
@@ -751,6 +811,10 @@ class LogisticRegressionCV(LogisticRegression):
             sw = _weights(self, X, y, classes, sw_all, class_weight)
             problem = _Problem(X, y_index, sw, n_classes, self.fit_intercept, device, dtype)
             coef, intercept, it, converged, _ = problem.fit(C_, init, tol, max_iter)
+            if world is not None:  # every rank refitted the same; rank 0's bits for all
+                coef, intercept = world.broadcast(
+                    (coef, intercept) if world.is_main else None, "sharing the refit"
+                )
             _warn_unconverged(converged, it, max_iter)
         else:
             best_each = np.argmax(scores, axis=1)

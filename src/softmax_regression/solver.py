@@ -100,7 +100,7 @@ class SoftmaxLoss:
         )
         if self.parallel:
             local = local.to(self.world.device)
-            self.world.sum_(local, "summing the sample weights")
+            self.world.sum_same_(local, "summing the sample weights")
         self.total_weight = float(local)
 
     def effective(self, w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,12 +182,13 @@ class SoftmaxLoss:
         return loss, grad_w, grad_b
 
     def _all_reduce(self, data_loss, grad_w, grad_b):
-        """One all-reduce per evaluation: the loss sum and both gradient sums in one buffer
-        (float64, so the sum over ranks loses nothing to the order of the ranks)."""
+        """One collective per evaluation: the loss sum and both gradient sums in one float64
+        buffer, summed in rank order (:meth:`World.sum_same_`), so every rank has the same
+        bits and takes the same steps."""
         kd = grad_w.numel()
         buf = torch.cat([data_loss.double().reshape(1), grad_w.double().reshape(-1)])
         buf = torch.cat([buf, grad_b.double()])
-        self.world.sum_(buf, "all-reducing the loss and its gradient")
+        self.world.sum_same_(buf, "summing the loss and its gradient")
         loss = buf[0].to(data_loss.dtype)
         gw = buf[1 : 1 + kd].view_as(grad_w).to(grad_w.dtype)
         gb = buf[1 + kd :].to(grad_b.dtype)
@@ -350,7 +351,7 @@ def moments(loss: SoftmaxLoss, block_rows: int = 8192) -> tuple[torch.Tensor, to
         total[d] += float(xb.shape[0]) if wb is None else wb.double().sum()
     if loss.parallel:
         buf = torch.cat([gram.reshape(-1), total])
-        loss.world.sum_(buf, "summing the input statistics")
+        loss.world.sum_same_(buf, "summing the input statistics")
         gram, total = buf[: d * d].view(d, d), buf[d * d :]
     weight = max(float(total[d]), 1e-300)
     return gram / weight, total[:d] / weight
