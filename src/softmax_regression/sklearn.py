@@ -306,6 +306,11 @@ class _Problem:
             b = b - w @ self.mean.double()
         if not self.loss.fit_intercept:
             b = torch.zeros_like(b)
+        elif not self.binary:
+            # One constant added to every class's intercept changes no probability and no
+            # objective: the one answer is the one whose intercepts sum to 0 (as scikit-learn's
+            # fit, started at 0, keeps them), so that decision_function is determined too.
+            b = b - b.mean()
         return (w.cpu().numpy(), b.cpu().numpy(), iterations, converged, objective)
 
     def _same(self, tensors: tuple[torch.Tensor, ...], what: str) -> tuple[torch.Tensor, ...]:
