@@ -437,19 +437,13 @@ class _Inputs:
         return {"center": self.scaler.mean, "scale": self.scaler.std}
 
     def spectrum(self, power: float, floor: float) -> Spectrum:
-        if not self.folded:
-            if self.world is None:
-                return Spectrum(self.x, power, floor)
-            # x^T x / N over every rank's rows: float32 products per rank, summed in float64.
-            x = self.x
-            gram = (x.T.float() @ x.float()).double().reshape(-1)
-            rows = torch.tensor([float(x.shape[0])], dtype=torch.float64, device=x.device)
-            buf = self.world.sum_same_(torch.cat([gram, rows]), "summing the pixel correlations")
-            d = x.shape[1]
-            correlation = buf[: d * d].view(d, d) / buf[d * d]
-            return Spectrum(None, power, floor, correlation=correlation)
+        if not self.folded and self.world is None:
+            return Spectrum(self.x, power, floor)
+        # E[x x^T] (and E[x]) over every rank's rows, summed in float64.
         loss = SoftmaxLoss(self.x, torch.zeros(0, dtype=torch.long), world=self.world)
         second, mean = _solver.moments(loss)
+        if not self.folded:  # standardised on these rows: E[x x^T] is their correlation
+            return Spectrum(None, power, floor, correlation=second)
         std = self.scaler.std.double()
         correlation = (second - torch.outer(mean, mean)) / torch.outer(std, std)
         return Spectrum(None, power, floor, correlation=correlation)

@@ -337,8 +337,7 @@ class _Problem:
             return torch.cat([gw.reshape(-1), gb])
 
         def largest(g: torch.Tensor) -> float:
-            gw, gb = loss.plain_gradient(g[: k * d].view(k, d), g[k * d :])
-            return max(float(gw.abs().max()), float(gb.abs().max()))
+            return loss.largest_component(g[: k * d].view(k, d), g[k * d :])
 
         theta = torch.cat([w.reshape(-1), b])
         g = gradient(theta)

@@ -220,16 +220,18 @@ def render_run(directory: str | Path, request: Mapping[str, Any]) -> list[Path]:
     classes = list(request["classes"])
     shape = list(request.get("input_shape") or (1, 28, 28))
     matrix = request.get("confusion")  # None: too many classes for one (no confusion.png)
-    figures = {"curves.png": lambda: curves(request["history"], request["epochs"])}
-    if len(shape) == 3:
-        figures["predictions.png"] = lambda: predictions(
+    makers = {
+        "curves.png": lambda: curves(request["history"], request["epochs"]),
+        "predictions.png": lambda: predictions(
             request["images"], request["true"], request["predicted"]
-        )
-    if matrix is not None:
-        figures["confusion.png"] = lambda: confusion(matrix, classes)
-    if len(shape) == 3:
-        figures["weights.png"] = lambda: weights(request["weight"], classes, shape)
-    return [save(make(), d / name) for name, make in figures.items()]
+        ),
+        "confusion.png": lambda: confusion(matrix, classes),
+        "weights.png": lambda: weights(request["weight"], classes, shape),
+    }
+    names = RUN_FIGURES if len(shape) == 3 else FEATURE_FIGURES
+    if matrix is None:
+        names = tuple(n for n in names if n != "confusion.png")
+    return [save(makers[name](), d / name) for name in names]
 
 
 # Runs :func:`serve` in a fresh interpreter without executing the package's __init__ (which
