@@ -8,7 +8,7 @@ What helps a convex model, and nothing else (no hidden layer, no hand-made featu
 * per-pixel standardisation with statistics of the images being fitted (pixels that never vary
   keep scale 1, so they cannot blow up). Images are standardised into a float copy; float
   features are not copied: the standardisation is folded into the parameters of every
-  evaluation (:class:`~softmax_regression.solver.SoftmaxLoss`'s ``center`` and ``scale``);
+  evaluation (:class:`~softmax_regression.linear_loss.SoftmaxLoss`'s ``center`` and ``scale``);
 * mean cross-entropy plus an L2 penalty on the weights (not the bias), measured in the metric
   of the images' own pixel correlations ``C = Q diag(c) Q^T``::
 
@@ -64,7 +64,8 @@ from .config import resolve_device
 from .data import FashionMNIST
 from .distributed import World, share
 from .errors import ConfigError, NonFiniteLossError
-from .solver import SoftmaxLoss, Solution, objective_and_gradient
+from .linear_loss import SoftmaxLoss, moments, objective_and_gradient
+from .solver import Solution
 
 __all__ = [
     "BestLinearConfig",
@@ -441,7 +442,7 @@ class _Inputs:
             return Spectrum(self.x, power, floor)
         # E[x x^T] (and E[x]) over every rank's rows, summed in float64.
         loss = SoftmaxLoss(self.x, torch.zeros(0, dtype=torch.long), world=self.world)
-        second, mean = _solver.moments(loss)
+        second, mean = moments(loss)
         if not self.folded:  # standardised on these rows: E[x x^T] is their correlation
             return Spectrum(None, power, floor, correlation=second)
         std = self.scaler.std.double()

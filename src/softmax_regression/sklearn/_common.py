@@ -1,0 +1,178 @@
+"""What the estimators share: parameter checks, sample weights, the settings of the solver."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import _check_sample_weight
+
+from .. import distributed
+
+# Every scikit-learn solver that minimises this objective; all of them run ours.
+SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky", "sag", "saga")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_SKLEARN_LR = "sklearn.linear_model.LogisticRegression"
+
+
+def rank_rows(n_rows: int) -> slice:
+    """This process's contiguous share of ``n_rows`` rows under ``torchrun`` (all of them
+    otherwise): ``X[rank_rows(len(X))]`` is what a rank passes to ``fit`` when every rank
+    holds the whole dataset."""
+    if not distributed.launched():
+        return slice(0, n_rows)
+    import os
+
+    size, rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"])
+    lo, hi = distributed.share(n_rows, size, rank)
+    return slice(lo, hi)
+
+
+def _world(device: str) -> distributed.World | None:
+    if not distributed.launched():
+        return None
+    world = distributed.init(device)
+    return world if world is not None and world.parallel else None
+
+
+def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> str | None:
+    """scikit-learn 1.9's reading of ``penalty`` / ``l1_ratio`` / ``C``: "l2" or None."""
+    name = type(estimator).__name__
+    if penalty == "deprecated":
+        if l1_ratio is None or l1_ratio == 0:
+            resolved = "l2"
+        elif l1_ratio == 1:
+            resolved = "l1"
+        else:
+            resolved = "elasticnet"
+        if np.inf == C and resolved == "l2":
+            resolved = None
+    else:
+        warnings.warn(
+            "'penalty' was deprecated in scikit-learn 1.8 and will be removed in 1.10; "
+            "use 'l1_ratio' or 'C' instead (C=np.inf instead of penalty=None)",
+            FutureWarning,
+            stacklevel=3,
+        )
+        resolved = penalty
+    if resolved in ("l1", "elasticnet"):
+        raise ValueError(
+            f"{name} supports only the 'l2' penalty or none, got {resolved!r}; "
+            f"use {_SKLEARN_LR}(solver='saga') for the L1 and elastic-net penalties"
+        )
+    if resolved not in ("l2", None):
+        raise ValueError(f"penalty must be 'l2' or None, got {resolved!r}")
+    return resolved
+
+
+def _check_common(estimator: Any) -> tuple[torch.device, torch.dtype]:
+    name = type(estimator).__name__
+    if estimator.dual:
+        raise ValueError(
+            f"{name} solves the primal problem only, got dual=True; "
+            f"use {_SKLEARN_LR}(solver='liblinear', dual=True)"
+        )
+    if estimator.solver == "liblinear":
+        raise ValueError(
+            f"{name} fits the multinomial model with an unpenalised intercept; the "
+            f"'liblinear' solver (one-vs-rest, penalised intercept) is {_SKLEARN_LR}'s"
+        )
+    if estimator.solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {estimator.solver!r}")
+    tol = estimator.tol
+    if not isinstance(tol, numbers.Real) or isinstance(tol, bool) or not tol >= 0:
+        raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+    it = estimator.max_iter
+    if not isinstance(it, numbers.Integral) or isinstance(it, bool) or it < 0:
+        raise ValueError(f"max_iter must be an integer >= 0, got {it!r}")
+    if not isinstance(estimator.fit_intercept, bool | np.bool_):
+        raise ValueError(f"fit_intercept must be a bool, got {estimator.fit_intercept!r}")
+    if estimator.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be one of auto, cpu, cuda, got {estimator.device!r}")
+    if estimator.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of float32, float64, got {estimator.dtype!r}")
+    if estimator.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif estimator.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but no CUDA GPU is available")
+    else:
+        device = torch.device(estimator.device)
+    return device, DTYPES[estimator.dtype]
+
+
+def _check_C(C: Any, what: str = "C") -> float:
+    if not isinstance(C, numbers.Real) or isinstance(C, bool) or not C > 0:
+        raise ValueError(f"{what} must be a positive number (np.inf: no penalty), got {C!r}")
+    return float(C)
+
+
+def _weights(
+    estimator: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    classes: np.ndarray,
+    sample_weight: Any,
+    class_weight: Any,
+) -> np.ndarray | None:
+    """Sample weights times class weights (scikit-learn's rule), float64, or None."""
+    if sample_weight is None and class_weight is None:
+        return None
+    sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+    if class_weight is not None:
+        cw = compute_class_weight(class_weight, classes=classes, y=y, sample_weight=sample_weight)
+        sw = sw * cw[np.searchsorted(classes, y)]
+    return sw
+
+
+def _tensor(a: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``a`` on ``device`` in ``dtype``: shared with numpy when nothing changes (torch wants a
+    writable array for that), else one copy."""
+    a = np.ascontiguousarray(a)
+    if not a.flags.writeable:
+        return torch.tensor(a, device=device, dtype=dtype)
+    return torch.from_numpy(a).to(device=device, dtype=dtype)
+
+
+def _json_params(estimator: Any) -> dict[str, Any]:
+    """The estimator's parameters that JSON can hold (the rest by their repr)."""
+    out = {}
+    for key, value in estimator.get_params(deep=False).items():
+        plain = isinstance(value, str | int | bool | type(None)) or (
+            isinstance(value, float) and math.isfinite(value)
+        )
+        out[key] = value if plain else repr(value)
+    return out
+
+
+def _fingerprint(X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for a in (X, y, sample_weight):
+        if a is not None:
+            digest.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1))
+    return digest.hexdigest()
+
+
+def _summed(world: distributed.World, a: np.ndarray, what: str) -> np.ndarray:
+    """``a`` summed over the ranks (each rank filled only its own entries), in float64."""
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+    if world.device.type != "cpu":
+        t = t.to(world.device)
+    return world.sum_same_(t, what).cpu().numpy()
+
+
+def _warn_unconverged(converged: bool, n_iter: int, max_iter: int) -> None:
+    if not converged and n_iter >= max_iter:
+        warnings.warn(
+            f"lbfgs failed to converge after {n_iter} iteration(s): the largest gradient "
+            "component is still above tol. Increase the number of iterations (max_iter) "
+            "or scale the data.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )

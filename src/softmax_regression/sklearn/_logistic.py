@@ -1,0 +1,262 @@
+"""scikit-learn's ``LogisticRegression``: the estimator's front door."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.extmath import softmax
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._common import (
+    _check_C,
+    _check_common,
+    _json_params,
+    _penalty,
+    _warn_unconverged,
+    _weights,
+    _world,
+)
+from ._problem import _Problem
+
+
+class LogisticRegression(ClassifierMixin, BaseEstimator):
+    """scikit-learn 1.9's ``LogisticRegression`` (multinomial, L2 or no penalty), in torch.
+
+    Parameters as scikit-learn's (``penalty`` deprecated there too: ``C=np.inf`` means no
+    penalty, ``l1_ratio`` must be 0); ``intercept_scaling``, ``random_state`` and ``n_jobs``
+    are accepted and have no effect, as with scikit-learn's lbfgs. Extra: ``device``
+    ("auto": cuda when available) and ``dtype`` ("float32", or "float64" for scikit-learn's
+    precision).
+    """
+
+    def __init__(
+        self,
+        penalty="deprecated",
+        *,
+        C=1.0,
+        l1_ratio=0.0,
+        dual=False,
+        tol=1e-4,
+        fit_intercept=True,
+        intercept_scaling=1,
+        class_weight=None,
+        random_state=None,
+        solver="lbfgs",
+        max_iter=100,
+        verbose=0,
+        warm_start=False,
+        n_jobs=None,
+        device="auto",
+        dtype="float32",
+    ):
+        self.penalty = penalty
+        self.C = C
+        self.l1_ratio = l1_ratio
+        self.dual = dual
+        self.tol = tol
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.solver = solver
+        self.max_iter = max_iter
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.n_jobs = n_jobs
+        self.device = device
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ fitting
+
+    def _validate(self, X, y, reset: bool = True):
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C", reset=reset)
+        check_classification_targets(y)
+        return X, y
+
+    def _classes(self, y: np.ndarray, world) -> tuple[np.ndarray, np.ndarray]:
+        classes = np.unique(y)
+        if world is not None:
+            classes = np.unique(np.concatenate(world.gather(classes, "gathering the classes")))
+        if len(classes) < 2:
+            raise ValueError(
+                "This solver needs samples of at least 2 classes in the data, but the data "
+                f"contains only one class: {classes[0]!r}"
+            )
+        return classes, np.searchsorted(classes, y)
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model on ``X`` (n_samples, n_features) and ``y``; under torchrun, this
+        rank's rows."""
+        C = _check_C(self.C)
+        penalty = _penalty(self, self.penalty, self.l1_ratio, C)
+        device, dtype = _check_common(self)
+        world = _world(self.device)
+        X, y = self._validate(X, y)
+        if world is not None:
+            world.check_same({"n_features": X.shape[1], "C": C, "dtype": self.dtype})
+        classes, y_index = self._classes(y, world)
+        self.classes_ = classes
+        sw = self._sample_weights(X, y, y_index, sample_weight, world)
+        init = None
+        if self.warm_start and hasattr(self, "coef_"):
+            rows = 1 if len(classes) == 2 else len(classes)
+            if self.coef_.shape != (rows, X.shape[1]):
+                raise ValueError(
+                    f"Initialization coef is of shape {self.coef_.shape}, expected shape "
+                    f"{(rows, X.shape[1])}"
+                )
+            init = (self.coef_, self.intercept_)
+        problem = _Problem(X, y_index, sw, len(classes), self.fit_intercept, device, dtype, world)
+        C_ = np.inf if penalty is None else C
+        coef, intercept, n_iter, converged, _ = problem.fit(
+            C_, init, float(self.tol), int(self.max_iter), self.verbose
+        )
+        _warn_unconverged(converged, n_iter, int(self.max_iter))
+        self.coef_ = coef.astype(X.dtype, copy=False)
+        self.intercept_ = intercept.astype(X.dtype, copy=False)
+        self.n_iter_ = np.asarray([n_iter], dtype=np.int32)
+        return self
+
+    def _sample_weights(self, X, y, y_index, sample_weight, world) -> np.ndarray | None:
+        if world is None:
+            return _weights(self, X, y, self.classes_, sample_weight, self.class_weight)
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        if self.class_weight is None:
+            return sw
+        base = np.ones(len(y)) if sw is None else sw
+        if self.class_weight == "balanced":
+            counts = torch.from_numpy(np.bincount(y_index, base, len(self.classes_)))
+            world.sum_same_(counts, "counting the classes")
+            counts = counts.numpy()
+            cw = counts.sum() / (len(self.classes_) * np.maximum(counts, 1e-300))
+        else:
+            cw = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+        return base * cw[y_index]
+
+    # ------------------------------------------------------------------ predicting
+
+    def decision_function(self, X):
+        """Confidence scores: (n_samples,) for two classes, (n_samples, n_classes) else."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        scores = X @ self.coef_.T + self.intercept_
+        return scores.ravel() if scores.shape[1] == 1 else scores
+
+    def predict(self, X):
+        scores = self.decision_function(X)
+        index = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
+        return self.classes_[index]
+
+    def predict_proba(self, X):
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-scores))
+            return np.vstack([1 - p, p]).T
+        return softmax(scores, copy=False)
+
+    def predict_log_proba(self, X):
+        return np.log(self.predict_proba(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+    # ------------------------------------------------------------------ the package's model
+
+    def to_model(self):
+        """The package's :class:`~softmax_regression.model.SoftmaxRegression` with these
+        weights (two classes: a 2-class model with logits ``[0, z]``, the same predictions)."""
+        from ..model import SoftmaxRegression
+
+        check_is_fitted(self)
+        coef = np.asarray(self.coef_, dtype=np.float32)
+        intercept = np.asarray(self.intercept_, dtype=np.float32)
+        if coef.shape[0] == 1:
+            coef = np.vstack([np.zeros_like(coef), coef])
+            intercept = np.concatenate([np.zeros_like(intercept), intercept])
+        model = SoftmaxRegression.untouched_rng(coef.shape[1], coef.shape[0])
+        with torch.no_grad():
+            model.weight.copy_(torch.from_numpy(coef))
+            model.bias.copy_(torch.from_numpy(intercept))
+        return model.eval()
+
+    def save(self, directory, *, overwrite: bool = False) -> Path:
+        """Write the fitted model as the package's model file (``model.safetensors`` and
+        ``model.json``) in ``directory``: ``predict DIR --features FILE``,
+        ``evaluate DIR --data ...`` and ``report DIR`` read it, and :meth:`from_run` reads it
+        back (class names as strings). Refuses a directory that already holds a model unless
+        ``overwrite``; returns the model file's path."""
+        from ..runs.artifacts import MODEL_FILE, save_model
+
+        check_is_fitted(self)
+        directory = Path(directory)
+        if (directory / MODEL_FILE).exists() and not overwrite:
+            raise FileExistsError(
+                f"{directory / MODEL_FILE} already exists; pass overwrite=True to replace it"
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        model = self.to_model()
+        classes = tuple(str(c) for c in self.classes_)
+        data = {"name": f"the rows given to {type(self).__name__}.fit"}
+        if hasattr(self, "feature_names_in_"):  # fitted on a DataFrame: its column names
+            data["feature_names"] = [str(n) for n in self.feature_names_in_]
+        return save_model(
+            directory,
+            model,
+            classes=classes,
+            input_shape=(model.num_inputs,),
+            image_rule=None,
+            data=data,
+            config={"estimator": type(self).__name__, "params": _json_params(self)},
+        )
+
+    @classmethod
+    def from_model(cls, model, classes, **params):
+        """A fitted estimator holding ``model``'s weights (a ``SoftmaxRegression`` or any
+        ``nn.Linear``-like with ``weight`` and ``bias``); ``classes`` names its outputs.
+        Its inputs are the model's flattened inputs."""
+        w = model.weight.detach().double().cpu().numpy()
+        b = model.bias.detach().double().cpu().numpy()
+        return cls._fitted(w, b, classes, **params)
+
+    @classmethod
+    def from_run(cls, run_dir, **params):
+        """The model of a run directory (``train --recipe best-linear`` or the book's) as a
+        fitted estimator. Its inputs are the run's flattened inputs as its model file
+        describes them before standardisation (pixels in [0, 1] for images unless trained
+        with ``--no-normalize``; features as they are): the standardisation, when the run
+        recorded one, is folded into ``coef_``."""
+        from ..runs.artifacts import load_model
+
+        saved = load_model(Path(run_dir))
+        w = saved.model.weight.detach().double()
+        b = saved.model.bias.detach().double()
+        prep = saved.preprocessing
+        if prep.standardized:
+            w = w / prep.std.double()
+            b = b - w @ prep.mean.double()
+        return cls._fitted(w.numpy(), b.numpy(), saved.classes, **params)
+
+    def _set_fitted(self, coef, intercept, classes, n_features):
+        self.coef_, self.intercept_ = coef, intercept
+        self.classes_ = classes
+        self.n_features_in_ = n_features
+        self.n_iter_ = np.zeros(1, dtype=np.int32)
+        return self
+
+    @classmethod
+    def _fitted(cls, w: np.ndarray, b: np.ndarray, classes, **params):
+        classes = np.asarray(classes)
+        if w.shape[0] != len(classes):
+            raise ValueError(f"{w.shape[0]} outputs but {len(classes)} classes")
+        if len(classes) == 2:  # scikit-learn's binary model: one row, logit of class 1
+            w, b = (w[1] - w[0])[None, :], np.asarray([b[1] - b[0]])
+        return cls(**params)._set_fitted(w, b, classes, w.shape[1])

@@ -1,0 +1,198 @@
+"""One set of rows on the device, fitted at one C or along a path of C."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .. import distributed
+from ..linear_loss import SoftmaxLoss, default_block_rows, moments
+from ..solver import Preconditioner, minimize
+from ._common import _tensor
+
+# L-BFGS memory: scikit-learn's L-BFGS-B keeps 10 pairs; 20 took fewer passes here.
+HISTORY = 20
+# A step that changes the (mean-scaled) objective, or moves a parameter, by less than this
+# ends the fit. float32 cannot see below ~1e-10. In float64 the objective stops changing
+# (at ~1e-16) while its gradient can still fall by orders of magnitude, which the strong
+# Wolfe line search follows: so only a step of no size at all ends a float64 fit (or the
+# line search finding no descent), and a tight tol (1e-10) is reached, not cut short.
+TOLERANCE_CHANGE = {torch.float64: 1e-20, torch.float32: 1e-10}
+# The preconditioner's curvature scale, ``P = (ALPHA cov + weight_decay I)^(-1/2)``: twice
+# the bound of the loss's curvature per unit input variance (1/2 for the softmax, Boehning's
+# bound; 1/4 for the binomial loss). Against 1/K (the curvature at W = 0): about 2x fewer
+# iterations on BENCHMARKS.md's (a) and (b) and on the larger problems of
+# tests/test_sklearn.py, the same to one more on its small ones.
+ALPHA = 1.0
+ALPHA_BINARY = 0.5
+# scikit-learn's ``tol`` test (the largest gradient component at most ``tol``) asked of this
+# many consecutive iterates: on weakly penalised problems that component swings by 10x
+# between iterates, and a single dip would stop the fit early (Fashion-MNIST with C = 1:
+# at an objective 3e-4 above scikit-learn's, where two in a row end 2e-3 below it).
+TOL_REPEATS = 2
+# A float64 fit that L-BFGS leaves above ``tol`` because the objective stopped changing is
+# finished by up to this many Newton steps (:meth:`_Problem._polish`) when it has at most this
+# many parameters: the Hessian costs two gradient passes per parameter.
+POLISH_STEPS = 4
+POLISH_MAX_PARAMETERS = 600
+
+
+class _Problem:
+    """One set of rows on the device, ready for fits at several C (a path)."""
+
+    def __init__(
+        self,
+        X: np.ndarray,
+        y_index: np.ndarray,
+        sample_weight: np.ndarray | None,
+        n_classes: int,
+        fit_intercept: bool,
+        device: torch.device,
+        dtype: torch.dtype,
+        world: distributed.World | None = None,
+    ) -> None:
+        self.binary = n_classes == 2
+        self.n_classes = n_classes
+        self.dtype = dtype
+        x = _tensor(X, device, dtype)
+        y = _tensor(np.asarray(y_index, dtype=np.int64), device, torch.int64)
+        sw = None if sample_weight is None else _tensor(sample_weight, device, dtype)
+        self.loss = SoftmaxLoss(
+            x,
+            y,
+            0.0,
+            sample_weight=sw,
+            binary=self.binary,
+            fit_intercept=fit_intercept,
+            block_rows=default_block_rows(device),
+            world=world,
+            loss_dtype=torch.float64,
+        )
+        second, mean = moments(self.loss)
+        self.total = self.loss.total_weight or float(x.shape[0])
+        if fit_intercept:
+            # Rows enter centred, the intercept absorbing the mean: the curvature in W no
+            # longer mixes with the intercept's. Folded into the parameters, never copied.
+            self.mean = mean.to(dtype)
+            self.loss.center = self.mean
+            self.cov = second - torch.outer(mean, mean)
+        else:
+            self.mean = None
+            self.cov = second
+        self.alpha = ALPHA_BINARY if self.binary else ALPHA
+
+    def fit(
+        self,
+        C: float,
+        init: tuple[np.ndarray, np.ndarray] | None,
+        tol: float,
+        max_iter: int,
+        verbose: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray, int, bool, float]:
+        """(coef, intercept, iterations, converged, objective) at ``C``, in scikit-learn's
+        shapes: (K, D) and (K,), or (1, D) and (1,) for two classes."""
+        x = self.loss.x
+        rows, d = (1 if self.binary else self.n_classes), x.shape[1]
+        wd = 0.0 if math.isinf(C) else 1.0 / (C * self.total)
+        self.loss.weight_decay = wd
+        pre = Preconditioner(self.cov, wd, self.alpha)
+        p, p_inv = self._same((pre.p, pre.p_inv), "sharing the preconditioner")
+        if init is None:
+            w0 = torch.zeros(rows, d, dtype=torch.float64)
+            b0 = torch.zeros(rows, dtype=torch.float64)
+        else:
+            w0 = torch.as_tensor(np.asarray(init[0], dtype=np.float64)).reshape(rows, d)
+            b0 = torch.as_tensor(np.asarray(init[1], dtype=np.float64)).reshape(rows)
+        w0, b0 = w0.to(x.device), b0.to(x.device)
+        if self.mean is not None:
+            b0 = b0 + w0 @ self.mean.double()  # the centred parametrisation's intercept
+        callback = None
+        if verbose:
+
+            def callback(n: int, value: float) -> None:
+                print(f"iteration {n}: objective {value:.10g}")
+
+        sol = minimize(
+            self.loss,
+            (w0.to(self.dtype), b0.to(self.dtype)),
+            max_iter,
+            tol=tol,
+            tol_repeats=TOL_REPEATS,
+            preconditioner=(p, p_inv),
+            history_size=HISTORY,
+            tolerance_grad=0.0,
+            tolerance_change=TOLERANCE_CHANGE[self.dtype],
+            callback=callback,
+        )
+        w, b = sol.weight, sol.bias
+        iterations, converged, objective = sol.iterations, sol.converged, sol.objective
+        n_params = w.numel() + b.numel()
+        if (
+            self.dtype == torch.float64
+            and not converged
+            and iterations < max_iter
+            and n_params <= POLISH_MAX_PARAMETERS
+        ):
+            w, b, steps, converged = self._polish(w, b, tol, max_iter - iterations)
+            iterations += steps
+            objective = float(self.loss.loss_gradient(w, b)[0])
+        w, b = w.double(), b.double()
+        if self.mean is not None:
+            b = b - w @ self.mean.double()
+        if not self.loss.fit_intercept:
+            b = torch.zeros_like(b)
+        elif not self.binary:
+            # One constant added to every class's intercept changes no probability and no
+            # objective: the one answer is the one whose intercepts sum to 0 (as scikit-learn's
+            # fit, started at 0, keeps them), so that decision_function is determined too.
+            b = b - b.mean()
+        return (w.cpu().numpy(), b.cpu().numpy(), iterations, converged, objective)
+
+    def _same(self, tensors: tuple[torch.Tensor, ...], what: str) -> tuple[torch.Tensor, ...]:
+        """Rank 0's ``tensors`` on every rank under torchrun (as they are otherwise): LAPACK's
+        eigh and lstsq may differ in the last bits between processes given the same matrix,
+        and every rank must take the same steps."""
+        if not self.loss.parallel:
+            return tensors
+        world = self.loss.world
+        shared = world.broadcast([t.cpu() for t in tensors] if world.is_main else None, what)
+        return tuple(t.to(o.device) for t, o in zip(shared, tensors, strict=True))
+
+    def _polish(
+        self, w: torch.Tensor, b: torch.Tensor, tol: float, max_steps: int
+    ) -> tuple[torch.Tensor, torch.Tensor, int, bool]:
+        """Newton steps after L-BFGS stopped short of ``tol`` because the float64 objective
+        no longer changes (it is flat to ~1e-16 while its gradient can fall further): the
+        Hessian from central differences of the exact gradient, a step kept only when it
+        lowers the gradient's largest component. (weight, bias, steps taken, converged)."""
+        loss, (k, d) = self.loss, w.shape
+
+        def gradient(theta: torch.Tensor) -> torch.Tensor:
+            _, gw, gb = loss.loss_gradient(theta[: k * d].view(k, d), theta[k * d :])
+            return torch.cat([gw.reshape(-1), gb])
+
+        def largest(g: torch.Tensor) -> float:
+            return loss.largest_component(g[: k * d].view(k, d), g[k * d :])
+
+        theta = torch.cat([w.reshape(-1), b])
+        g = gradient(theta)
+        steps = 0
+        while largest(g) > tol and steps < min(POLISH_STEPS, max_steps):
+            h = 1e-5 * max(1.0, float(theta.abs().max()))
+            eye = torch.eye(len(theta), dtype=theta.dtype, device=theta.device) * h
+            hessian = torch.stack(
+                [(gradient(theta + e) - gradient(theta - e)) / (2 * h) for e in eye]
+            )
+            hessian = (hessian + hessian.T) / 2
+            # Least squares: the intercepts' common shift (and, without a penalty, the
+            # weights') is a direction of no curvature at all.
+            step = torch.linalg.lstsq(hessian.cpu(), -g.cpu().unsqueeze(1), rcond=1e-7).solution
+            (step,) = self._same((step,), "sharing the Newton step")
+            new = theta + step.squeeze(1).to(theta.device)
+            g_new = gradient(new)
+            if not largest(g_new) < largest(g):
+                break
+            theta, g, steps = new, g_new, steps + 1
+        return theta[: k * d].view(k, d).clone(), theta[k * d :].clone(), steps, largest(g) <= tol
