@@ -38,7 +38,7 @@ def objective(est, X, y, C=1.0) -> float:
     coef = np.asarray(est.coef_, np.float64)
     total = 0.0
     for lo in range(0, len(y), 8192):  # in blocks: bounded float64 temporaries
-        z = np.asarray(X[lo : lo + 8192], np.float64) @ coef.T + est.intercept_
+        z = np.asarray(X[lo : lo + 8192].astype(np.float64) @ coef.T) + est.intercept_
         if z.shape[1] == 1:
             z = np.hstack([np.zeros_like(z), z])
         top = z.max(axis=1, keepdims=True)

@@ -160,7 +160,11 @@ class Preconditioner:
     """``W = V P`` with ``P = (alpha S + weight_decay R + floor)^(-1/2)``, ``S`` the inputs'
     covariance and ``R`` the penalty's matrix (identity when None): the same objective and
     the same minimum, a far better conditioned problem for L-BFGS. ``alpha`` stands for the
-    loss's curvature per unit input variance (between 0 and the softmax's bound 1/2)."""
+    loss's curvature per unit input variance (between 0 and the softmax's bound 1/2).
+
+    ``cov`` may be the covariance's diagonal alone (a ``(D,)`` vector: sparse rows, where a
+    ``D x D`` matrix is out of the question): ``P`` is then diagonal too (Jacobi scaling),
+    and ``p``/``p_inv`` are vectors, applied elementwise."""
 
     def __init__(
         self,
@@ -169,15 +173,33 @@ class Preconditioner:
         alpha: float = 1.0,
         penalty: torch.Tensor | None = None,
     ) -> None:
+        if cov.ndim == 1:
+            if penalty is not None:
+                raise ValueError("a diagonal preconditioner takes no penalty matrix")
+            self.p, self.p_inv = _inverse_sqrt(alpha * cov + weight_decay)
+            return
         m = alpha * cov
         m = m + weight_decay * (penalty.double() if penalty is not None else torch.eye(len(m)))
         eigenvalues, q = torch.linalg.eigh(m)
-        top = float(eigenvalues.max().clamp_min(1e-300))
-        # Directions without curvature (constant inputs, no penalty): kept at the scale of
-        # the flattest real one, not divided by zero.
-        eigenvalues = eigenvalues.clamp_min(top * 1e-10)
-        self.p = (q * eigenvalues.rsqrt()) @ q.T
-        self.p_inv = (q * eigenvalues.sqrt()) @ q.T
+        rsqrt, sqrt = _inverse_sqrt(eigenvalues)
+        self.p = (q * rsqrt) @ q.T
+        self.p_inv = (q * sqrt) @ q.T
+
+
+def _inverse_sqrt(eigenvalues: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(e^-1/2, e^1/2)`` of curvatures ``e``. Directions without curvature (constant
+    inputs, no penalty) are kept at the scale of the flattest real one, not divided by
+    zero."""
+    top = float(eigenvalues.max().clamp_min(1e-300))
+    eigenvalues = eigenvalues.clamp_min(top * 1e-10)
+    return eigenvalues.rsqrt(), eigenvalues.sqrt()
+
+
+def _times(v: torch.Tensor, p: torch.Tensor | None) -> torch.Tensor:
+    """``v @ P`` for a symmetric ``P`` given whole or as its diagonal."""
+    if p is None:
+        return v
+    return v * p if p.ndim == 1 else v @ p
 
 
 def minimize(
@@ -206,20 +228,19 @@ def minimize(
     """
     start = time.perf_counter()
     w0, b0 = init
-    dtype = loss.x.dtype
+    dtype = loss.dtype
     p = p_inv = None
     if preconditioner is not None:
-        p, p_inv = (m.to(dtype=dtype, device=loss.x.device) for m in preconditioner)
+        p, p_inv = (m.to(dtype=dtype, device=loss.rows.device) for m in preconditioner)
     w0 = w0.to(dtype)
-    v = w0 @ p_inv if p_inv is not None else w0.clone()
+    v = _times(w0, p_inv) if p_inv is not None else w0.clone()
     b = b0.to(dtype).clone()
     k, d = v.shape
     x = torch.cat([v.reshape(-1), b])
     evaluations = 0
 
     def unpack(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v = flat[: k * d].view(k, d)
-        return (v @ p if p is not None else v), flat[k * d :]
+        return _times(flat[: k * d].view(k, d), p), flat[k * d :]
 
     def fun(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         nonlocal evaluations
@@ -230,16 +251,14 @@ def minimize(
             if on_nonfinite is not None:
                 raise on_nonfinite(float(value), evaluations)
             raise FloatingPointError(f"the objective became {float(value)}")
-        grad_v = grad_w @ p if p is not None else grad_w
+        grad_v = _times(grad_w, p)
         return value, torch.cat([grad_v.reshape(-1), grad_b])
 
     passed = 0  # consecutive iterates that passed the ``tol`` test
 
     def small_enough(g: torch.Tensor) -> bool:
         nonlocal passed
-        grad_w = g[: k * d].view(k, d)
-        if p_inv is not None:
-            grad_w = grad_w @ p_inv  # back to the gradient in W
+        grad_w = _times(g[: k * d].view(k, d), p_inv)  # back to the gradient in W
         passed = passed + 1 if loss.largest_component(grad_w, g[k * d :]) <= tol else 0
         return passed >= tol_repeats
 

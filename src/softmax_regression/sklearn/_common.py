@@ -15,6 +15,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import _check_sample_weight
 
 from .. import distributed
+from ..linear_loss import is_sparse
 
 # Every scikit-learn solver that minimises this objective; all of them run ours.
 SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky", "sag", "saga")
@@ -96,15 +97,17 @@ def _check_common(estimator: Any) -> tuple[torch.device, torch.dtype]:
         raise ValueError(f"fit_intercept must be a bool, got {estimator.fit_intercept!r}")
     if estimator.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be one of auto, cpu, cuda, got {estimator.device!r}")
-    if estimator.dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of float32, float64, got {estimator.dtype!r}")
+    if estimator.dtype is not None and estimator.dtype not in DTYPES:
+        raise ValueError(
+            f"dtype must be None (the input's), float32 or float64, got {estimator.dtype!r}"
+        )
     if estimator.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     elif estimator.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but no CUDA GPU is available")
     else:
         device = torch.device(estimator.device)
-    return device, DTYPES[estimator.dtype]
+    return device, DTYPES.get(estimator.dtype)
 
 
 def _check_C(C: Any, what: str = "C") -> float:
@@ -131,6 +134,23 @@ def _weights(
     return sw
 
 
+def _answer_dtype(requested: torch.dtype | None, X) -> torch.dtype:
+    """scikit-learn's rule unless ``dtype`` was given: float32 rows give a float32 fit, float64
+    rows (integers are validated into float64) a float64 one."""
+    if requested is not None:
+        return requested
+    return torch.float32 if X.dtype == np.float32 else torch.float64
+
+
+def _fingerprint(X, y: np.ndarray, sample_weight: np.ndarray | None) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    parts = (X.data, X.indices, X.indptr) if is_sparse(X) else (X,)
+    for a in (*parts, y, sample_weight):
+        if a is not None:
+            digest.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1))
+    return digest.hexdigest()
+
+
 def _tensor(a: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``a`` on ``device`` in ``dtype``: shared with numpy when nothing changes (torch wants a
     writable array for that), else one copy."""
@@ -149,14 +169,6 @@ def _json_params(estimator: Any) -> dict[str, Any]:
         )
         out[key] = value if plain else repr(value)
     return out
-
-
-def _fingerprint(X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for a in (X, y, sample_weight):
-        if a is not None:
-            digest.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1))
-    return digest.hexdigest()
 
 
 def _summed(world: distributed.World, a: np.ndarray, what: str) -> np.ndarray:

@@ -11,6 +11,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import _check_sample_weight
 
 from ._common import (
+    _answer_dtype,
     _check_C,
     _check_common,
     _fingerprint,
@@ -58,7 +59,7 @@ class LogisticRegressionCV(LogisticRegression):
         random_state=None,
         use_legacy_attributes="warn",
         device="auto",
-        dtype="float32",
+        dtype=None,
     ):
         self.Cs = Cs
         self.l1_ratios = l1_ratios
@@ -112,7 +113,7 @@ class LogisticRegressionCV(LogisticRegression):
             raise ValueError(f"fit got unexpected parameters {sorted(params)}")
         if self.penalty != "deprecated":
             _penalty(self, self.penalty, 0.0 if self.penalty == "l2" else 1.0, 1.0)
-        device, dtype = _check_common(self)
+        device, requested = _check_common(self)
         grid, l1_ratios_, keep_l1 = self._grid()
         world = _world(self.device)
         if world is not None:
@@ -120,6 +121,7 @@ class LogisticRegressionCV(LogisticRegression):
         scoring = None if isinstance(self.scoring, str) and self.scoring == "warn" else self.scoring
         use_legacy = self.use_legacy_attributes is not False
         X, y = self._validate(X, y)
+        dtype = _answer_dtype(requested, X)
         classes, y_index = self._classes(y, None)
         self.classes_ = classes
         n_classes = len(classes)

@@ -8,11 +8,12 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.extmath import softmax
+from sklearn.utils.extmath import safe_sparse_dot, softmax
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._common import (
+    _answer_dtype,
     _check_C,
     _check_common,
     _json_params,
@@ -29,9 +30,12 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     Parameters as scikit-learn's (``penalty`` deprecated there too: ``C=np.inf`` means no
     penalty, ``l1_ratio`` must be 0); ``intercept_scaling``, ``random_state`` and ``n_jobs``
-    are accepted and have no effect, as with scikit-learn's lbfgs. Extra: ``device``
-    ("auto": cuda when available) and ``dtype`` ("float32", or "float64" for scikit-learn's
-    precision).
+    are accepted and have no effect, as with scikit-learn's lbfgs. Sparse ``X`` (scipy.sparse;
+    CSR, or converted to it as scikit-learn does) is solved as it is, never densified, on the
+    CPU. Extra: ``device`` ("auto": cuda when available) and ``dtype``: None (scikit-learn's
+    rule: float32 rows give a float32 fit, float64 or integer rows the float64 optimum,
+    reached through float32 iterations finished in float64), or "float32" / "float64" to
+    choose.
     """
 
     def __init__(
@@ -52,7 +56,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         warm_start=False,
         n_jobs=None,
         device="auto",
-        dtype="float32",
+        dtype=None,
     ):
         self.penalty = penalty
         self.C = C
@@ -74,7 +78,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
 
     def _validate(self, X, y, reset: bool = True):
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C", reset=reset)
+        X, y = validate_data(
+            self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], order="C", reset=reset
+        )
         check_classification_targets(y)
         return X, y
 
@@ -94,9 +100,10 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         rank's rows."""
         C = _check_C(self.C)
         penalty = _penalty(self, self.penalty, self.l1_ratio, C)
-        device, dtype = _check_common(self)
+        device, requested = _check_common(self)
         world = _world(self.device)
         X, y = self._validate(X, y)
+        dtype = _answer_dtype(requested, X)
         if world is not None:
             world.check_same({"n_features": X.shape[1], "C": C, "dtype": self.dtype})
         classes, y_index = self._classes(y, world)
@@ -145,8 +152,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         """Confidence scores: (n_samples,) for two classes, (n_samples, n_classes) else."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        scores = X @ self.coef_.T + self.intercept_
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
+        scores = safe_sparse_dot(X, self.coef_.T, dense_output=True) + self.intercept_
         return scores.ravel() if scores.shape[1] == 1 else scores
 
     def predict(self, X):
@@ -166,7 +173,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     # ------------------------------------------------------------------ the package's model
