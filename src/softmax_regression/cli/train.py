@@ -170,6 +170,7 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> int | None:
             raise ConfigError("--resume continues a run in place; drop --out")
         if parallel.is_rank_0():  # the others receive it from rank 0
             config = resume_config(args.resume, given)
+        _keep_options(args)
     else:
         config = TrainConfig(**given)
         if parallel.owns_paths():
@@ -199,6 +200,7 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> int | None:
             progress=progress,
             plots=not args.no_plots,
             world=world,
+            options={"plots": not args.no_plots, "report": not args.no_report},
             **data,
         )
     finally:
@@ -216,6 +218,21 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> int | None:
     names = ", ".join([*(p.name for p in outcome.files), *([page.name] if page else [])])
     print(f"run saved in {outcome.directory}/: {names}")
     return None
+
+
+def _keep_options(args: argparse.Namespace) -> None:
+    """A resumed run keeps its own ``--no-plots`` and ``--no-report`` (config.json's
+    ``options``); either flag given now still applies."""
+    from ..errors import SoftmaxRegressionError
+    from ..runs.directory import read_run_config
+
+    try:
+        options = read_run_config(args.resume).get("options") or {}
+    except SoftmaxRegressionError:
+        return  # (reported by whatever reads the run next)
+    if isinstance(options, dict):
+        args.no_plots = args.no_plots or options.get("plots") is False
+        args.no_report = args.no_report or options.get("report") is False
 
 
 def _columns(config: TrainConfig) -> list[str]:

@@ -34,6 +34,7 @@ from ..preprocessing import Preprocessing
 from . import artifacts
 from .book import PREDICTION_IMAGES, final_status, load_data, model_file_fields
 from .directory import make_run_dir, now
+from .liveness import LiveStatus
 from .ranks import on_main
 
 BEST_LINEAR_JSON = "best_linear.json"
@@ -117,13 +118,17 @@ def best_linear_run(
         )
         started = now()
         extra = {"ranks": world.size} if parallel else {}
-        artifacts.write_status(directory, "running", started=started, **extra)
+        live = LiveStatus(directory)
+        live.start(started=started, resumable=False, **extra)
+        live_status[:] = [live]
         return directory, started
 
     # Rank 0 prepares the directory; when it cannot, the others end with its error.
+    live_status: list[LiveStatus] = []  # rank 0's, which alone writes status.json
     directory, started = on_main(world, prepare, "creating the run directory")
     if parallel and not world.is_main:
         return _follow(directory, train, config, world)
+    (live,) = live_status
     start = time.perf_counter()
     try:
         # Sees the training split only; data-parallel over the ranks when there are several.
@@ -159,16 +164,16 @@ def best_linear_run(
         atomic_write_text(directory / CANDIDATES_CSV, _candidates_csv(model))
         if plots:
             _plots(directory, model, module, ev, test)
-        artifacts.write_status(
-            directory, "completed", started=started, finished=now(), metrics=metrics
-        )
+        live.end("completed", started=started, finished=now(), metrics=metrics)
     except BaseException as e:
         # Every way out leaves a final status with its reason, and no model file beside it.
         status, reason = final_status(e)
+        extra = {"signal": reason.rsplit(" ", 1)[-1]} if status == "terminated" else {}
+        live.stop()
         with contextlib.suppress(OSError):
             for name in (artifacts.MODEL_FILE, artifacts.MODEL_JSON):
                 (directory / name).unlink(missing_ok=True)
-            artifacts.write_status(directory, status, started=started, finished=now(), error=reason)
+            live.end(status, started=started, finished=now(), error=reason, **extra)
         raise
     files = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
     return BestLinearOutcome(directory, model, ev, metrics, files)
