@@ -26,7 +26,7 @@ from softmax_regression import cli, stopping
 from softmax_regression import train as train_mod
 from softmax_regression.best_linear import BestLinearConfig
 from softmax_regression.config import TrainConfig
-from softmax_regression.data import load_fashion_mnist, sources
+from softmax_regression.data import Dataset, load_fashion_mnist, sources
 from softmax_regression.data.idx import write_idx
 from softmax_regression.errors import ConfigError, NonFiniteLossError, ResumeError
 from softmax_regression.report import collect
@@ -567,3 +567,91 @@ def test_a_full_disk_ends_a_run_in_one_line_and_its_readers_too(
     assert not (small_disk / "run" / "report.html").exists()
     code, _, err = _run(["report", str(small_disk), "--out", "index.html"], tmp_path)
     assert (code, err) == (0, "") and (tmp_path / "index-pages" / "run" / "report.html").exists()
+
+
+# --------------------------------------------------------------------------- long full-batch fits
+
+
+def _feature_split(n: int, seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(size=(3, 12))[y] * 0.6 + rng.normal(size=(n, 12)) + 3.0
+    return Dataset(
+        torch.tensor(x, dtype=torch.float32),
+        torch.tensor(y),
+        classes=("a", "b", "c"),
+        name="blobs",
+    )
+
+
+@pytest.mark.parametrize("stop_at", [2, 5, 10], ids=["select-1", "select-2", "refit"])
+def test_a_best_linear_fit_stopped_anywhere_resumes_to_the_uninterrupted_answer(
+    tmp_path, monkeypatch, stop_at
+) -> None:
+    """The solver's state is kept after every iteration here (``save_every=0``; a run keeps
+    it every few minutes); stopped after the ``stop_at``-th kept state, in the weight-decay
+    sweep or in the refit, the resumed fit ends on the uninterrupted objective."""
+    train, test = _feature_split(500, 0), _feature_split(200, 1)
+    config = BestLinearConfig(
+        weight_decays=(4e-3, 1e-3), select_iters=5, refit_iters=8, val_split=100, dtype="float64"
+    )
+    whole = best_linear_runs.best_linear_run(
+        config, out=tmp_path / "whole", train=train, test=test, plots=False
+    )
+    keep = best_linear_runs.save_fit_progress
+    kept: list = []
+
+    def stopped_after(directory, progress, cfg):
+        keep(directory, progress, cfg)
+        kept.append(progress.at_stage)
+        if len(kept) == stop_at:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(best_linear_runs, "save_fit_progress", stopped_after)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        best_linear_runs.best_linear_run(
+            config, out=run, train=train, test=test, plots=False, save_every=0
+        )
+    monkeypatch.undo()
+    assert kept[-1] == {2: 0, 5: 1, 10: 2}[stop_at]  # the stage it stopped in (2: the refit)
+    assert artifacts.read_status(run)["status"] == "interrupted" and _no_model(run)
+    assert (run / best_linear_runs.SOLVER_STATE).exists()
+
+    resumed = best_linear_runs.best_linear_run(
+        config, resume=run, train=train, test=test, plots=False, save_every=0
+    )
+    assert resumed.model.objective == pytest.approx(whole.model.objective, rel=1e-9, abs=0)
+    assert resumed.metrics["test_acc"] == whole.metrics["test_acc"]
+    # Not merely the same minimum: the same steps, as if it had never stopped.
+    assert resumed.model.evaluations == whole.model.evaluations
+    assert torch.equal(resumed.model.weight, whole.model.weight)
+    assert resumed.model.selection.candidates == whole.model.selection.candidates
+    assert artifacts.read_status(run)["status"] == "completed"
+    assert not (run / best_linear_runs.SOLVER_STATE).exists()  # nothing left to continue
+    with pytest.raises(ResumeError, match="is a completed run"):
+        best_linear_runs.best_linear_run(config, resume=run, train=train, test=test)
+
+
+def test_sigterm_ends_a_best_linear_fit_and_resume_reaches_its_answer(features, tmp_path) -> None:
+    argv = ["train", "--recipe", "best-linear", "--data", str(features), "--no-plots"]
+    argv += ["--no-report", "--quiet"]
+    code, _, err = _run([*argv, "--out", "whole"], tmp_path)
+    assert (code, err) == (0, "")
+    code, err = _stop_at([*argv, "--out", "run"], tmp_path, "lbfgs:30", signal.SIGTERM)
+    assert code == 143
+    hint = "; resume with `softmax-regression train --resume run`"
+    assert err.splitlines() == [f"softmax-regression: terminated by SIGTERM{hint}"]
+    status = artifacts.read_status(tmp_path / "run")
+    assert (status["status"], status["signal"]) == ("terminated", "SIGTERM")
+    assert (tmp_path / "run" / best_linear_runs.SOLVER_STATE).exists()
+
+    code, _, err = _run(["train", "--resume", "run", "--quiet"], tmp_path)
+    assert (code, err) == (0, "")
+    whole, resumed = (
+        json.loads((tmp_path / d / best_linear_runs.BEST_LINEAR_JSON).read_text())
+        for d in ("whole", "run")
+    )
+    assert resumed["refit"]["objective"] == pytest.approx(whole["refit"]["objective"], rel=1e-9)
+    assert resumed["test"] == whole["test"]
+    assert not (tmp_path / "run" / "report.html").exists()  # its --no-report kept

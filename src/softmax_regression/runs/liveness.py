@@ -103,8 +103,10 @@ def truthful(status: dict[str, Any] | None, directory: str | Path) -> dict[str, 
         gone = f"its process ({pid}) is gone"
     else:
         gone = f"no heartbeat from {where} since {status.get('heartbeat')}"
-    epochs = status.get("epochs_completed")
+    epochs, solver = status.get("epochs_completed"), status.get("solver")
     last = f"; last completed epoch {epochs}" if isinstance(epochs, int) else ""
+    if isinstance(solver, dict) and isinstance(solver.get("iterations"), int):
+        last = f"; solver state kept at L-BFGS iteration {solver['iterations']}"
     resume = f"; resume with `train --resume {directory}`" if status.get("resumable", True) else ""
     return {**status, "status": DIED, "error": f"{gone}{last}{resume}"}
 
