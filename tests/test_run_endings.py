@@ -245,7 +245,7 @@ def test_best_linear_run_ends_with_a_final_status(
 ) -> None:
     train, test = data
 
-    def fit_best_linear(train, config):
+    def fit_best_linear(train, config, **kwargs):
         raise error
 
     monkeypatch.setattr(best_linear_runs, "fit_best_linear", fit_best_linear)
