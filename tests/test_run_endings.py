@@ -464,6 +464,14 @@ def test_a_run_written_on_another_host_died_when_its_heartbeat_is_old(tmp_path, 
     assert artifacts.read_status(tmp_path / "fresh")["status"] == "running"
     rows = {r["name"]: r["status"] for r in collect.index_data(tmp_path)["rows"]}
     assert rows == {"old": "died", "fresh": "running"}
+    # A best-linear fit says where its kept solver state is instead of an epoch.
+    solver = {"stage": 2, "iterations": 31}
+    _status(tmp_path / "fit", pid=1, host="elsewhere.invalid", heartbeat=old, solver=solver)
+    assert artifacts.read_status(tmp_path / "fit")["error"] == (
+        f"no heartbeat from elsewhere.invalid since {old}; solver state kept at L-BFGS "
+        f"iteration 31; resume with `train --resume {tmp_path / 'fit'}`"
+    )
+    shutil.rmtree(tmp_path / "fit")
 
     # A run whose writer is alive (there, or here: this very process) is not resumed.
     _status(tmp_path / "here", **liveness.identity(), heartbeat=fresh)
