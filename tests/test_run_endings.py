@@ -406,7 +406,7 @@ def test_sigterm_to_the_launcher_of_two_ranks_ends_both_and_resumes(
     _same_run(tmp_path / "run", whole, rel=1e-5)  # resumed as one process
 
 
-def test_sigterm_ends_a_sweep_and_seeds_and_best_linear_in_one_line(features, tmp_path) -> None:
+def test_sigterm_ends_seeds_and_a_sweep_in_one_line(features, tmp_path) -> None:
     """Commands with no single run to resume end the same way: the signal's exit status, one
     line, and every run directory they started left with a final status."""
     for argv, pause, status_dir in [
