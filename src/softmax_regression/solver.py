@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.optim.lbfgs import _strong_wolfe
@@ -46,6 +47,26 @@ class LbfgsResult:
     converged: bool  # ended by ``tolerance_grad`` or ``converged``
 
 
+@dataclass
+class LbfgsState:
+    """Where :func:`lbfgs` stands between two iterations: everything the next one reads, so
+    that a fit continued from it takes the steps the uninterrupted fit takes. ``t`` and
+    ``h_diag`` are kept as they were (a float, or a 0-dim tensor)."""
+
+    x: torch.Tensor
+    loss: float
+    flat_grad: torch.Tensor
+    prev_flat_grad: torch.Tensor
+    d: torch.Tensor
+    t: float | torch.Tensor
+    h_diag: float | torch.Tensor
+    old_dirs: list[torch.Tensor]
+    old_stps: list[torch.Tensor]
+    ro: list[torch.Tensor]
+    iterations: int
+    evaluations: int
+
+
 def lbfgs(
     fun: Callable[[torch.Tensor], tuple[float, torch.Tensor]],
     x: torch.Tensor,
@@ -58,6 +79,7 @@ def lbfgs(
     tolerance_change: float = 1e-9,
     converged: Callable[[torch.Tensor], bool] | None = None,
     callback: Callable[[int, float], None] | None = None,
+    checkpoint: Any = None,
 ) -> LbfgsResult:
     """L-BFGS with a strong Wolfe line search on a flat parameter vector ``x`` (updated in
     place), ``fun(x) -> (loss, flat gradient)``.
@@ -68,6 +90,11 @@ def lbfgs(
     additions: ``converged(gradient)`` is a further stopping test, asked wherever torch asks
     ``max |gradient| <= tolerance_grad`` (scikit-learn's ``tol``, measured in the caller's
     coordinates), and ``callback(iteration, loss)`` after each iteration.
+
+    ``checkpoint`` makes a long fit resumable: its ``state`` (an :class:`LbfgsState`, or None)
+    is where to go on from instead of ``x``, and ``checkpoint.offer(iteration, snapshot)`` is
+    called after each iteration that the fit goes on from; ``snapshot()`` returns that
+    iteration's :class:`LbfgsState` (a copy), for the caller to keep when it chooses.
     """
     if max_eval is None:
         max_eval = max_iter * 5 // 4
@@ -88,19 +115,44 @@ def lbfgs(
         x.copy_(x_init)
         return float(loss), g
 
-    loss, flat_grad = fun(x)
-    loss = float(loss)
-    current_evals = 1
-    if done(flat_grad):
-        return LbfgsResult(x, loss, 0, current_evals, True)
-    d = t = prev_flat_grad = None
-    old_dirs: list[torch.Tensor] = []
-    old_stps: list[torch.Tensor] = []
-    ro: list = []
+    resumed = getattr(checkpoint, "state", None)
+    if resumed is None:
+        loss, flat_grad = fun(x)
+        loss = float(loss)
+        current_evals = 1
+        if done(flat_grad):
+            return LbfgsResult(x, loss, 0, current_evals, True)
+        d = t = prev_flat_grad = None
+        old_dirs: list[torch.Tensor] = []
+        old_stps: list[torch.Tensor] = []
+        ro: list = []
+        h_diag = 1
+        n_iter = 0
+    else:
+        x.copy_(resumed.x)
+        loss, current_evals, n_iter = resumed.loss, resumed.evaluations, resumed.iterations
+        flat_grad, prev_flat_grad = resumed.flat_grad.clone(), resumed.prev_flat_grad.clone()
+        d, t, h_diag = resumed.d, resumed.t, resumed.h_diag
+        old_dirs, old_stps, ro = list(resumed.old_dirs), list(resumed.old_stps), list(resumed.ro)
     al: list = [None] * history_size
-    h_diag = 1
-    n_iter = 0
     opt_cond = False
+
+    def snapshot() -> LbfgsState:
+        return LbfgsState(
+            x.clone(),
+            loss,
+            flat_grad.clone(),
+            prev_flat_grad.clone(),
+            d.clone(),
+            t,
+            h_diag,
+            list(old_dirs),
+            list(old_stps),
+            list(ro),
+            n_iter,
+            current_evals,
+        )
+
     while n_iter < max_iter:
         n_iter += 1
         if n_iter == 1:
@@ -150,6 +202,8 @@ def lbfgs(
             break
         if abs(loss - prev_loss) < tolerance_change:
             break
+        if checkpoint is not None:
+            checkpoint.offer(n_iter, snapshot)
     return LbfgsResult(x, loss, n_iter, current_evals, opt_cond)
 
 
@@ -215,6 +269,7 @@ def minimize(
     tol_repeats: int = 1,
     on_nonfinite: Callable[[float, int], BaseException] | None = None,
     callback: Callable[[int, float], None] | None = None,
+    checkpoint: Any = None,  # passed to lbfgs: a fit that can be continued (its docstring)
 ) -> Solution:
     """Minimise ``loss`` over (W, b) from ``init`` with :func:`lbfgs`, on ``W = V P`` when a
     ``preconditioner`` ``(P, P^-1)`` is given.
@@ -273,6 +328,7 @@ def minimize(
             tolerance_change=tolerance_change,
             converged=small_enough if tol is not None else None,
             callback=callback,
+            checkpoint=checkpoint,
         )
         w, b = unpack(result.x)
         w, b = w.clone(), b.clone()
