@@ -8,9 +8,10 @@ of scikit-learn's two public classes (its private helpers stay scikit-learn's). 
 counts and every test that passes for scikit-learn but not for ours.
 
 The tests allowed to differ, each with its reason, are the list in docs/sklearn.md under the
-heading "scikit-learn's own tests" (lines ``- `TEST ID`: reason``). The script exits 1 when a
-test differs that the list does not name, or when a listed test no longer differs (the list
-must stay true), and 2 when a run could not be judged (nothing collected, pytest crashed).
+heading "scikit-learn's own tests" (items ``- `TEST ID`: reason``, or several ids before one
+reason, ``- `A`, `B`: reason``). The script exits 1 when a test differs that the list does
+not name, or when a listed test no longer differs (the list must stay true), and 2 when a
+run could not be judged (nothing collected, pytest crashed).
 
 Each run is a fresh pytest process in its own folder with its own empty ini: this
 repository's pytest settings (``filterwarnings = error``, ``testpaths``) and plugins do not
@@ -40,8 +41,9 @@ SECTION = "scikit-learn's own tests"
 TEST_FILE = "test_logistic.py"
 OURS = "softmax_regression.sklearn"
 CLASSES = ("LogisticRegression", "LogisticRegressionCV")
-# One listed test: "- `test_id[params]`: reason" (the reason may run on over indented lines).
-_ENTRY = re.compile(r"^[-*]\s+`(?P<id>[^`]+)`\s*[:\u2014-]\s*(?P<reason>.*)$")
+# One entry: "- `test_id[params]`: reason", or several ids, "- `a[1]`, `a[2]`: reason" (the
+# reason may run on over indented lines).
+_ENTRY = re.compile(r"^[-*]\s+(?P<ids>`[^`]+`(?:\s*,\s*`[^`]+`)*)\s*:\s*(?P<reason>.*)$")
 
 
 def sklearn_dir() -> Path:
@@ -79,28 +81,26 @@ def ours_source(source: str) -> str:
 
 
 def documented(doc: Path = DOC) -> dict[str, str]:
-    """The tests allowed to differ, ``{test id: reason}``, from ``doc``'s section."""
-    allowed: dict[str, str] = {}
-    inside, last = False, None
+    """The tests allowed to differ, ``{test id: reason}``, from ``doc``'s section: each entry
+    a list item whose indented continuation lines belong to it."""
+    entries: list[str] = []
+    inside = False
     for line in doc.read_text().splitlines():
         if line.startswith("#"):
             inside = line.lstrip("#").strip() == SECTION
-            last = None
-            continue
-        if not inside:
-            continue
-        m = _ENTRY.match(line)
-        if m:
-            test = m["id"].strip()
+        elif inside and re.match(r"[-*]\s", line):
+            entries.append(line)
+        elif inside and entries and line.startswith("  ") and line.strip():
+            entries[-1] += " " + line.strip()
+    allowed: dict[str, str] = {}
+    for entry in entries:
+        m = _ENTRY.match(entry)
+        if not m or not m["reason"].strip():
+            raise SystemExit(f"{doc.name}: not '- `TEST ID`: reason': {entry[:120]}")
+        for test in re.findall(r"`([^`]+)`", m["ids"]):
             if test in allowed:
                 raise SystemExit(f"{doc.name}: {test} is listed twice")
-            if not m["reason"].strip():
-                raise SystemExit(f"{doc.name}: {test} is listed without a reason")
-            allowed[test], last = m["reason"].strip(), test
-        elif last and line.startswith("  ") and line.strip():
-            allowed[last] += " " + line.strip()
-        else:
-            last = None
+            allowed[test] = m["reason"].strip()
     return allowed
 
 
