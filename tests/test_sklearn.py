@@ -335,13 +335,6 @@ def test_deprecated_penalty_warns_and_l1_names_saga():
         LogisticRegressionCV(l1_ratios=(0.5,), scoring=None, use_legacy_attributes=False).fit(X, y)
 
 
-def _warned(fit) -> list[tuple[type, str]]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fit()
-    return [(w.category, str(w.message)) for w in caught]
-
-
 @pytest.mark.parametrize(
     "make, expected",
     [
@@ -381,7 +374,11 @@ def test_sklearn_1_9_deprecation_warnings(make, expected):
     """scikit-learn 1.9's warnings for its deprecated and ignored parameters, in its words
     (its own tests match them), and none where it gives none."""
     X, y = blobs(60, 3, 3, 19)
-    got = _warned(lambda: make().fit(X, y))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make().fit(X, y)
+    assert {w.filename for w in caught} <= {__file__}  # shown at the caller of fit
+    got = [(w.category, str(w.message)) for w in caught]
     assert len(got) == len(expected), got
     for category, start in expected:
         assert any(c is category and m.startswith(start) for c, m in got), (start, got)

@@ -42,9 +42,12 @@ def _world(device: str) -> distributed.World | None:
     return world if world is not None and world.parallel else None
 
 
-def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> str | None:
+def _penalty(
+    estimator: Any, penalty: Any, l1_ratio: Any, C: float, stacklevel: int = 3
+) -> str | None:
     """scikit-learn 1.9's reading of ``penalty`` / ``l1_ratio`` / ``C``: "l2" or None, with
-    its deprecation warnings (``penalty``, ``l1_ratio=None``) and their texts."""
+    its deprecation warnings (``penalty``, ``l1_ratio=None``) and their texts, shown at the
+    caller ``stacklevel`` frames up (the user's ``fit`` call)."""
     name = type(estimator).__name__
     if penalty == "deprecated":
         if l1_ratio is None or l1_ratio == 0:
@@ -54,7 +57,7 @@ def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> str | Non
                     "'l1_ratio=None' was deprecated in version 1.8 and will trigger an error "
                     "in 1.10. Use 0<=l1_ratio<=1 instead.",
                     FutureWarning,
-                    stacklevel=3,
+                    stacklevel=stacklevel,
                 )
         elif l1_ratio == 1:
             resolved = "l1"
@@ -70,7 +73,7 @@ def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> str | Non
             "penalty='l1', l1_ratio set to a float between 0 and 1 instead of "
             "penalty='elasticnet', and C=np.inf instead of penalty=None.",
             FutureWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         resolved = penalty
         if (penalty == "l2" and l1_ratio != 0) or (penalty == "l1" and l1_ratio != 1):
@@ -78,13 +81,13 @@ def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> str | Non
                 f"Inconsistent values: penalty={penalty} with l1_ratio={l1_ratio}. penalty is "
                 "deprecated. Please use l1_ratio only.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
         if penalty is None and C != 1.0:
             warnings.warn(
                 "Setting penalty=None will ignore the C and l1_ratio parameters",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
     if resolved in ("l1", "elasticnet"):
         raise ValueError(
@@ -96,14 +99,14 @@ def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> str | Non
     return resolved
 
 
-def _warn_n_jobs(n_jobs: Any) -> None:
+def _warn_n_jobs(n_jobs: Any, stacklevel: int = 3) -> None:
     """scikit-learn 1.9's FutureWarning for ``n_jobs``, which has no effect there either."""
     if n_jobs is not None:
         warnings.warn(
             "'n_jobs' has no effect since 1.8 and will be removed in 1.10. "
             f"You provided 'n_jobs={n_jobs}', please leave it unspecified.",
             FutureWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 
@@ -220,7 +223,12 @@ _UNCONVERGED_ADVICE = (
 
 
 def _warn_unconverged(
-    converged: bool, n_iter: int, max_iter: int, solver: str = "lbfgs", objective: float = np.nan
+    converged: bool,
+    n_iter: int,
+    max_iter: int,
+    solver: str = "lbfgs",
+    objective: float = np.nan,
+    stacklevel: int = 3,
 ) -> None:
     """scikit-learn's ConvergenceWarning, in the words of the ``solver`` asked for, when a fit
     stopped at ``max_iter`` with the largest gradient component still above ``tol``."""
@@ -234,4 +242,4 @@ def _warn_unconverged(
     text = (head + _UNCONVERGED_ADVICE).format(
         n_iter=n_iter, max_iter=max_iter, objective=objective
     )
-    warnings.warn(text, ConvergenceWarning, stacklevel=3)
+    warnings.warn(text, ConvergenceWarning, stacklevel=stacklevel)

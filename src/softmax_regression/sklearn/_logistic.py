@@ -27,6 +27,10 @@ from ._common import (
 )
 from ._problem import _Problem
 
+# The frames between a warning's helper and the user's ``LogisticRegression.fit`` call: the
+# helper, ``fit``, and the ``with_callbacks`` wrapper around it.
+_WARN_AT_CALLER = 4
+
 
 class LogisticRegression(
     CallbackSupportMixin, LinearClassifierMixin, SparseCoefMixin, BaseEstimator
@@ -104,9 +108,10 @@ class LogisticRegression(
         """Fit the model on ``X`` (n_samples, n_features) and ``y``; under torchrun, this
         rank's rows."""
         C = _check_C(self.C)
-        penalty = _penalty(self, self.penalty, self.l1_ratio, C)
+        # Warnings are shown at the caller of fit: past it and its callbacks' wrapper.
+        penalty = _penalty(self, self.penalty, self.l1_ratio, C, stacklevel=_WARN_AT_CALLER)
         device, dtype = _check_common(self)
-        _warn_n_jobs(self.n_jobs)
+        _warn_n_jobs(self.n_jobs, stacklevel=_WARN_AT_CALLER)
         world = _world(self.device)
         X, y = self._validate(X, y)
         if world is not None:
@@ -131,7 +136,9 @@ class LogisticRegression(
         coef, intercept, n_iter, converged, objective = problem.fit(
             C_, init, float(self.tol), int(self.max_iter), self.verbose
         )
-        _warn_unconverged(converged, n_iter, int(self.max_iter), self.solver, objective)
+        _warn_unconverged(
+            converged, n_iter, int(self.max_iter), self.solver, objective, _WARN_AT_CALLER
+        )
         self.coef_ = coef.astype(X.dtype, copy=False)
         self.intercept_ = intercept.astype(X.dtype, copy=False)
         self.n_iter_ = np.asarray([n_iter], dtype=np.int32)
