@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 import torch
+from scipy import sparse
 
 pytest.importorskip("sklearn")
 
@@ -103,15 +104,19 @@ def _expected_failed(est):
         LogisticRegression(),
         LogisticRegression(dtype="float32"),
         # 3 Cs x 3 folds: scikit-learn's checks fit many times; the grid size is no part of
-        # what they check.
-        LogisticRegressionCV(Cs=3, cv=3),
+        # what they check. The "warn" defaults set, as scikit-learn's own checks set them.
+        LogisticRegressionCV(
+            Cs=3, cv=3, l1_ratios=(0.0,), scoring=None, use_legacy_attributes=False
+        ),
     ],
     expected_failed_checks=_expected_failed,
 )
 def test_sklearn_checks(estimator, check):
     with warnings.catch_warnings():
-        # Some checks fit a handful of iterations on purpose.
+        # Some checks fit a handful of iterations on purpose; some give the CV's 3 folds a
+        # class of 2 rows, which scikit-learn's StratifiedKFold warns about.
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
         check(estimator)
 
 
@@ -357,9 +362,9 @@ def test_cv_matches_sklearns_cv():
     X, y = blobs(500, 6, 3, 14, spread=3.0)
     params = {"Cs": 5, "cv": 3, "tol": 1e-8, "max_iter": 2000, "l1_ratios": None}
     params |= {"scoring": None, "use_legacy_attributes": True}
-    ours = LogisticRegressionCV(dtype="float64", **params).fit(X, y)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # l1_ratios=None, as scikit-learn's
+        ours = LogisticRegressionCV(dtype="float64", **params).fit(X, y)
         ref = linear_model.LogisticRegressionCV(**params).fit(X, y)
     np.testing.assert_allclose(ours.Cs_, ref.Cs_)
     np.testing.assert_array_equal(ours.C_, ref.C_)
@@ -453,9 +458,156 @@ def test_deprecated_penalty_warns_and_l1_names_saga():
     with pytest.warns(FutureWarning, match="deprecated"):
         LogisticRegression(penalty="l2").fit(X, y)
     with pytest.warns(FutureWarning), pytest.raises(ValueError, match="saga"):
-        LogisticRegression(penalty="l1").fit(X, y)
+        LogisticRegression(penalty="l1", l1_ratio=1.0).fit(X, y)
     with pytest.raises(ValueError, match="saga"):
-        LogisticRegressionCV(l1_ratios=(0.5,)).fit(X, y)
+        LogisticRegressionCV(l1_ratios=(0.5,), scoring=None, use_legacy_attributes=False).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda: LogisticRegression(l1_ratio=None), [(FutureWarning, "'l1_ratio=None' was")]),
+        (lambda: LogisticRegression(n_jobs=2), [(FutureWarning, "'n_jobs' has no effect")]),
+        (
+            lambda: LogisticRegression(penalty=None, C=4.0),
+            [(FutureWarning, "'penalty' was"), (UserWarning, "Setting penalty=None will")],
+        ),
+        (
+            lambda: LogisticRegression(penalty="l2", l1_ratio=1.0),
+            [(FutureWarning, "'penalty' was"), (UserWarning, "Inconsistent values: penalty=l2")],
+        ),
+        (
+            lambda: LogisticRegressionCV(Cs=2, cv=2),
+            [
+                (FutureWarning, "The default value for l1_ratios will change"),
+                (FutureWarning, "The default value of the parameter 'scoring' will change"),
+                (FutureWarning, "The fitted attributes of LogisticRegressionCV will be"),
+            ],
+        ),
+        (
+            lambda: LogisticRegressionCV(
+                Cs=2, cv=2, l1_ratios=None, scoring=None, use_legacy_attributes=True
+            ),
+            [(FutureWarning, "'l1_ratios=None' was deprecated")],
+        ),
+        (
+            lambda: LogisticRegressionCV(
+                Cs=2, cv=2, l1_ratios=(0.0,), scoring=None, use_legacy_attributes=False
+            ),
+            [],
+        ),
+    ],
+)
+def test_sklearn_1_9_deprecation_warnings(make, expected):
+    """scikit-learn 1.9's warnings for its deprecated and ignored parameters, in its words
+    (its own tests match them), and none where it gives none."""
+    X, y = blobs(60, 3, 3, 19)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make().fit(X, y)
+    assert {w.filename for w in caught} <= {__file__}  # shown at the caller of fit
+    got = [(w.category, str(w.message)) for w in caught]
+    assert len(got) == len(expected), got
+    for category, start in expected:
+        assert any(c is category and m.startswith(start) for c, m in got), (start, got)
+
+
+@pytest.mark.parametrize(
+    "solver, words",
+    [
+        ("lbfgs", "lbfgs failed to converge after 1 iteration(s)"),
+        ("newton-cg", "newton-cg failed to converge at loss = "),
+        ("newton-cholesky", "Newton solver did not converge after 1 iterations."),
+        ("sag", "The max_iter was reached which means the coef_ did not converge"),
+        ("saga", "The max_iter was reached which means the coef_ did not converge"),
+    ],
+)
+def test_convergence_warning_in_the_words_of_the_solver_asked_for(solver, words):
+    X, y = blobs(200, 5, 3, 22)
+    with pytest.warns(ConvergenceWarning) as caught:
+        est = LogisticRegression(solver=solver, max_iter=1, tol=1e-12).fit(X, y)
+    assert str(caught[0].message).startswith(words)
+    assert "max_iter=1" in str(caught[0].message) and est.n_iter_[0] == 1
+    with pytest.warns(ConvergenceWarning, match=words[:20]):  # a path fit stopped too
+        LogisticRegressionCV(
+            Cs=2,
+            cv=2,
+            solver=solver,
+            max_iter=1,
+            tol=1e-12,
+            l1_ratios=(0.0,),
+            scoring=None,
+            use_legacy_attributes=False,
+        ).fit(X, y)
+
+
+def test_sparsify_densify_and_the_mixins_methods():
+    X, y = blobs(150, 6, 3, 23)
+    est = LogisticRegression(C=0.05).fit(X, y)
+    dense = est.decision_function(X)
+    est.sparsify()
+    assert sparse.issparse(est.coef_)
+    np.testing.assert_allclose(est.decision_function(X), dense, rtol=1e-6)
+    np.testing.assert_array_equal(est.predict(X), est.classes_[dense.argmax(axis=1)])
+    est.densify()
+    assert isinstance(est.coef_, np.ndarray)
+    # One-vs-rest probabilities (scikit-learn's LinearClassifierMixin), as its tests use them.
+    ovr = 1 / (1 + np.exp(-dense))
+    np.testing.assert_allclose(est._predict_proba_lr(X), ovr / ovr.sum(1, keepdims=True))
+
+
+def test_callbacks_see_the_fit_as_one_task():
+    from sklearn.callback.tests._utils import RecordingCallback
+
+    X, y = blobs(100, 4, 3, 24)
+    cb = RecordingCallback()
+    est = LogisticRegression().set_callbacks(cb).fit(X, y)
+    names = [r["name"] for r in cb.record]
+    assert names == ["setup", "on_fit_task_begin", "on_fit_task_end", "teardown"]
+    fitted = cb.record[2]["kwargs"]["fitted_estimator"]
+    np.testing.assert_array_equal(fitted.predict(X), est.predict(X))
+
+
+def test_cv_scores_every_class_when_a_fold_lacks_some():
+    """A fold's held-out rows may hold one class only: scorers that take ``labels`` (the Brier
+    score) are given every class, as scikit-learn's LogisticRegressionCV does."""
+    from sklearn.metrics import brier_score_loss
+    from sklearn.model_selection import KFold
+
+    X, y = np.arange(6.0)[:, None], np.array(["a", "a", "b", "b", "c", "c"])
+    cv = LogisticRegressionCV(
+        Cs=[1.0],
+        cv=KFold(3),
+        scoring="neg_brier_score",
+        l1_ratios=(0.0,),
+        use_legacy_attributes=False,
+    ).fit(X, y)
+    for i, (_, test) in enumerate(KFold(3).split(X, y)):
+        est = LogisticRegression()._set_fitted(
+            cv.coefs_paths_[i, 0, 0, :, :-1], cv.coefs_paths_[i, 0, 0, :, -1], cv.classes_, 1
+        )
+        want = brier_score_loss(y[test], est.predict_proba(X[test]), labels=cv.classes_)
+        np.testing.assert_allclose(-cv.scores_[i, 0, 0], want)
+
+
+def test_cv_metadata_routing_as_sklearns():
+    from sklearn import config_context
+    from sklearn.metrics import get_scorer
+
+    X, y = blobs(300, 4, 2, 25)
+    w = np.where(np.arange(len(y)) % 2 == 0, 3.0, 1.0)
+    params = {"Cs": 3, "cv": 3, "l1_ratios": (0.0,), "use_legacy_attributes": False}
+    with pytest.raises(ValueError, match="only supported if enable_metadata_routing=True"):
+        LogisticRegressionCV(scoring="accuracy", **params).fit(X, y, extra=1.0)
+    with config_context(enable_metadata_routing=True):
+        plain = get_scorer("accuracy").set_score_request(sample_weight=False)
+        weighted = get_scorer("accuracy").set_score_request(sample_weight=True)
+        a = LogisticRegressionCV(scoring=plain, **params).fit(X, y, sample_weight=w)
+        b = LogisticRegressionCV(scoring=weighted, **params).fit(X, y, sample_weight=w)
+        assert not np.allclose(a.scores_, b.scores_)
+        with pytest.raises(TypeError, match="not routed to any object"):
+            a.score(X, y, sample_weight=w)
+        assert b.score(X, y, sample_weight=w) != a.score(X, y)
 
 
 def test_import_error_names_the_extra(tmp_path):
@@ -551,9 +703,11 @@ def test_from_run_reads_a_saved_model(tmp_path):
 
 WORKER = textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, sys, warnings
     import numpy as np
     from softmax_regression.sklearn import LogisticRegression, LogisticRegressionCV, rank_rows
+
+    warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.9's "warn" defaults
 
     def data(k):
         rng = np.random.default_rng(k)

@@ -43,12 +43,23 @@ def _world(device: str) -> distributed.World | None:
     return world if world is not None and world.parallel else None
 
 
-def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> str | None:
-    """scikit-learn 1.9's reading of ``penalty`` / ``l1_ratio`` / ``C``: "l2" or None."""
+def _penalty(
+    estimator: Any, penalty: Any, l1_ratio: Any, C: float, stacklevel: int = 3
+) -> str | None:
+    """scikit-learn 1.9's reading of ``penalty`` / ``l1_ratio`` / ``C``: "l2" or None, with
+    its deprecation warnings (``penalty``, ``l1_ratio=None``) and their texts, shown at the
+    caller ``stacklevel`` frames up (the user's ``fit`` call)."""
     name = type(estimator).__name__
     if penalty == "deprecated":
         if l1_ratio is None or l1_ratio == 0:
             resolved = "l2"
+            if l1_ratio is None:
+                warnings.warn(
+                    "'l1_ratio=None' was deprecated in version 1.8 and will trigger an error "
+                    "in 1.10. Use 0<=l1_ratio<=1 instead.",
+                    FutureWarning,
+                    stacklevel=stacklevel,
+                )
         elif l1_ratio == 1:
             resolved = "l1"
         else:
@@ -57,12 +68,28 @@ def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> str | Non
             resolved = None
     else:
         warnings.warn(
-            "'penalty' was deprecated in scikit-learn 1.8 and will be removed in 1.10; "
-            "use 'l1_ratio' or 'C' instead (C=np.inf instead of penalty=None)",
+            "'penalty' was deprecated in version 1.8 and will be removed in 1.10. To avoid "
+            "this warning, leave 'penalty' set to its default value and use 'l1_ratio' or "
+            "'C' instead. Use l1_ratio=0 instead of penalty='l2', l1_ratio=1 instead of "
+            "penalty='l1', l1_ratio set to a float between 0 and 1 instead of "
+            "penalty='elasticnet', and C=np.inf instead of penalty=None.",
             FutureWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         resolved = penalty
+        if (penalty == "l2" and l1_ratio != 0) or (penalty == "l1" and l1_ratio != 1):
+            warnings.warn(
+                f"Inconsistent values: penalty={penalty} with l1_ratio={l1_ratio}. penalty is "
+                "deprecated. Please use l1_ratio only.",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
+        if penalty is None and C != 1.0:
+            warnings.warn(
+                "Setting penalty=None will ignore the C and l1_ratio parameters",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
     if resolved in ("l1", "elasticnet"):
         raise ValueError(
             f"{name} supports only the 'l2' penalty or none, got {resolved!r}; "
@@ -71,6 +98,17 @@ def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> str | Non
     if resolved not in ("l2", None):
         raise ValueError(f"penalty must be 'l2' or None, got {resolved!r}")
     return resolved
+
+
+def _warn_n_jobs(n_jobs: Any, stacklevel: int = 3) -> None:
+    """scikit-learn 1.9's FutureWarning for ``n_jobs``, which has no effect there either."""
+    if n_jobs is not None:
+        warnings.warn(
+            "'n_jobs' has no effect since 1.8 and will be removed in 1.10. "
+            f"You provided 'n_jobs={n_jobs}', please leave it unspecified.",
+            FutureWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def _check_common(estimator: Any) -> tuple[torch.device, torch.dtype]:
@@ -179,12 +217,41 @@ def _summed(world: distributed.World, a: np.ndarray, what: str) -> np.ndarray:
     return world.sum_same_(t, what).cpu().numpy()
 
 
-def _warn_unconverged(converged: bool, n_iter: int, max_iter: int) -> None:
-    if not converged and n_iter >= max_iter:
-        warnings.warn(
-            f"lbfgs failed to converge after {n_iter} iteration(s): the largest gradient "
-            "component is still above tol. Increase the number of iterations (max_iter) "
-            "or scale the data.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+# What scikit-learn 1.9 says when each of its solvers stops at ``max_iter`` (its tests match
+# these words); every solver name runs this package's solver, which stopped there too.
+_UNCONVERGED = {
+    "newton-cg": "newton-cg failed to converge at loss = {objective}. Increase the number of "
+    "iterations.",
+    "newton-cholesky": "Newton solver did not converge after {n_iter} iterations.",
+    "sag": "The max_iter was reached which means the coef_ did not converge",
+    "saga": "The max_iter was reached which means the coef_ did not converge",
+    "liblinear": "Liblinear failed to converge, increase the number of iterations.",
+}
+_UNCONVERGED_ADVICE = (
+    "\n\nIncrease the number of iterations to improve the convergence (max_iter={max_iter})."
+    "\nYou might also want to scale the data as shown in:\n"
+    "    https://scikit-learn.org/stable/modules/preprocessing.html"
+)
+
+
+def _warn_unconverged(
+    converged: bool,
+    n_iter: int,
+    max_iter: int,
+    solver: str = "lbfgs",
+    objective: float = np.nan,
+    stacklevel: int = 3,
+) -> None:
+    """scikit-learn's ConvergenceWarning, in the words of the ``solver`` asked for, when a fit
+    stopped at ``max_iter`` with the largest gradient component still above ``tol``."""
+    if converged or n_iter < max_iter:
+        return
+    head = _UNCONVERGED.get(
+        solver,
+        "lbfgs failed to converge after {n_iter} iteration(s): the largest gradient "
+        "component is still above tol.",
+    )
+    text = (head + _UNCONVERGED_ADVICE).format(
+        n_iter=n_iter, max_iter=max_iter, objective=objective
+    )
+    warnings.warn(text, ConvergenceWarning, stacklevel=stacklevel)

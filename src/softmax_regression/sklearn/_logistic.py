@@ -6,7 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from scipy import sparse
+from sklearn.base import BaseEstimator
+from sklearn.callback import CallbackSupportMixin, with_callbacks
+from sklearn.linear_model._base import LinearClassifierMixin, SparseCoefMixin
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.extmath import safe_sparse_dot, softmax
 from sklearn.utils.multiclass import check_classification_targets
@@ -18,24 +21,35 @@ from ._common import (
     _check_common,
     _json_params,
     _penalty,
+    _warn_n_jobs,
     _warn_unconverged,
     _weights,
     _world,
 )
 from ._problem import _Problem
 
+# The frames between a warning's helper and the user's ``LogisticRegression.fit`` call: the
+# helper, ``fit``, and the ``with_callbacks`` wrapper around it.
+_WARN_AT_CALLER = 4
 
-class LogisticRegression(ClassifierMixin, BaseEstimator):
+
+class LogisticRegression(
+    CallbackSupportMixin, LinearClassifierMixin, SparseCoefMixin, BaseEstimator
+):
     """scikit-learn 1.9's ``LogisticRegression`` (multinomial, L2 or no penalty), in torch.
 
     Parameters as scikit-learn's (``penalty`` deprecated there too: ``C=np.inf`` means no
     penalty, ``l1_ratio`` must be 0); ``intercept_scaling``, ``random_state`` and ``n_jobs``
-    are accepted and have no effect, as with scikit-learn's lbfgs. Sparse ``X`` (scipy.sparse;
-    CSR, or converted to it as scikit-learn does) is solved as it is, never densified, on the
-    CPU. Extra: ``device`` ("auto": cuda when available) and ``dtype``: None (scikit-learn's
-    rule: float32 rows give a float32 fit, float64 or integer rows the float64 optimum,
-    reached through float32 iterations finished in float64), or "float32" / "float64" to
-    choose.
+    are accepted and have no effect, as with scikit-learn's lbfgs (``n_jobs`` warns, as
+    there). Sparse ``X`` (scipy.sparse; CSR, or converted to it as scikit-learn does) is
+    solved as it is, never densified, on the CPU. Extra: ``device`` ("auto": cuda when
+    available) and ``dtype``: None (scikit-learn's rule: float32 rows give a float32 fit,
+    float64 or integer rows the float64 optimum, reached through float32 iterations finished
+    in float64), or "float32" / "float64" to choose. scikit-learn's mixins, as its class has
+    them: ``sparsify``/``densify`` (a CSR ``coef_`` for predictions), ``score``, and
+    ``set_callbacks`` (scikit-learn 1.9's callbacks: ``setup``, the fit as one task begun
+    and ended, the fitted estimator at its end, ``teardown``; the solver's iterations are
+    not reported as tasks of their own).
     """
 
     def __init__(
@@ -95,12 +109,15 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             )
         return classes, np.searchsorted(classes, y)
 
+    @with_callbacks
     def fit(self, X, y, sample_weight=None):
         """Fit the model on ``X`` (n_samples, n_features) and ``y``; under torchrun, this
         rank's rows."""
         C = _check_C(self.C)
-        penalty = _penalty(self, self.penalty, self.l1_ratio, C)
+        # Warnings are shown at the caller of fit: past it and its callbacks' wrapper.
+        penalty = _penalty(self, self.penalty, self.l1_ratio, C, stacklevel=_WARN_AT_CALLER)
         device, requested = _check_common(self)
+        _warn_n_jobs(self.n_jobs, stacklevel=_WARN_AT_CALLER)
         world = _world(self.device)
         X, y = self._validate(X, y)
         dtype = _answer_dtype(requested, X)
@@ -108,6 +125,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             world.check_same({"n_features": X.shape[1], "C": C, "dtype": self.dtype})
         classes, y_index = self._classes(y, world)
         self.classes_ = classes
+        callbacks = self._init_callback_context()  # the fit is one task (a leaf)
+        metadata = None if sample_weight is None else {"sample_weight": sample_weight}
+        callbacks.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
         sw = self._sample_weights(X, y, y_index, sample_weight, world)
         init = None
         if self.warm_start and hasattr(self, "coef_"):
@@ -117,16 +137,21 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                     f"Initialization coef is of shape {self.coef_.shape}, expected shape "
                     f"{(rows, X.shape[1])}"
                 )
-            init = (self.coef_, self.intercept_)
+            init = (_dense(self.coef_), self.intercept_)
         problem = _Problem(X, y_index, sw, len(classes), self.fit_intercept, device, dtype, world)
         C_ = np.inf if penalty is None else C
-        coef, intercept, n_iter, converged, _ = problem.fit(
+        coef, intercept, n_iter, converged, objective = problem.fit(
             C_, init, float(self.tol), int(self.max_iter), self.verbose
         )
-        _warn_unconverged(converged, n_iter, int(self.max_iter))
+        _warn_unconverged(
+            converged, n_iter, int(self.max_iter), self.solver, objective, _WARN_AT_CALLER
+        )
         self.coef_ = coef.astype(X.dtype, copy=False)
         self.intercept_ = intercept.astype(X.dtype, copy=False)
         self.n_iter_ = np.asarray([n_iter], dtype=np.int32)
+        callbacks.call_on_fit_task_end(
+            estimator=self, X=X, y=y, metadata=metadata, reconstruction_attributes={}
+        )
         return self
 
     def _sample_weights(self, X, y, y_index, sample_weight, world) -> np.ndarray | None:
@@ -150,7 +175,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ predicting
 
     def decision_function(self, X):
-        """Confidence scores: (n_samples,) for two classes, (n_samples, n_classes) else."""
+        """Confidence scores: (n_samples,) for two classes, (n_samples, n_classes) else; with
+        ``coef_`` dense or sparse (:meth:`sparsify`)."""
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
         scores = safe_sparse_dot(X, self.coef_.T, dense_output=True) + self.intercept_
@@ -184,7 +210,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         from ..model import SoftmaxRegression
 
         check_is_fitted(self)
-        coef = np.asarray(self.coef_, dtype=np.float32)
+        coef = np.asarray(_dense(self.coef_), dtype=np.float32)
         intercept = np.asarray(self.intercept_, dtype=np.float32)
         if coef.shape[0] == 1:
             coef = np.vstack([np.zeros_like(coef), coef])
@@ -267,3 +293,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if len(classes) == 2:  # scikit-learn's binary model: one row, logit of class 1
             w, b = (w[1] - w[0])[None, :], np.asarray([b[1] - b[0]])
         return cls(**params)._set_fitted(w, b, classes, w.shape[1])
+
+
+def _dense(coef):
+    """``coef_`` as an array, whether :meth:`~LogisticRegression.sparsify` made it CSR or not."""
+    return coef.toarray() if sparse.issparse(coef) else coef
