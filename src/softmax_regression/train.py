@@ -381,6 +381,10 @@ class _EvalSet:
             yield from zip(self.x.split(EVAL_CHUNK), self.labels.split(EVAL_CHUNK), strict=True)
             return
         data, device = self.data, self.labels.device
+        if _streamed(data):
+            for rows, labels in data.blocks():
+                yield self.prep(rows.to(device)), labels.to(device)
+            return
         for start in range(self.lo, self.hi, EVAL_CHUNK):
             pos = torch.arange(start, min(start + EVAL_CHUNK, self.hi), device=data.device)
             rows = data.rows(pos).to(device)
@@ -405,6 +409,11 @@ def _accuracies(
     counts = torch.stack([e.correct(model) if e is not None else _zero(model) for e in evals])
     counts = world.sum_(counts, "summing the evaluation counts").tolist()
     return [c / max(e.n, 1) if e is not None else None for e, c in zip(evals, counts, strict=True)]
+
+
+def _streamed(data: Any) -> bool:
+    """A split whose rows stay on disk (data/streamed.py), read block by block."""
+    return getattr(data, "streamed", False)
 
 
 def _zero(model: SoftmaxRegression) -> torch.Tensor:
@@ -460,6 +469,11 @@ def fit(
     config.validate()
     if world is not None and world.parallel:
         device = world.device
+        if _streamed(train):
+            raise ConfigError(
+                "the book recipe reads streamed data in one process only; train it without "
+                "--nproc (the best-linear recipe takes several ranks)"
+            )
         _check_world(world, config, train, test, state)
         if not world.is_main:
             progress = None
@@ -603,8 +617,14 @@ class _Loop:
         self.prep = (prep or Preprocessing(config.normalize)).to(device)
         # The whole storage, and (for a subset) which of its rows are this split's: a batch
         # gathers its rows straight from the storage, so a split copies nothing.
-        self.images = train.flat_inputs().to(device)
-        self.index = None if train.index is None else train.index.to(device)
+        self.streamed = _streamed(train)
+        if self.streamed:  # rows come a window at a time (_epoch_streamed); none held here
+            self.source = train
+            self.images = torch.empty((0, train.num_inputs), device=device)
+            self.index = None
+        else:
+            self.images = train.flat_inputs().to(device)
+            self.index = None if train.index is None else train.index.to(device)
         self.labels = train.labels.to(device)
         self.n = len(train)
         self.k = model.weight.shape[0]
@@ -636,10 +656,18 @@ class _Loop:
 
     def _loader(self) -> Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], None]:
         """``load(rows, u8, x)``: gather storage ``rows`` into the float batch buffer ``x``
-        (through the uint8 buffer ``u8`` for images), preprocessed as the model sees it."""
+        (through the uint8 buffer ``u8`` for images), preprocessed as the model sees it.
+        Streamed, the storage is the current window's buffer (``self.window``)."""
         images, prep = self.images, self.prep
         mean, std = prep.mean, prep.std
-        if images.dtype == torch.uint8:
+        if self.streamed:
+
+            def load(rows, u8, x) -> None:
+                torch.index_select(self.window, 0, rows, out=x)
+                if mean is not None:
+                    x.sub_(mean).div_(std)
+
+        elif images.dtype == torch.uint8:
             normalize = prep.scale
 
             def load(rows, u8, x) -> None:
@@ -670,6 +698,8 @@ class _Loop:
         """Train one epoch; return (train loss, train accuracy) as the book defines them."""
         if self.world is not None:
             return self._epoch_dp(gen, epoch, progress)
+        if self.streamed:
+            return self._epoch_streamed(gen, epoch, progress)
         perm = torch.randperm(self.n, generator=gen).to(self.device)
         labels = self.labels.index_select(0, perm)
         b, step, loss_sums, steps = self.b, self.step, self.loss_sums, self.steps
@@ -696,6 +726,78 @@ class _Loop:
             total += v
         correct = int((self.preds == labels).sum())
         return self.loss_sign * total / self.n, correct / self.n
+
+    def _epoch_streamed(
+        self, gen: torch.Generator, epoch: int, progress: Progress | None
+    ) -> tuple[float, float]:
+        """:meth:`epoch` over rows read from disk, shuffled in blocks.
+
+        The order of the storage's blocks is a seeded permutation (none is drawn for a single
+        block); consecutive runs of :data:`~softmax_regression.data.streamed.WINDOW_BLOCKS` of
+        them form a window, whose rows (this split's only) are permuted with the same
+        generator. The epoch's order is the windows' permuted rows one after the other, cut
+        into batches as in memory: a batch may take the last rows of one window and the first
+        of the next. With one block this is the in-memory epoch, bit for bit.
+        """
+        from .data.streamed import WINDOW_BLOCKS, block_windows
+
+        data = self.source
+        b, n, step, steps, device = self.b, self.n, self.step, self.steps, self.device
+        windows = block_windows(data.num_blocks, WINDOW_BLOCKS, gen)
+        order = [k for w in windows for k in w]
+        if not hasattr(self, "window_x"):
+            rows = data.source.block_rows * WINDOW_BLOCKS + b
+            self.window_x = torch.empty((rows, self.images.shape[1]), device=device)
+            self.window_y = torch.empty(rows, dtype=torch.int64, device=device)
+            self.in_order = torch.empty(n, dtype=torch.int64, device=device)
+        wx, wy, in_order, loss_sums = self.window_x, self.window_y, self.in_order, self.loss_sums
+        reader = data.blocks(order)
+        carry, done, checked = 0, 0, 0
+        for w, blocks in enumerate(windows):
+            fill = carry
+            for _ in blocks:
+                rows, labels = next(reader)
+                k = len(labels)
+                wx[fill : fill + k].copy_(rows)
+                wy[fill : fill + k].copy_(labels)
+                fill += k
+            perm = torch.randperm(fill - carry, generator=gen).to(device).add_(carry)
+            pos = torch.cat([torch.arange(carry, device=device), perm])
+            last = w == len(windows) - 1
+            usable = fill if last else fill - (fill % b)
+            self.window = wx
+            for lo in range(0, usable, b):
+                idx = pos[lo : lo + b]
+                y = wy.index_select(0, idx)
+                i = done // b + 1
+                in_order[done : done + len(idx)].copy_(y)
+                step(
+                    idx,
+                    y.unsqueeze(0),
+                    self.preds[done : done + len(idx)],
+                    self.maxes[done : done + len(idx)],
+                    loss_sums[i - 1],
+                )
+                done += len(idx)
+                if i % CHECK_EVERY == 0 or i == steps:
+                    if not bool(torch.isfinite(loss_sums[checked:i].sum())):
+                        self._raise_non_finite(epoch, checked, i)
+                    if progress is not None:
+                        progress.advance(i - checked)
+                    checked = i
+            rest = pos[usable:fill]
+            carry = len(rest)
+            if carry:  # the rows of a batch not yet full go first in the next window
+                wx[:carry] = wx.index_select(0, rest)
+                wy[:carry] = wy.index_select(0, rest)
+        for _ in reader:  # the end-of-pass check of the files
+            pass
+        assert done == n
+        total = 0.0
+        for v in loss_sums.tolist():
+            total += v
+        correct = int((self.preds == in_order).sum())
+        return self.loss_sign * total / n, correct / n
 
     def _epoch_dp(
         self, gen: torch.Generator, epoch: int, progress: Progress | None

@@ -44,14 +44,15 @@ from ..errors import ConfigError, CorruptDataError, DataError, DataNotFoundError
 # A block's size in bytes of float32 by default: large enough that a read is sequential and
 # per-block overheads vanish, small enough that two (one computed on, one read ahead) and a
 # window of them stay a small fraction of memory.
-BLOCK_BYTES = 32 << 20
+BLOCK_BYTES = 16 << 20
 SHARD = re.compile(r"^(?P<what>[xy])_(?P<split>train|test)-(?P<num>\d+)\.npy$", re.IGNORECASE)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
-def block_rows_for(width: int, block_bytes: int = BLOCK_BYTES) -> int:
-    """Rows per block for ``width`` float32 features: ``block_bytes`` worth, at least 1."""
-    return max(1, block_bytes // max(1, 4 * width))
+def block_rows_for(width: int, block_bytes: int | None = None) -> int:
+    """Rows per block for ``width`` float32 features: ``block_bytes`` (default
+    :data:`BLOCK_BYTES`) worth, at least 1."""
+    return max(1, (BLOCK_BYTES if block_bytes is None else block_bytes) // max(1, 4 * width))
 
 
 @dataclass(frozen=True)
@@ -466,6 +467,12 @@ def _npy_piece(path: Path, width: int | None = None, dtype: np.dtype | None = No
     return _RawPiece(path, offset, shape[0], shape[1], dt)
 
 
+def open_features(path: Path, **kw: Any) -> RowSource:
+    """One ``.npy`` file of features with no labels (rows to classify)."""
+    piece = _npy_piece(path)
+    return RowSource([piece], np.zeros(0, np.int64), where=str(path), name=path.stem, **kw)
+
+
 def _npy_labels(path: Path) -> np.ndarray:
     try:
         y = np.load(path, allow_pickle=False)
@@ -568,7 +575,7 @@ def open_safetensors(path: Path, split: str = "train", **kw: Any) -> RowSource:
     xk = lower.get(f"x_{split}") or (lower.get("x") if split == "train" else None)
     yk = lower.get(f"y_{split}") or (lower.get("y") if split == "train" else None)
     if xk is None or yk is None:
-        raise DataError(f"{path}: no tensors x_{split} and y_{split} (or x and y)")
+        raise DataNotFoundError(f"{path}: no tensors x_{split} and y_{split} (or x and y)")
     x = tensors[xk]
     if x.ndim != 2 or x.dtype.kind not in "biuf":
         raise DataError(f"{path}: tensor {xk!r} must be numeric features (N, D), got {x.shape}")
