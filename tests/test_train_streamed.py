@@ -1,0 +1,201 @@
+"""The book recipe, evaluate and predict over features read from disk block by block: the
+same answers as in memory, shards and one file alike, and one line for bad data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from softmax_regression.cli import main
+from softmax_regression.config import TrainConfig
+from softmax_regression.data import stream
+from softmax_regression.data.spec import DataSpec
+from softmax_regression.data.streamed import StreamedDataset, block_windows
+from softmax_regression.errors import ConfigError
+from softmax_regression.evaluation import evaluate
+from softmax_regression.train import fit
+
+N, D, K = 3000, 20, 5
+
+
+@pytest.fixture(scope="module")
+def arrays(tmp_path_factory) -> dict[str, Path]:
+    """One problem three ways: x_train.npy etc. in a directory, the same cut into shards,
+    and features to classify."""
+    root = tmp_path_factory.mktemp("streamed")
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(D, K))
+    x = rng.normal(size=(N, D)).astype(np.float32)
+    xt = rng.normal(size=(500, D)).astype(np.float32)
+    y, yt = (x @ w).argmax(1), (xt @ w).argmax(1)
+    one = root / "one"
+    one.mkdir()
+    for name, a in (("x_train", x), ("y_train", y), ("x_test", xt), ("y_test", yt)):
+        np.save(one / f"{name}.npy", a)
+    shards = root / "shards"
+    shards.mkdir()
+    for k, (lo, hi) in enumerate([(0, 1234), (1234, 1300), (1300, N)]):
+        np.save(shards / f"x_train-{k:05d}.npy", x[lo:hi])
+        np.save(shards / f"y_train-{k:05d}.npy", y[lo:hi])
+    np.save(shards / "x_test-00000.npy", xt)
+    np.save(shards / "y_test-00000.npy", yt)
+    return {"one": one, "shards": shards, "root": root}
+
+
+CONFIG = TrainConfig(epochs=3, batch_size=256)
+
+
+def _history(result) -> list[tuple[float, float, float]]:
+    return [(r.train_loss, r.train_acc, r.test_acc) for r in result.history]
+
+
+def test_one_block_is_the_in_memory_run_bit_for_bit(arrays):
+    memory = DataSpec.parse(arrays["one"]).load()
+    streamed = DataSpec.parse(arrays["one"], stream="always").load()
+    assert isinstance(streamed.train, StreamedDataset) and streamed.train.num_blocks == 1
+    assert not isinstance(memory.train, StreamedDataset)
+    for config in (CONFIG, CONFIG.replace(val_split=300), CONFIG.replace(engine="autograd")):
+        a, b = fit(config, memory.train, memory.test), fit(config, streamed.train, streamed.test)
+        assert _history(a) == _history(b)
+        assert torch.equal(a.model.weight, b.model.weight)
+        assert torch.equal(a.model.bias, b.model.bias)
+
+
+def test_shards_and_one_file_give_the_same_run(arrays, monkeypatch):
+    monkeypatch.setattr(stream, "BLOCK_BYTES", 100 * D * 4)  # 30 blocks of 100 rows
+    one = DataSpec.parse(arrays["one"], stream="always").load()
+    shards = DataSpec.parse(arrays["shards"]).load()
+    assert shards.train.num_blocks == 30
+    a, b = fit(CONFIG, one.train, one.test), fit(CONFIG, shards.train, shards.test)
+    assert _history(a) == _history(b)
+    assert torch.equal(a.model.weight, b.model.weight)
+    # and it learns as the in-memory run does (another shuffle, the same problem)
+    memory = DataSpec.parse(arrays["one"]).load()
+    c = fit(CONFIG, memory.train, memory.test)
+    assert abs(a.history.last.test_acc - c.history.last.test_acc) < 0.03
+    assert abs(a.history.last.train_loss - c.history.last.train_loss) < 0.02
+
+
+def test_block_shuffling_windows():
+    gen = torch.Generator().manual_seed(3)
+    windows = block_windows(10, 4, gen)
+    assert [len(w) for w in windows] == [4, 4, 2]
+    assert sorted(k for w in windows for k in w) == list(range(10))
+    expected = torch.randperm(10, generator=torch.Generator().manual_seed(3)).tolist()
+    assert [k for w in windows for k in w] == expected
+    state = gen.get_state()
+    assert block_windows(1, 4, gen) == [[0]]
+    assert torch.equal(gen.get_state(), state)  # one block draws nothing
+
+
+def test_every_row_once_per_epoch_in_windows(arrays, monkeypatch):
+    """Each epoch's batches are a permutation of the rows, and a window's rows come only from
+    its blocks: the first batches draw on 4 blocks of 100 rows (the window) at most."""
+    monkeypatch.setattr(stream, "BLOCK_BYTES", 100 * D * 4)
+    data = DataSpec.parse(arrays["shards"]).load().train
+    seen = []
+    import softmax_regression.train as train_module
+
+    original = train_module._Loop._epoch_streamed
+
+    def spy(self, gen, epoch, progress):
+        step = self.step
+
+        def recording(idx, y, pred, mx, loss_sum):
+            seen.append(self.window.index_select(0, idx).clone())
+            step(idx, y, pred, mx, loss_sum)
+
+        self.step = recording
+        return original(self, gen, epoch, progress)
+
+    monkeypatch.setattr(train_module._Loop, "_epoch_streamed", spy)
+    fit(CONFIG.replace(epochs=1, batch_size=100), data)
+    rows = torch.cat(seen)
+    x = torch.from_numpy(np.concatenate(list(data.source.chunks())))
+    assert rows.shape == x.shape
+    # every row exactly once: compare sorted by the first feature
+    assert torch.equal(rows[rows[:, 0].argsort()], x[x[:, 0].argsort()])
+    first_window = torch.cat(seen[:4])  # 400 rows = the first window exactly
+    row_of = {tuple(r.tolist()): i for i, r in enumerate(x)}
+    blocks = {row_of[tuple(r.tolist())] // 100 for r in first_window}
+    assert len(blocks) == 4
+
+
+def test_train_evaluate_predict_commands(arrays, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(stream, "BLOCK_BYTES", 256 * D * 4)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(arrays["shards"]), "--epochs", "2", "--out", str(out)]) == 0
+    _, err = capsys.readouterr()
+    assert "read block by block from disk" in err
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "completed"
+    assert main(["evaluate", str(out), "--json"]) == 0
+    ev = json.loads(capsys.readouterr()[0])
+    assert ev["total"] == 500 and ev["accuracy"] == status["metrics"]["test_acc"]
+    # predict --features: a .npy classified block by block, the same as in memory
+    xt = np.load(arrays["shards"] / "x_test-00000.npy")
+    np.save(tmp_path / "rows.npy", xt)
+    assert main(["predict", str(out), "--features", str(tmp_path / "rows.npy"), "--json"]) == 0
+    body = json.loads(capsys.readouterr()[0])
+    assert [p["row"] for p in body["predictions"]] == list(range(500))
+    from softmax_regression.runs.artifacts import load_model
+
+    saved = load_model(out)
+    pred = saved.model(torch.from_numpy(xt)).argmax(1).tolist()
+    assert [int(p["top"][0]["class"]) for p in body["predictions"]] == pred
+    data = DataSpec.parse(arrays["shards"]).load()
+    assert evaluate(saved.model, data.test).accuracy == ev["accuracy"]
+
+
+def test_stream_choices_and_errors(arrays, tmp_path):
+    with pytest.raises(ConfigError, match="--stream must be one of auto, always, never"):
+        DataSpec.parse(arrays["one"], stream="sometimes")
+    with pytest.raises(ConfigError, match="a shard directory is always read block by block"):
+        DataSpec.parse(arrays["shards"], stream="never").load()
+    with pytest.raises(ConfigError, match="--stream applies to --data of your own"):
+        DataSpec.parse(None, stream="always")
+    np.savetxt(tmp_path / "t.csv", np.ones((4, 3)), delimiter=",", header="a,b,label")
+    with pytest.raises(ConfigError, match="only Parquet tables are read block by block"):
+        DataSpec.parse(tmp_path / "t.csv", stream="always").load()
+    spec = DataSpec.parse(arrays["one"], stream="always")
+    assert DataSpec.from_dict(spec.to_dict()) == spec
+    assert "stream" not in DataSpec.parse(arrays["one"]).to_dict()  # old descriptions unchanged
+
+
+def test_a_shard_changed_during_training_fails_the_run_in_one_line(arrays, tmp_path, capsys):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for f in arrays["shards"].iterdir():
+        (shards / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "run"
+
+    class Touch:
+        """Progress that rewrites a shard during epoch 2."""
+
+        def epoch_start(self, epoch, epochs, steps):
+            if epoch == 2:
+                path = shards / "x_train-00001.npy"
+                st = path.stat()
+                os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+        def advance(self, steps):
+            pass
+
+        def epoch_end(self, record):
+            pass
+
+    from softmax_regression.errors import DataError
+    from softmax_regression.runs.book import train_run
+
+    config = CONFIG.replace(data=DataSpec.parse(shards).to_dict())
+    with pytest.raises(DataError, match=r"x_train-00001.npy: changed while being read"):
+        train_run(config, out=out, progress=Touch(), plots=False)
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "failed" and "changed while being read" in status["error"]
+    assert status["epochs_completed"] == 1  # the first epoch's checkpoint is kept
+    assert (out / "checkpoint.safetensors").exists()
