@@ -59,6 +59,9 @@ def memory_budget() -> int:
 
 
 def _cgroup_limit_files() -> list[str]:
+    """This process's cgroup memory limit files (v1 and v2). In a container the mount is the
+    container's own cgroup while /proc/self/cgroup names it from the host's root: the
+    longest tail of the path that exists under the mount is the one."""
     out = []
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
@@ -69,11 +72,18 @@ def _cgroup_limit_files() -> list[str]:
         if len(parts) != 3:
             continue
         _, controllers, rel = parts
-        rel = rel.lstrip("/")
         if "memory" in controllers.split(","):
-            out.append(os.path.join("/sys/fs/cgroup/memory", rel, "memory.limit_in_bytes"))
+            mount, name = "/sys/fs/cgroup/memory", "memory.limit_in_bytes"
         elif controllers == "":
-            out.append(os.path.join("/sys/fs/cgroup", rel, "memory.max"))
+            mount, name = "/sys/fs/cgroup", "memory.max"
+        else:
+            continue
+        steps = [p for p in rel.split("/") if p]
+        for i in range(len(steps) + 1):
+            path = os.path.join(mount, *steps[i:], name)
+            if os.path.exists(path):
+                out.append(path)
+                break
     return out
 
 
