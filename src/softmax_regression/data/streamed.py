@@ -263,7 +263,8 @@ def load_streamed(spec: DataSpec) -> LoadedData | None:
     )
     note = (
         f"{KINDS[spec.kind]} {path} read block by block from disk ({train.nbytes / 2**30:.2f} "
-        f"GiB of features, {train.num_blocks:,} blocks of {train.block_rows:,} rows)"
+        f"GiB of features, {train.num_blocks:,} block{'s' if train.num_blocks != 1 else ''} of "
+        f"{train.block_rows:,} rows)"
     )
     return LoadedData(loaded.train, loaded.test, [note, *loaded.notes])
 
