@@ -71,6 +71,11 @@ def test_blocks_in_any_order_with_read_ahead(tmp_path):
     assert [lo for lo, _ in seen] == [src.block_bounds(k)[0] for k in order]
     for lo, rows in seen:
         np.testing.assert_array_equal(rows, x[lo : lo + len(rows)])
+    # into a ring of reused buffers: the same rows, as long as each is used before the next
+    reused = [(lo, rows.copy()) for lo, rows in src.blocks(order, read_ahead=2, reuse=True)]
+    assert [lo for lo, _ in reused] == [lo for lo, _ in seen]
+    for (_, a), (_, b) in zip(reused, seen, strict=True):
+        np.testing.assert_array_equal(a, b)
     # stopping early leaves no reader thread behind
     it = src.blocks(read_ahead=2)
     next(it)

@@ -199,7 +199,7 @@ def iter_predict_features(saved: SavedModel, path: str | Path, k: int = 3) -> It
         )
     if len(source) == 0:
         raise DataError(f"{path}: expected a 2-D numeric array of rows, got no rows")
-    for lo, x in source.blocks():
+    for lo, x in source.blocks(reuse=True):  # _ranked copies the rows (torch.stack)
         names = [str(lo + i) for i in range(len(x))]
         yield from _ranked(saved, names, list(torch.from_numpy(x)), k)
 

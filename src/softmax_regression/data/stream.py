@@ -102,7 +102,8 @@ class _Piece:
     path: str
     stamp: Stamp | None = None
 
-    def read(self, lo: int, hi: int) -> np.ndarray:  # pragma: no cover - abstract
+    def read(self, lo: int, hi: int, out: np.ndarray) -> None:  # pragma: no cover - abstract
+        """Rows ``[lo, hi)`` of this piece into ``out``, float32 ``(hi - lo, width)``."""
         raise NotImplementedError
 
 
@@ -121,8 +122,9 @@ class _RawPiece(_Piece):
                 f"the file has {self.stamp.size:,}"
             )
 
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        raw = np.empty((hi - lo, self.width), self.dtype)
+    def read(self, lo: int, hi: int, out: np.ndarray) -> None:
+        direct = self.dtype == np.float32 and self.dtype.isnative
+        raw = out if direct else np.empty((hi - lo, self.width), self.dtype)
         view = memoryview(raw).cast("B")
         try:
             with open(self.path, "rb", buffering=0) as f:
@@ -140,9 +142,8 @@ class _RawPiece(_Piece):
                 f"{self.path}: changed while being read (rows {lo + 1:,} to {hi:,} come up "
                 f"{len(view) - got:,} bytes short); the pass was stopped"
             )
-        if raw.dtype == np.float32 and raw.dtype.isnative:
-            return raw
-        return raw.astype(np.float32)
+        if not direct:
+            out[...] = raw
 
 
 class _ArrayPiece(_Piece):
@@ -153,8 +154,8 @@ class _ArrayPiece(_Piece):
         if isinstance(x, np.memmap) and isinstance(x.filename, str):
             self.stamp = Stamp.of(x.filename)
 
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        return np.array(self.x[lo:hi], dtype=np.float32, order="C")
+    def read(self, lo: int, hi: int, out: np.ndarray) -> None:
+        out[...] = self.x[lo:hi]
 
 
 class _ParquetPiece(_Piece):
@@ -186,8 +187,7 @@ class _ParquetPiece(_Piece):
         self._cached = (g, x)
         return x
 
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        out = np.empty((hi - lo, self.width), np.float32)
+    def read(self, lo: int, hi: int, out: np.ndarray) -> None:
         g = int(np.searchsorted(self.starts, lo, side="right")) - 1
         at = lo
         while at < hi:
@@ -195,7 +195,6 @@ class _ParquetPiece(_Piece):
             take = min(hi, stop)
             out[at - lo : take - lo] = self._group(g)[at - start : take - start]
             at, g = take, g + 1
-        return out
 
 
 # ---------------------------------------------------------------------------- the source
@@ -299,21 +298,19 @@ class RowSource:
         lo = k * self.block_rows
         return lo, min(lo + self.block_rows, len(self))
 
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        """Rows ``[lo, hi)`` as a new float32 ``(hi - lo, D)`` array, checked finite."""
+    def read(self, lo: int, hi: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``[lo, hi)`` as float32 ``(hi - lo, D)``, checked finite: into ``out`` (a
+        buffer of at least that many rows, whose first rows are returned) or a new array."""
         a, b = self.start + lo, self.start + hi
-        parts = []
-        first = int(np.searchsorted(self.offsets, a, side="right")) - 1
-        i, at = first, a
+        x = np.empty((b - a, self.width), np.float32) if out is None else out[: b - a]
+        i = int(np.searchsorted(self.offsets, a, side="right")) - 1
+        at = a
         while at < b:
             p0, p1 = int(self.offsets[i]), int(self.offsets[i + 1])
             take = min(b, p1)
             if take > at:
-                parts.append(self.pieces[i].read(at - p0, take - p0))
+                self.pieces[i].read(at - p0, take - p0, x[at - a : take - a])
             at, i = take, i + 1
-        x = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else None
-        if x is None:
-            x = np.empty((0, self.width), np.float32)
         if x.size and not np.isfinite(x.sum(dtype=np.float64)):
             bad = ~np.isfinite(x).all(axis=1)
             if bad.any():
@@ -341,49 +338,61 @@ class RowSource:
                 p.stamp.check()
 
     def blocks(
-        self, order: Sequence[int] | None = None, *, read_ahead: int = 1
+        self, order: Sequence[int] | None = None, *, read_ahead: int = 1, reuse: bool = False
     ) -> Iterator[tuple[int, np.ndarray]]:
         """``(first row, float32 rows)`` of each block in ``order`` (default 0, 1, 2, ...),
         the next ``read_ahead`` blocks read by a thread while the caller works on this one.
 
+        ``reuse``: the blocks are read into a ring of ``read_ahead + 3`` buffers allocated
+        once, instead of fresh arrays (whose page faults cost as much as the copy out of the
+        page cache); block ``j``'s array is then overwritten once block ``j + 2`` is asked
+        for, so a caller must be done with it by then (and copy what it keeps).
+
         The files are checked before the first block and after the last one."""
         order = range(self.num_blocks) if order is None else [int(k) for k in order]
         self.check_unchanged()
+        ring: list[np.ndarray] = []
+        if reuse:
+            rows = min(self.block_rows, len(self))
+            ring = [np.empty((rows, self.width), np.float32) for _ in range(read_ahead + 3)]
+
+        def job(j: int, k: int) -> tuple[int, np.ndarray]:
+            lo, hi = self.block_bounds(k)
+            return lo, self.read(lo, hi, ring[j % len(ring)] if ring else None)
+
         if read_ahead < 1:
-            for k in order:
-                lo, hi = self.block_bounds(k)
-                yield lo, self.read(lo, hi)
+            for j, k in enumerate(order):
+                yield job(j, k)
         else:
-            yield from self._ahead(order, read_ahead)
+            yield from self._ahead(order, read_ahead, job)
         self.check_unchanged()
 
-    def _ahead(self, order: Sequence[int], depth: int) -> Iterator[tuple[int, np.ndarray]]:
-        def job(k: int) -> tuple[int, np.ndarray]:
-            lo, hi = self.block_bounds(k)
-            return lo, self.read(lo, hi)
+    def _ahead(
+        self, order: Sequence[int], depth: int, job: Any
+    ) -> Iterator[tuple[int, np.ndarray]]:
 
         pending: list[concurrent.futures.Future] = []
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
         try:
-            todo = iter(order)
-            for k in todo:
-                pending.append(pool.submit(job, k))
+            todo = enumerate(order)
+            for j, k in todo:
+                pending.append(pool.submit(job, j, k))
                 if len(pending) > depth:
                     break
             while pending:
                 done = pending.pop(0).result()
                 nxt = next(todo, None)
                 if nxt is not None:
-                    pending.append(pool.submit(job, nxt))
+                    pending.append(pool.submit(job, *nxt))
                 yield done
         finally:
             for f in pending:
                 f.cancel()
             pool.shutdown(wait=True)
 
-    def chunks(self, read_ahead: int = 1) -> Iterator[np.ndarray]:
-        """The rows in order, block by block."""
-        for _, x in self.blocks(read_ahead=read_ahead):
+    def chunks(self, read_ahead: int = 1, reuse: bool = False) -> Iterator[np.ndarray]:
+        """The rows in order, block by block (``reuse``: as :meth:`blocks` says)."""
+        for _, x in self.blocks(read_ahead=read_ahead, reuse=reuse):
             yield x
 
     # ---- opening

@@ -168,8 +168,10 @@ class StreamedDataset:
         self, order: Sequence[int] | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(float32 rows, int64 labels)`` of this split's examples in each storage block of
-        ``order`` (default: in order), the next block read ahead."""
-        for lo, x in self.source.blocks(order):
+        ``order`` (default: in order), the next block read ahead. The rows are valid until
+        the block after next is asked for (:meth:`RowSource.blocks` with ``reuse``): every
+        reader here is done with a block before it asks for the next one."""
+        for lo, x in self.source.blocks(order, reuse=True):
             a, b, local = self._select(lo, lo + len(x))
             rows = torch.from_numpy(x if local is None else x[local])
             yield rows, self.labels[a:b]
