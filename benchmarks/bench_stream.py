@@ -7,7 +7,8 @@ Writes a shard directory of ``--gigabytes`` of float32 features (``--width`` wid
   ``dd bs=16M`` and by a streamed pass (``RowSource.chunks``), MB/s each;
 - **page cache against memory**, on the first ``--warm-gigabytes`` only (they must fit in
   memory): one pass computing the scores ``x @ W.T`` (``--classes`` of them) over an array in
-  memory, and the same pass streamed from the page cache;
+  memory, and the same pass streamed from the page cache; then one epoch of the book recipe
+  (batch 1024) on a set of that size held in memory, and streamed from the page cache;
 - **the book recipe under a cap**: ``softmax-regression train --data DIR --epochs 1`` in a
   cgroup v1 memory cgroup capped at ``--cap-gigabytes`` (page cache included; needs root),
   its time, rows/s, MB/s, the process tree's peak resident memory and the cgroup's peak.
@@ -53,6 +54,19 @@ if mode == "memory":
     total = 0.0
     for lo in range(0, len(x), src.block_rows):
         total += float((x[lo : lo + src.block_rows] @ w.T).sum())
+elif mode.startswith("train"):  # one epoch of the book recipe, held or streamed
+    import torch
+    from softmax_regression.config import TrainConfig
+    from softmax_regression.data.spec import DataSpec
+    from softmax_regression.data.dataset import Dataset
+    from softmax_regression.train import fit
+    data = DataSpec.parse(directory).load().train
+    if mode == "train-memory":
+        x = np.concatenate(list(data.source.chunks()))
+        data = Dataset(torch.from_numpy(x), data.labels, classes=data.classes, image_rule=None)
+    t0 = time.perf_counter()
+    result = fit(TrainConfig(epochs=1, batch_size=1024), data)
+    total = result.history.last.train_loss
 elif mode == "read":
     total = sum(float(x[:1].sum()) for x in src.chunks(reuse=True))
 else:
@@ -195,6 +209,12 @@ def main() -> None:
         out["memory_scores"] = python_pass(d, args.classes, "memory", warm)
         python_pass(d, args.classes, "read", warm)  # into the page cache
         out["cache_scores"] = python_pass(d, args.classes, "scores", warm)
+        w = args.dir / "warm"
+        write(w, warm, args.width, args.classes)
+        python_pass(w, args.classes, "read")  # into the page cache
+        out["train_memory"] = python_pass(w, args.classes, "train-memory")
+        out["train_cache"] = python_pass(w, args.classes, "train-stream")
+        shutil.rmtree(w)
         print(json.dumps(out), flush=True)
         out["train_capped"] = capped_train(d, int(args.cap_gigabytes * 2**30), args.dir)
     finally:

@@ -229,6 +229,9 @@ class RowSource:
         self.where, self.name, self.columns, self.classes = where, name, columns, classes
         self.width = self.pieces[0].width if self.pieces else 0
         self.block_rows = block_rows_for(self.width) if block_rows is None else int(block_rows)
+        # Row ranges already found finite: the files cannot have changed since (each pass
+        # checks), so later passes skip the check. Shared with the shares and copies.
+        self._finite: set[tuple[int, int]] = set()
         if self.block_rows < 1:
             raise ConfigError(f"block rows must be at least 1, got {block_rows!r}")
 
@@ -281,7 +284,9 @@ class RowSource:
             stop=self.stop,
         )
         args.update(changes)
-        return RowSource(self.pieces, self.labels, **args)  # type: ignore[arg-type]
+        copy = RowSource(self.pieces, self.labels, **args)  # type: ignore[arg-type]
+        copy._finite = self._finite
+        return copy
 
     def own_labels(self) -> np.ndarray:
         """The labels of this source's rows."""
@@ -311,14 +316,21 @@ class RowSource:
             if take > at:
                 self.pieces[i].read(at - p0, take - p0, x[at - a : take - a])
             at, i = take, i + 1
-        if x.size and not np.isfinite(x.sum(dtype=np.float64)):
+        if x.size and (a, b) not in self._finite:
+            self._check_finite(x, a)
+            self._finite.add((a, b))
+        return x
+
+    def _check_finite(self, x: np.ndarray, a: int) -> None:
+        """A float32 sum is finite when every value is; an overflow to inf is told apart by
+        the exact check, which runs only then."""
+        if not np.isfinite(x.sum()):
             bad = ~np.isfinite(x).all(axis=1)
             if bad.any():
                 row = a + int(np.argmax(bad))
                 raise DataError(
                     f"{self._where_row(row)}: NaN or inf in the features; drop or fill that row"
                 )
-        return x
 
     def _where_row(self, row: int) -> str:
         i = int(np.searchsorted(self.offsets, row, side="right")) - 1
