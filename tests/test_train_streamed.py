@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +200,37 @@ def test_a_shard_changed_during_training_fails_the_run_in_one_line(arrays, tmp_p
     assert status["status"] == "failed" and "changed while being read" in status["error"]
     assert status["epochs_completed"] == 1  # the first epoch's checkpoint is kept
     assert (out / "checkpoint.safetensors").exists()
+
+
+def test_a_rank_reads_its_share_of_a_split(arrays):
+    data = DataSpec.parse(arrays["shards"]).load().train
+    first, second = data.share(2, 0), data.share(2, 1)
+    assert (len(first), len(second)) == (1500, 1500)
+    # shards of rows 0-1233, 1234-1299 and 1300-2999: the second rank opens only the last
+    assert second.source.files == [str(arrays["shards"] / "x_train-00002.npy")]
+    assert data.share(4, 0).source.files == [str(arrays["shards"] / "x_train-00000.npy")]
+    x = np.concatenate(list(data.source.chunks()))
+    got = torch.cat(list(second.chunks())).numpy()
+    np.testing.assert_array_equal(got, x[1500:])
+    # a subset (a validation split's rows) shares by its own examples
+    held = data.subset(torch.arange(0, N, 3))
+    part = held.share(3, 2)
+    rows = torch.cat(list(part.chunks())).numpy()
+    np.testing.assert_array_equal(rows, x[::3][667:])
+    assert torch.equal(part.labels, held.labels[667:])
+
+
+def test_two_ranks_each_reading_its_share(arrays, tmp_path):
+    from distributed_helpers import run
+
+    args = [sys.executable, "-m", "softmax_regression", "train", "--device", "cpu"]
+    args += ["--data", str(arrays["shards"]), "--epochs", "3", "--no-plots", "--no-report"]
+    done = run([*args, "--out", str(tmp_path / "two"), "--nproc", "2"], 300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    status = json.loads((tmp_path / "two" / "status.json").read_text())
+    assert status["status"] == "completed" and status["ranks"] == 2
+    one = DataSpec.parse(arrays["shards"]).load()
+    alone = fit(CONFIG, one.train, one.test)
+    # another order of the rows (each rank shuffles its own share), the same problem learned
+    assert abs(status["metrics"]["test_acc"] - alone.history.last.test_acc) < 0.03
+    assert abs(status["metrics"]["train_loss"] - alone.history.last.train_loss) < 0.03

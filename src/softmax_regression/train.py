@@ -370,6 +370,10 @@ class _EvalSet:
         self.prep = prep.to(device)
         lo, hi = (0, self.n) if world is None else share(self.n, world.size, world.rank)
         self.labels = data.labels[lo:hi].to(device)
+        if _streamed(data) and world is not None:  # this rank reads its share only
+            data = data.share(world.size, world.rank)
+            lo, hi = 0, len(data)
+            self.labels = data.labels.to(device)
         self.data, self.lo, self.hi = data, lo, hi
         self.x: torch.Tensor | None = None
         if data.is_image and (hi - lo) * data.num_inputs * 4 <= self.MATERIALIZE_BYTES:
@@ -469,11 +473,6 @@ def fit(
     config.validate()
     if world is not None and world.parallel:
         device = world.device
-        if _streamed(train):
-            raise ConfigError(
-                "the book recipe reads streamed data in one process only; train it without "
-                "--nproc (the best-linear recipe takes several ranks)"
-            )
         _check_world(world, config, train, test, state)
         if not world.is_main:
             progress = None
@@ -639,7 +638,11 @@ class _Loop:
                 {hi - lo for lo, hi in (share(n, world.size, world.rank) for n in (b, last))}
             )
             self.global_sums = torch.empty(self.steps, dtype=torch.float64, device=device)
+        if self.streamed:
+            self._stream_batches(world)
         n_local = self.n if world is None else self._local_count()
+        if self.streamed:
+            n_local = len(self.source)
         self.preds = torch.empty(n_local, dtype=torch.int64, device=device)
         self.maxes = torch.empty(n_local, dtype=torch.float32, device=device)
         fast = config.resolved_engine == "fast"
@@ -685,6 +688,36 @@ class _Loop:
 
         return load
 
+    def _stream_batches(self, world: World | None) -> None:
+        """Each step's batch size here (``self.batch_sizes``) and over all ranks
+        (``self.global_sizes``) for a streamed split.
+
+        In one process, the in-memory sizes. With several ranks, each reads only its share of
+        the rows (``share``) and cuts them into its share of a batch, as even as possible: a
+        rank that runs out early takes empty batches, and its last batch takes what is left;
+        a step's global batch is the sum of the ranks' (the gradient is divided by it)."""
+        n, b, steps = self.n, self.b, self.steps
+        if world is None:
+            self.batch_sizes = [b] * (steps - 1) + [n - (steps - 1) * b]
+            self.global_sizes = self.batch_sizes
+            return
+        every = []
+        for rank in range(world.size):
+            lo, hi = share(n, world.size, rank)
+            blo, bhi = share(b, world.size, rank)
+            mine, per = hi - lo, bhi - blo
+            sizes = [min(per, max(0, mine - i * per)) for i in range(steps - 1)]
+            every.append([*sizes, mine - sum(sizes)])
+        self.global_sizes = [sum(col) for col in zip(*every, strict=True)]
+        if min(self.global_sizes) == 0:
+            raise ConfigError(
+                f"{world.size} ranks with {n:,} examples and batch size {b} leave a step with "
+                "no examples; use fewer ranks or a smaller batch"
+            )
+        self.batch_sizes = every[world.rank]
+        self.source = self.source.share(world.size, world.rank)
+        self.sizes = sorted(set(self.batch_sizes))
+
     def _local_count(self) -> int:
         assert self.world is not None
         full, rest = divmod(self.n, self.b)
@@ -696,10 +729,10 @@ class _Loop:
         self, gen: torch.Generator, epoch: int, progress: Progress | None
     ) -> tuple[float, float]:
         """Train one epoch; return (train loss, train accuracy) as the book defines them."""
-        if self.world is not None:
-            return self._epoch_dp(gen, epoch, progress)
         if self.streamed:
             return self._epoch_streamed(gen, epoch, progress)
+        if self.world is not None:
+            return self._epoch_dp(gen, epoch, progress)
         perm = torch.randperm(self.n, generator=gen).to(self.device)
         labels = self.labels.index_select(0, perm)
         b, step, loss_sums, steps = self.b, self.step, self.loss_sums, self.steps
@@ -738,21 +771,30 @@ class _Loop:
         generator. The epoch's order is the windows' permuted rows one after the other, cut
         into batches as in memory: a batch may take the last rows of one window and the first
         of the next. With one block this is the in-memory epoch, bit for bit.
+
+        With several ranks, each does this over its own share of the rows with its own
+        generator, seeded by one draw from ``gen`` (so ``gen`` stays the same on every rank)
+        plus its rank, in its share of every batch (:meth:`_stream_batches`); the gradients,
+        losses and counts are summed as in :meth:`_epoch_dp`.
         """
         from .data.streamed import WINDOW_BLOCKS, block_windows
 
-        data = self.source
-        b, n, step, steps, device = self.b, self.n, self.step, self.steps, self.device
+        data, world = self.source, self.world
+        n, step, steps, device = self.n, self.step, self.steps, self.device
+        sizes, global_sizes = self.batch_sizes, self.global_sizes
+        if world is not None:
+            seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+            gen = torch.Generator().manual_seed(seed + world.rank)
         windows = block_windows(data.num_blocks, WINDOW_BLOCKS, gen)
         order = [k for w in windows for k in w]
         if not hasattr(self, "window_x"):
-            rows = data.source.block_rows * WINDOW_BLOCKS + b
+            rows = data.source.block_rows * WINDOW_BLOCKS + max(self.sizes)
             self.window_x = torch.empty((rows, self.images.shape[1]), device=device)
             self.window_y = torch.empty(rows, dtype=torch.int64, device=device)
-            self.in_order = torch.empty(n, dtype=torch.int64, device=device)
+            self.in_order = torch.empty(len(data), dtype=torch.int64, device=device)
         wx, wy, in_order, loss_sums = self.window_x, self.window_y, self.in_order, self.loss_sums
         reader = data.blocks(order)
-        carry, done, checked = 0, 0, 0
+        carry, done, checked, i = 0, 0, 0, 0
         for w, blocks in enumerate(windows):
             fill = carry
             for _ in blocks:
@@ -764,40 +806,49 @@ class _Loop:
             perm = torch.randperm(fill - carry, generator=gen).to(device).add_(carry)
             pos = torch.cat([torch.arange(carry, device=device), perm])
             last = w == len(windows) - 1
-            usable = fill if last else fill - (fill % b)
             self.window = wx
-            for lo in range(0, usable, b):
-                idx = pos[lo : lo + b]
+            at = 0
+            while i < steps and (last or at + sizes[i] <= fill):
+                k = sizes[i]
+                idx = pos[at : at + k]
                 y = wy.index_select(0, idx)
-                i = done // b + 1
-                in_order[done : done + len(idx)].copy_(y)
-                step(
-                    idx,
-                    y.unsqueeze(0),
-                    self.preds[done : done + len(idx)],
-                    self.maxes[done : done + len(idx)],
-                    loss_sums[i - 1],
-                )
-                done += len(idx)
+                in_order[done : done + k].copy_(y)
+                args = (idx, y.unsqueeze(0), self.preds[done : done + k])
+                args += (self.maxes[done : done + k], loss_sums[i])
+                i += 1
+                if world is None:
+                    step(*args)
+                else:
+                    step(*args, global_sizes[i - 1], epoch, i)
+                at, done = at + k, done + k
                 if i % CHECK_EVERY == 0 or i == steps:
-                    if not bool(torch.isfinite(loss_sums[checked:i].sum())):
-                        self._raise_non_finite(epoch, checked, i)
+                    window = loss_sums[checked:i]
+                    if world is not None:
+                        window = self.global_sums[checked:i]
+                        window.copy_(loss_sums[checked:i])
+                        world.sum_(window, f"summing the losses of epoch {epoch}, step {i}")
+                    if not bool(torch.isfinite(window.sum())):
+                        self._raise_non_finite(
+                            epoch, checked, i, None if world is None else self.global_sums
+                        )
                     if progress is not None:
                         progress.advance(i - checked)
                     checked = i
-            rest = pos[usable:fill]
+            rest = pos[at:fill]
             carry = len(rest)
             if carry:  # the rows of a batch not yet full go first in the next window
                 wx[:carry] = wx.index_select(0, rest)
                 wy[:carry] = wy.index_select(0, rest)
         for _ in reader:  # the end-of-pass check of the files
             pass
-        assert done == n
+        assert done == len(data) and i == steps
         total = 0.0
-        for v in loss_sums.tolist():
+        for v in (loss_sums if world is None else self.global_sums).tolist():
             total += v
-        correct = int((self.preds == in_order).sum())
-        return self.loss_sign * total / n, correct / n
+        correct = (self.preds == in_order).sum().reshape(1)
+        if world is not None:
+            world.sum_(correct, f"summing the correct counts of epoch {epoch}")
+        return self.loss_sign * total / n, int(correct) / n
 
     def _epoch_dp(
         self, gen: torch.Generator, epoch: int, progress: Progress | None

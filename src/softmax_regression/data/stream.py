@@ -55,6 +55,14 @@ def block_rows_for(width: int, block_bytes: int | None = None) -> int:
     return max(1, (BLOCK_BYTES if block_bytes is None else block_bytes) // max(1, 4 * width))
 
 
+def share_of(n: int, size: int, rank: int) -> tuple[int, int]:
+    """``[lo, hi)`` of ``n`` rows for rank ``rank`` of ``size``: the first ``n % size`` ranks
+    take one more (:func:`softmax_regression.distributed.share`, without importing torch)."""
+    base, extra = divmod(n, size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
 @dataclass(frozen=True)
 class Stamp:
     """A file as it was when opened: what each pass checks it against."""
@@ -263,9 +271,8 @@ class RowSource:
         """Rank ``rank``'s contiguous share of the rows out of ``size`` (as even as possible,
         as :func:`softmax_regression.distributed.share` cuts a batch); it reads only the files
         its rows lie in."""
-        n = len(self)
-        lo, hi = self.start + n * rank // size, self.start + n * (rank + 1) // size
-        return self._copy(start=lo, stop=hi)
+        lo, hi = share_of(len(self), size, rank)
+        return self._copy(start=self.start + lo, stop=self.start + hi)
 
     def rows(self, lo: int, hi: int) -> RowSource:
         """Rows ``[lo, hi)`` of this source, as a source."""

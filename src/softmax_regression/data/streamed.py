@@ -153,6 +153,21 @@ class StreamedDataset:
             self, labels=self.labels.index_select(0, idx), index=rows, split=split or self.split
         )
 
+    def share(self, size: int, rank: int) -> StreamedDataset:
+        """Rank ``rank``'s contiguous share of this split's examples (as
+        :func:`softmax_regression.distributed.share` cuts them), over a source that reads only
+        the storage rows from its first example to its last."""
+        lo, hi = stream.share_of(len(self), size, rank)
+        labels = self.labels[lo:hi]
+        if self.index is None:
+            return dataclasses.replace(self, source=self.source.rows(lo, hi), labels=labels)
+        idx = self.index[lo:hi]
+        a = int(idx[0]) if len(idx) else 0
+        b = int(idx[-1]) + 1 if len(idx) else 0
+        return dataclasses.replace(
+            self, source=self.source.rows(a, b), labels=labels, index=idx - a
+        )
+
     # ---- reading
 
     def _select(self, lo: int, hi: int) -> tuple[int, int, np.ndarray | None]:
