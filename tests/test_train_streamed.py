@@ -234,3 +234,12 @@ def test_two_ranks_each_reading_its_share(arrays, tmp_path):
     # another order of the rows (each rank shuffles its own share), the same problem learned
     assert abs(status["metrics"]["test_acc"] - alone.history.last.test_acc) < 0.03
     assert abs(status["metrics"]["train_loss"] - alone.history.last.train_loss) < 0.03
+
+
+def test_best_linear_refuses_streamed_data_in_one_line(arrays, capsys, tmp_path):
+    argv = ["train", "--recipe", "best-linear", "--data", str(arrays["shards"])]
+    assert main([*argv, "--out", str(tmp_path / "bl")]) == 2
+    err = capsys.readouterr()[1]
+    lines = [line for line in err.splitlines() if line.startswith("softmax-regression:")]
+    assert len(lines) == 1 and "best-linear recipe holds its rows in memory" in lines[0]
+    assert "Traceback" not in err
