@@ -511,6 +511,9 @@ def fit(
 
         loop = _Loop(config, model, optimizer, train, device, world, prep)
         evals = [_EvalSet(d, prep, device, world) if d is not None else None for d in (test, val)]
+        describe = getattr(progress, "describe_rows", None)
+        if describe is not None:  # a bar counting rows and MB/s (progress.py)
+            describe(loop.n, loop.b, train.num_inputs * (1 if train.is_image else 4))
         model.train()
         for epoch in range(len(history) + 1, config.epochs + 1):
             t0 = time.perf_counter()
