@@ -136,7 +136,7 @@ def python_pass(directory: Path, classes: int, mode: str, limit: float | None = 
     return r
 
 
-def capped_train(directory: Path, cap: int, runs: Path) -> dict:
+def capped_train(directory: Path, cap: int, runs: Path, nproc: int = 1) -> dict:
     if os.geteuid() != 0 or not (CGROUP_ROOT / "memory.limit_in_bytes").exists():
         return {"skipped": "needs root and cgroup v1's memory controller"}
     group = CGROUP_ROOT / f"bench-stream-{uuid.uuid4().hex[:8]}"
@@ -149,7 +149,9 @@ def capped_train(directory: Path, cap: int, runs: Path) -> dict:
             _uncache(f)
         exe = Path(sys.executable).parent / "softmax-regression"
         argv = [str(exe), "train", "--data", str(directory), "--epochs", "1"]
-        argv += ["--batch-size", "1024", "--out", str(runs / "capped")]
+        argv += ["--batch-size", "1024", "--out", str(runs / f"capped-{nproc}")]
+        if nproc > 1:
+            argv += ["--nproc", str(nproc), "--no-plots", "--no-report"]
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             argv,
@@ -193,6 +195,8 @@ def main() -> None:
     p.add_argument("--classes", type=int, default=100)
     p.add_argument("--warm-gigabytes", type=float, default=1.0)
     p.add_argument("--cap-gigabytes", type=float, default=0.5)
+    p.add_argument("--nproc", type=int, nargs="+", default=[1], help="ranks of capped runs")
+    p.add_argument("--only-train", action="store_true", help="only the capped runs")
     p.add_argument("--keep", action="store_true")
     args = p.parse_args()
     out: dict = {}
@@ -200,27 +204,36 @@ def main() -> None:
         out["data"] = write(args.dir / "shards", args.gigabytes, args.width, args.classes)
         d = args.dir / "shards"
         print(json.dumps(out), flush=True)
-        out["dd_cold"] = dd(d)
-        for f in shards(d):
-            _uncache(f)
-        out["stream_cold_read"] = python_pass(d, args.classes, "read")
-        print(json.dumps(out), flush=True)
-        warm = args.warm_gigabytes
-        out["memory_scores"] = python_pass(d, args.classes, "memory", warm)
-        python_pass(d, args.classes, "read", warm)  # into the page cache
-        out["cache_scores"] = python_pass(d, args.classes, "scores", warm)
-        w = args.dir / "warm"
-        write(w, warm, args.width, args.classes)
-        python_pass(w, args.classes, "read")  # into the page cache
-        out["train_memory"] = python_pass(w, args.classes, "train-memory")
-        out["train_cache"] = python_pass(w, args.classes, "train-stream")
-        shutil.rmtree(w)
-        print(json.dumps(out), flush=True)
-        out["train_capped"] = capped_train(d, int(args.cap_gigabytes * 2**30), args.dir)
+        if not args.only_train:
+            passes(out, args, d)
+        for nproc in args.nproc:
+            cap = int(args.cap_gigabytes * 2**30)
+            out[f"train_capped_nproc{nproc}"] = capped_train(d, cap, args.dir, nproc)
+            print(json.dumps(out), flush=True)
     finally:
         print(json.dumps(out, indent=1))
         if not args.keep:
             shutil.rmtree(args.dir, ignore_errors=True)
+
+
+def passes(out: dict, args: argparse.Namespace, d: Path) -> None:
+    """dd and the streamed pass from disk; page cache against memory."""
+    out["dd_cold"] = dd(d)
+    for f in shards(d):
+        _uncache(f)
+    out["stream_cold_read"] = python_pass(d, args.classes, "read")
+    print(json.dumps(out), flush=True)
+    warm = args.warm_gigabytes
+    out["memory_scores"] = python_pass(d, args.classes, "memory", warm)
+    python_pass(d, args.classes, "read", warm)  # into the page cache
+    out["cache_scores"] = python_pass(d, args.classes, "scores", warm)
+    w = args.dir / "warm"
+    write(w, warm, args.width, args.classes)
+    python_pass(w, args.classes, "read")  # into the page cache
+    out["train_memory"] = python_pass(w, args.classes, "train-memory")
+    out["train_cache"] = python_pass(w, args.classes, "train-stream")
+    shutil.rmtree(w)
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
