@@ -243,3 +243,13 @@ def test_best_linear_refuses_streamed_data_in_one_line(arrays, capsys, tmp_path)
     lines = [line for line in err.splitlines() if line.startswith("softmax-regression:")]
     assert len(lines) == 1 and "best-linear recipe holds its rows in memory" in lines[0]
     assert "Traceback" not in err
+
+
+def test_a_streamed_run_resumes_bit_for_bit(arrays, monkeypatch):
+    monkeypatch.setattr(stream, "BLOCK_BYTES", 100 * D * 4)
+    data = DataSpec.parse(arrays["shards"]).load()
+    states = []
+    whole = fit(CONFIG, data.train, data.test, on_epoch=states.append)
+    resumed = fit(CONFIG, data.train, data.test, state=states[0])
+    assert _history(resumed) == _history(whole)
+    assert torch.equal(resumed.model.weight, whole.model.weight)
