@@ -253,3 +253,34 @@ def test_a_streamed_run_resumes_bit_for_bit(arrays, monkeypatch):
     resumed = fit(CONFIG, data.train, data.test, state=states[0])
     assert _history(resumed) == _history(whole)
     assert torch.equal(resumed.model.weight, whole.model.weight)
+
+
+def test_parquet_and_safetensors_stream_to_the_same_run(arrays, tmp_path, monkeypatch):
+    """Blocks are rows of the whole set, whatever the format: the same run from a Parquet
+    file (read by row groups of another size) and from a .safetensors file."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    from safetensors.numpy import save_file
+
+    monkeypatch.setattr(stream, "BLOCK_BYTES", 100 * D * 4)
+    one = arrays["one"]
+    x, y = np.load(one / "x_train.npy"), np.load(one / "y_train.npy")
+    xt, yt = np.load(one / "x_test.npy"), np.load(one / "y_test.npy")
+    for name, (a, b) in {"train": (x, y), "test": (xt, yt)}.items():
+        table = pa.table({**{f"f{j}": a[:, j] for j in range(D)}, "label": b})
+        pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=333)
+    save_file(
+        {"x_train": x, "y_train": y, "x_test": xt, "y_test": yt},
+        str(tmp_path / "set.safetensors"),
+    )
+    runs = []
+    for spec in (
+        DataSpec.parse(one, stream="always"),
+        DataSpec.parse(tmp_path / "train.parquet", test=tmp_path / "test.parquet", stream="always"),
+        DataSpec.parse(tmp_path / "set.safetensors", stream="always"),
+    ):
+        data = spec.load()
+        assert isinstance(data.train, StreamedDataset) and data.train.num_blocks == 30
+        runs.append(fit(CONFIG, data.train, data.test))
+    assert _history(runs[1]) == _history(runs[0]) == _history(runs[2])
+    assert torch.equal(runs[1].model.weight, runs[0].model.weight)
