@@ -284,3 +284,22 @@ def test_parquet_and_safetensors_stream_to_the_same_run(arrays, tmp_path, monkey
         runs.append(fit(CONFIG, data.train, data.test))
     assert _history(runs[1]) == _history(runs[0]) == _history(runs[2])
     assert torch.equal(runs[1].model.weight, runs[0].model.weight)
+
+
+def test_auto_streams_only_features_too_big_for_memory(tmp_path, monkeypatch):
+    from softmax_regression.data import streamed
+
+    x = np.zeros((40, 6), np.float32)
+    images = np.zeros((40, 8, 8), np.uint8)
+    y = np.arange(40) % 2
+    for name, a in (("feat", x), ("img", images)):
+        (tmp_path / name).mkdir()
+        np.save(tmp_path / name / "X.npy", a)
+        np.save(tmp_path / name / "y.npy", y)
+    assert not isinstance(DataSpec.parse(tmp_path / "feat").load().train, StreamedDataset)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert 0 < streamed.memory_budget() <= total
+    monkeypatch.setattr(streamed, "memory_budget", lambda: 1000)  # 960 bytes > half of it
+    assert isinstance(DataSpec.parse(tmp_path / "feat").load().train, StreamedDataset)
+    # images are not rows of features: they stay mapped in memory, as before
+    assert not isinstance(DataSpec.parse(tmp_path / "img").load().train, StreamedDataset)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataNotFoundError
+from ..errors import ConfigError, DataError, DataNotFoundError
 from . import stream
 from .spec import KINDS, STREAM_MODES, DataSpec, LoadedData
 from .stream import RowSource
@@ -301,9 +301,24 @@ def _size(kind: str, path: Path) -> int:
         names = {p.name.lower(): p for p in path.iterdir()}
         path = names.get("x_train.npy") or names.get("x.npy") or path
     try:
-        return path.stat().st_size if path.is_file() else 0
-    except OSError:
-        return 0
+        if not path.is_file() or not _rows_of_features(kind, path):
+            return 0  # images (N, H, W) and the like stay mapped in memory, as before
+        return path.stat().st_size
+    except (OSError, DataError):
+        return 0  # the reader of the in-memory path says what is wrong, as before
+
+
+def _rows_of_features(kind: str, path: Path) -> bool:
+    """Whether the file's features are 2-D numbers (N, D), which is what streams."""
+    if kind == "safetensors":
+        from .arrays import open_safetensors
+
+        tensors, _ = open_safetensors(path)
+        lower = {k.lower(): v for k, v in tensors.items()}
+        x = lower.get("x_train", lower.get("x"))
+        return x is not None and x.ndim == 2 and x.dtype.kind in "biuf"
+    shape, dtype, _, _ = stream._npy_header(path)
+    return len(shape) == 2 and dtype.kind in "biuf"
 
 
 def _parquet(path: Path) -> bool:
