@@ -303,3 +303,32 @@ def test_auto_streams_only_features_too_big_for_memory(tmp_path, monkeypatch):
     assert isinstance(DataSpec.parse(tmp_path / "feat").load().train, StreamedDataset)
     # images are not rows of features: they stay mapped in memory, as before
     assert not isinstance(DataSpec.parse(tmp_path / "img").load().train, StreamedDataset)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("width", r"x_train-00001.npy: 7 features per row, the shards before it have 20"),
+        ("truncate", r"x_train-00001.npy: truncated: 66 rows of 20 float32 need"),
+        ("labels", r"y_train-00001.npy: 65 labels but x_train-00001.npy has 66 rows"),
+    ],
+)
+def test_bad_shards_are_one_line_on_the_command_line(arrays, tmp_path, capsys, damage, message):
+    import re
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for f in arrays["shards"].iterdir():
+        (shards / f.name).write_bytes(f.read_bytes())
+    x = np.load(shards / "x_train-00001.npy")
+    if damage == "width":
+        np.save(shards / "x_train-00001.npy", x[:, :7])
+    elif damage == "truncate":
+        os.truncate(shards / "x_train-00001.npy", (shards / "x_train-00001.npy").stat().st_size - 4)
+    else:
+        np.save(shards / "y_train-00001.npy", np.zeros(65, int))
+    assert main(["train", "--data", str(shards), "--out", str(tmp_path / "run")]) == 3
+    err = capsys.readouterr()[1]
+    lines = [line for line in err.splitlines() if line.startswith("softmax-regression:")]
+    assert len(lines) == 1 and re.search(message, lines[0]) and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # refused before a run directory was made
