@@ -161,6 +161,12 @@ class BestLinearConfig:
 def pixels(data: FashionMNIST, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(N, inputs) as the model sees them after Flatten: pixels in [0, 1], or the features
     as they are (not copied when they are already ``dtype``)."""
+    if getattr(data, "streamed", False):
+        raise ConfigError(
+            "the best-linear recipe holds its rows in memory; features read from disk block "
+            "by block (a shard directory, --stream always) train with the book recipe, or "
+            "pass them as one .npy file with --stream never"
+        )
     x = data.images.reshape(len(data), data.num_inputs)  # (a rank's share may have no rows)
     if not data.is_image:
         return x.to(dtype)
