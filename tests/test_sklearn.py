@@ -82,17 +82,9 @@ FLOAT32_XFAIL = {
         "dtype='float32' chosen explicitly: as on dense data"
     ),
 }
-CV_XFAIL = {
-    "check_sample_weight_equivalence_on_dense_data": (
-        "cross-validation splits repeated rows differently from weighted ones, so the chosen "
-        "C and the fits differ (scikit-learn's LogisticRegressionCV has the same limitation)"
-    ),
-}
 
 
 def _expected_failed(est):
-    if isinstance(est, LogisticRegressionCV):
-        return CV_XFAIL
     return FLOAT32_XFAIL if est.dtype == "float32" else {}
 
 
@@ -304,8 +296,10 @@ def test_sparse_formats_are_converted_as_sklearn_does(fmt):
 
 def test_sparse_cv_and_pipeline():
     X, y = sparse_text(300, 1500, 3, 34)
-    cv = LogisticRegressionCV(Cs=3, cv=3, scoring=None, l1_ratios=None).fit(X, y)
-    dense = LogisticRegressionCV(Cs=3, cv=3, scoring=None, l1_ratios=None).fit(X.toarray(), y)
+    params = {"Cs": 3, "cv": 3, "scoring": None, "l1_ratios": (0.0,)}
+    params["use_legacy_attributes"] = False
+    cv = LogisticRegressionCV(**params).fit(X, y)
+    dense = LogisticRegressionCV(**params).fit(X.toarray(), y)
     np.testing.assert_allclose(cv.C_, dense.C_)
     from sklearn.feature_extraction.text import TfidfVectorizer
 

@@ -275,8 +275,8 @@ def minimize(
     ``preconditioner`` ``(P, P^-1)`` is given.
 
     Stops after ``max_iter`` iterations, when the largest gradient component in (W, b) is at
-    most ``tol`` (scikit-learn's lbfgs ``tol``; None: not asked) at ``tol_repeats``
-    consecutive iterates (the start counting as one), when the largest component
+    most ``tol`` (scikit-learn's lbfgs ``tol``; None: not asked) at the start or at
+    ``tol_repeats`` consecutive iterates (the start counting as one), when the largest component
     of the solver's own gradient (in ``V``) is at most ``tolerance_grad``, or when a step
     changes the objective by less than ``tolerance_change``. ``on_nonfinite(loss, n)`` makes
     the error raised when an evaluation is not finite (default: ``FloatingPointError``).
@@ -310,12 +310,16 @@ def minimize(
         return value, torch.cat([grad_v.reshape(-1), grad_b])
 
     passed = 0  # consecutive iterates that passed the ``tol`` test
+    asked = 0
 
     def small_enough(g: torch.Tensor) -> bool:
-        nonlocal passed
+        nonlocal passed, asked
+        asked += 1
         grad_w = _times(g[: k * d].view(k, d), p_inv)  # back to the gradient in W
         passed = passed + 1 if loss.largest_component(grad_w, g[k * d :]) <= tol else 0
-        return passed >= tol_repeats
+        # A start that passes is taken as it is (a warm start at the answer: no step, as
+        # scikit-learn's lbfgs takes none); after a step, ``tol_repeats`` in a row.
+        return passed >= (1 if asked == 1 else tol_repeats)
 
     with torch.no_grad():
         result = lbfgs(
