@@ -40,6 +40,9 @@ TOL_REPEATS = 2
 POLISH_STEPS = 4
 POLISH_MAX_PARAMETERS = 600
 POLISH_BUDGET = 1e8
+# ... to a gradient no larger than this: the optimum to float64's precision (a step or two of
+# Newton's from tol; a fit started there takes none).
+POLISHED = 1e-12
 # A float64 fit's float32 phase stops at ``tol`` or at this, whichever is larger: float32's
 # gradients are good to far better than this, and the float64 phase finishes the rest.
 FLOAT32_TOL = 1e-6
@@ -197,9 +200,9 @@ class _Problem:
             n_params = w.numel() + b.numel()
             cheap = loss.rows.shape[0] * n_params**2 <= POLISH_BUDGET
             if n_params <= POLISH_MAX_PARAMETERS and (cheap or not converged):
-                # Cheap: on to the float64 optimum itself, past tol; else up to tol.
+                # Cheap: on to the float64 optimum itself (POLISHED), past tol; else to tol.
                 w, b, steps, converged = self._polish(
-                    w, b, tol, 0.0 if cheap else tol, max_iter - iterations
+                    w, b, tol, min(tol, POLISHED) if cheap else tol, max_iter - iterations
                 )
                 iterations += steps
                 objective = float(loss.loss_gradient(w, b)[0])
