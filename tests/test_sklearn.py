@@ -719,6 +719,13 @@ WORKER = textwrap.dedent(
         est.fit(X[rows], y[rows], sample_weight=w[rows])
         out[k] = {"coef": est.coef_.tolist(), "intercept": est.intercept_.tolist(),
                   "classes": est.classes_.tolist()}
+    import scipy.sparse  # sparse rows: each rank its own CSR rows
+    X, y, w = data(5)
+    rows = rank_rows(len(X))
+    est = LogisticRegression(tol=1e-10, max_iter=500, device="cpu", class_weight="balanced")
+    est.fit(scipy.sparse.csr_matrix(X[rows]), y[rows], sample_weight=w[rows])
+    out["sparse"] = {"coef": est.coef_.tolist(), "intercept": est.intercept_.tolist(),
+                     "classes": est.classes_.tolist()}
     X, y, w = data(5)  # the CV: every rank all rows, the folds spread over the ranks
     cv = LogisticRegressionCV(Cs=4, cv=3, dtype="float64", tol=1e-8, max_iter=500,
                               device="cpu").fit(X, y, sample_weight=w)
@@ -747,7 +754,7 @@ class _Fitted:
 
 
 def test_torchrun_ranks_reach_the_single_process_answer(tmp_path):
-    """LogisticRegression (binary and multinomial, each rank its rows) and
+    """LogisticRegression (binary, multinomial and sparse rows, each rank its rows) and
     LogisticRegressionCV (the folds spread over the ranks) on 2 and 3 ranks: the
     single-process answer, the same on every rank."""
     worker = tmp_path / "worker.py"
@@ -764,8 +771,8 @@ def test_torchrun_ranks_reach_the_single_process_answer(tmp_path):
         results = [json.loads((tmp_path / f"r{nproc}-{r}.json").read_text()) for r in range(nproc)]
         assert all(r == results[0] for r in results)  # every rank the same, to the bit
         got = results[0]
-        for k in ("2", "5"):
-            X, y, w = _worker_data(int(k))
+        for k in ("2", "5", "sparse"):
+            X, y, w = _worker_data(5 if k == "sparse" else int(k))
             want = objective(_Fitted(ref[k]), X, y, 1.0, w, "balanced")
             assert objective(_Fitted(got[k]), X, y, 1.0, w, "balanced") == pytest.approx(
                 want, rel=1e-6
