@@ -15,6 +15,8 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ._common import (
     _check_C,
     _check_common,
+    _check_liblinear,
+    _check_solver,
     _json_params,
     _penalty,
     _warn_unconverged,
@@ -25,11 +27,14 @@ from ._problem import _Problem
 
 
 class LogisticRegression(ClassifierMixin, BaseEstimator):
-    """scikit-learn 1.9's ``LogisticRegression`` (multinomial, L2 or no penalty), in torch.
+    """scikit-learn 1.9's ``LogisticRegression``, in torch.
 
     Parameters as scikit-learn's (``penalty`` deprecated there too: ``C=np.inf`` means no
-    penalty, ``l1_ratio`` must be 0); ``intercept_scaling``, ``random_state`` and ``n_jobs``
-    are accepted and have no effect, as with scikit-learn's lbfgs. Extra: ``device``
+    penalty, ``l1_ratio`` 1 the L1 penalty, between 0 and 1 the elastic net, with
+    ``solver="saga"`` as scikit-learn asks). ``solver="liblinear"`` fits liblinear's model
+    (two classes; the intercept a penalised feature of value ``intercept_scaling``; ``dual``
+    accepted with the L2 penalty: the same minimiser, solved in the primal).
+    ``random_state`` and ``n_jobs`` are accepted and have no effect. Extra: ``device``
     ("auto": cuda when available) and ``dtype`` ("float32", or "float64" for scikit-learn's
     precision).
     """
@@ -93,14 +98,18 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         """Fit the model on ``X`` (n_samples, n_features) and ``y``; under torchrun, this
         rank's rows."""
         C = _check_C(self.C)
-        penalty = _penalty(self, self.penalty, self.l1_ratio, C)
+        penalty, l1_share = _penalty(self, self.penalty, self.l1_ratio, C)
         device, dtype = _check_common(self)
+        _check_solver(self.solver, penalty, self.dual)
+        liblinear = self.solver == "liblinear"
         world = _world(self.device)
         X, y = self._validate(X, y)
         if world is not None:
             world.check_same({"n_features": X.shape[1], "C": C, "dtype": self.dtype})
         classes, y_index = self._classes(y, world)
         self.classes_ = classes
+        if liblinear:
+            _check_liblinear(X, len(classes))
         sw = self._sample_weights(X, y, y_index, sample_weight, world)
         init = None
         if self.warm_start and hasattr(self, "coef_"):
@@ -111,12 +120,22 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                     f"{(rows, X.shape[1])}"
                 )
             init = (self.coef_, self.intercept_)
-        problem = _Problem(X, y_index, sw, len(classes), self.fit_intercept, device, dtype, world)
+        problem = _Problem(
+            X,
+            y_index,
+            sw,
+            len(classes),
+            self.fit_intercept,
+            device,
+            dtype,
+            world,
+            intercept_scaling=float(self.intercept_scaling) if liblinear else None,
+        )
         C_ = np.inf if penalty is None else C
         coef, intercept, n_iter, converged, _ = problem.fit(
-            C_, init, float(self.tol), int(self.max_iter), self.verbose
+            C_, init, float(self.tol), int(self.max_iter), self.verbose, l1_ratio=l1_share
         )
-        _warn_unconverged(converged, n_iter, int(self.max_iter))
+        _warn_unconverged(converged, n_iter, int(self.max_iter), self.solver)
         self.coef_ = coef.astype(X.dtype, copy=False)
         self.intercept_ = intercept.astype(X.dtype, copy=False)
         self.n_iter_ = np.asarray([n_iter], dtype=np.int32)
