@@ -76,6 +76,13 @@ def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> tuple[str
                 UserWarning,
                 stacklevel=3,
             )
+        if (penalty == "l2" and l1_ratio != 0) or (penalty == "l1" and l1_ratio != 1):
+            warnings.warn(
+                f"Inconsistent values: penalty={penalty} with l1_ratio={l1_ratio}. penalty is "
+                "deprecated. Please use l1_ratio only.",
+                UserWarning,
+                stacklevel=3,
+            )
     if resolved not in ("l2", "l1", "elasticnet", None):
         raise ValueError(f"penalty must be 'l2', 'l1', 'elasticnet' or None, got {resolved!r}")
     if resolved == "elasticnet" and l1_ratio is None:
