@@ -442,6 +442,13 @@ WORKER = textwrap.dedent(
         est.fit(X[rows], y[rows], sample_weight=w[rows])
         out[k] = {"coef": est.coef_.tolist(), "intercept": est.intercept_.tolist(),
                   "classes": est.classes_.tolist()}
+        for l1_ratio in (1.0, 0.5):  # the L1 and elastic-net solver, its sums over ranks
+            est = LogisticRegression(solver="saga", l1_ratio=l1_ratio, C=0.05, dtype="float64",
+                                     tol=1e-10, max_iter=500, device="cpu")
+            est.fit(X[rows], y[rows], sample_weight=w[rows])
+            out[f"{k}-{l1_ratio}"] = {"coef": est.coef_.tolist(),
+                                      "intercept": est.intercept_.tolist(),
+                                      "classes": est.classes_.tolist()}
     X, y, w = data(5)  # the CV: every rank all rows, the folds spread over the ranks
     cv = LogisticRegressionCV(Cs=4, cv=3, dtype="float64", tol=1e-8, max_iter=500,
                               device="cpu").fit(X, y, sample_weight=w)
@@ -462,6 +469,15 @@ def _worker_data(k):
     return means[y] + 2.0 * rng.normal(size=(1001, 10)), y, rng.uniform(0.5, 2.0, 1001)
 
 
+def _l1_objective(est, X, y, C, l1_ratio, sample_weight):
+    """scikit-learn's elastic-net objective: the L2 one with ``C`` folded into the weights,
+    its ``||coef_||^2 / 2`` taken out, plus the penalty."""
+    coef = np.asarray(est.coef_)
+    data = objective(est, X, y, 1.0, sample_weight) - 0.5 * (coef**2).sum()
+    penalty = l1_ratio * np.abs(coef).sum() + (1 - l1_ratio) / 2 * (coef**2).sum()
+    return C * data + penalty
+
+
 class _Fitted:
     def __init__(self, r):
         self.coef_ = np.asarray(r["coef"])
@@ -470,8 +486,8 @@ class _Fitted:
 
 
 def test_torchrun_ranks_reach_the_single_process_answer(tmp_path):
-    """LogisticRegression (binary and multinomial, each rank its rows) and
-    LogisticRegressionCV (the folds spread over the ranks) on 2 and 3 ranks: the
+    """LogisticRegression (binary and multinomial, L2, L1 and elastic net, each rank its rows)
+    and LogisticRegressionCV (the folds spread over the ranks) on 2 and 3 ranks: the
     single-process answer, the same on every rank."""
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
@@ -494,6 +510,13 @@ def test_torchrun_ranks_reach_the_single_process_answer(tmp_path):
                 want, rel=1e-6
             )
             assert got[k]["classes"] == ref[k]["classes"]
+            for l1_ratio in (1.0, 0.5):
+                key = f"{k}-{l1_ratio}"
+                want = _l1_objective(_Fitted(ref[key]), X, y, 0.05, l1_ratio, w)
+                got_l1 = _l1_objective(_Fitted(got[key]), X, y, 0.05, l1_ratio, w)
+                assert got_l1 == pytest.approx(want, rel=1e-6)
+                zeros = np.asarray(got[key]["coef"]) == 0
+                np.testing.assert_array_equal(zeros, np.asarray(ref[key]["coef"]) == 0)
         assert got["cv"]["C"] == ref["cv"]["C"]
         np.testing.assert_allclose(got["cv"]["scores"], ref["cv"]["scores"], atol=1e-9)
         np.testing.assert_allclose(got["cv"]["paths"], ref["cv"]["paths"], atol=1e-6)
