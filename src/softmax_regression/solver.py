@@ -418,6 +418,7 @@ def minimize_l1(
     history_size: int = 20,
     tolerance_change: float = 1e-12,
     independent_rows: bool = False,
+    converged: Callable[[torch.Tensor, torch.Tensor], bool] | None = None,
     precondition: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
     | None = None,
     callback: Callable[[int, float], None] | None = None,
@@ -429,7 +430,8 @@ def minimize_l1(
     ``independent_rows``: each row of (W, b) is its own problem (``loss.one_vs_rest``), given
     its own curvature pairs. Stops after ``max_iter`` iterations or when the largest component
     of the pseudo-gradient, in scikit-learn's coordinates, is at most ``tol`` at
-    ``tol_repeats`` consecutive iterates (as :func:`minimize`'s ``tol``)."""
+    ``tol_repeats`` consecutive iterates (as :func:`minimize`'s ``tol``), or, given
+    ``converged(pg_w, pg_b)``, when that says so instead."""
     start = time.perf_counter()
     dtype, device = loss.x.dtype, loss.x.device
     w0, b0 = init
@@ -469,6 +471,8 @@ def minimize_l1(
 
     def small_enough(pg: torch.Tensor) -> bool:
         nonlocal passed
+        if converged is not None:
+            return converged(*unpack(pg))
         passed = passed + 1 if loss.largest_component(*unpack(pg)) <= tol else 0
         return passed >= tol_repeats
 
@@ -488,7 +492,7 @@ def minimize_l1(
             tolerance_change=tolerance_change,
             blocks=k if independent_rows else 1,
             precondition=flat_precondition,
-            converged=small_enough if tol is not None else None,
+            converged=small_enough if tol is not None or converged is not None else None,
             callback=callback,
         )
     w, b = unpack(result.x)

@@ -220,6 +220,11 @@ class _Problem:
             return r[:, :d], a * r[:, d]
 
         self.loss.weight_decay = 0.0
+        converged = None
+        if a is not None:
+            converged = self._liblinear_test(
+                tol, (l1_w, l1_b), (a if self.loss.fit_intercept else 0.0)
+            )
         sol = minimize_l1(
             self.loss,
             (init[0].to(self.dtype), init[1].to(self.dtype)),
@@ -231,10 +236,47 @@ class _Problem:
             history_size=HISTORY,
             tolerance_change=TOLERANCE_CHANGE[self.dtype],
             independent_rows=self.loss.one_vs_rest,
+            converged=converged,
             precondition=precondition,
             callback=callback,
         )
         return sol.weight, sol.bias, sol.iterations, sol.converged, sol.objective
+
+    def _liblinear_test(self, tol: float, l1: tuple[float, float], a: float):
+        """liblinear's stopping rule, so that ``tol`` means what it means there: each binary
+        problem stops when the norm of its (pseudo-)gradient, in the coordinates where the
+        intercept is a feature of value ``a``, is at most ``tol * max(min(n+, n-), 1) / n``
+        times its norm at zero (the 2-norm with the L2 penalty, the 1-norm with L1). One
+        extra evaluation, at zero."""
+        loss = self.loss
+        k, d = (1 if self.binary else self.n_classes), loss.x.shape[1]
+        zero_w = torch.zeros(k, d, dtype=self.dtype, device=loss.x.device)
+        zero_b = torch.zeros(k, dtype=self.dtype, device=loss.x.device)
+        _, g_w, g_b = loss.loss_gradient(zero_w, zero_b)
+        l1_w, l1_b = l1
+        order = 1 if l1_w > 0 else 2
+
+        def norms(pg_w: torch.Tensor, pg_b: torch.Tensor) -> torch.Tensor:
+            rows = torch.cat([pg_w, (a * pg_b).unsqueeze(1)], 1)
+            return torch.linalg.vector_norm(rows.double(), ord=order, dim=1)
+
+        # At zero the pseudo-gradient is the gradient soft-thresholded by the L1 weights.
+        start = norms((g_w.abs() - l1_w).clamp_min(0), (g_b.abs() - l1_b).clamp_min(0))
+        y = loss.y
+        n = y.shape[0]
+        counts = torch.bincount(y, minlength=self.n_classes).double().cpu()
+        positives = counts[1:2] if self.binary else counts
+        if loss.parallel:
+            totals = torch.cat([positives, torch.tensor([float(n)], dtype=torch.float64)])
+            loss.world.sum_same_(totals.to(loss.world.device), "counting the classes")
+            positives, n = totals[:-1].cpu(), float(totals[-1])
+        share = torch.minimum(positives, n - positives).clamp_min(1.0) / n
+        bound = (tol * share.to(start.device) * start).to(torch.float64)
+
+        def converged(pg_w: torch.Tensor, pg_b: torch.Tensor) -> bool:
+            return bool((norms(pg_w, pg_b) <= bound).all())
+
+        return converged
 
     def _same(self, tensors: tuple[torch.Tensor, ...], what: str) -> tuple[torch.Tensor, ...]:
         """Rank 0's ``tensors`` on every rank under torchrun (as they are otherwise): LAPACK's
