@@ -6,7 +6,9 @@ scikit-learn estimators (:mod:`softmax_regression.sklearn`). The book's SGD reci
 own exact loop. The split follows scikit-learn's: :mod:`~softmax_regression.linear_loss` is the
 objective (loss, gradient, input statistics; scikit-learn's ``_linear_loss.py``), this module
 the solvers over it (its lbfgs call and ``_newton_solver.py``): :func:`lbfgs` and
-:func:`minimize`, preconditioned L-BFGS for the smooth objective.
+:func:`minimize`, preconditioned L-BFGS for the smooth objective; :func:`owlqn` and
+:func:`minimize_l1`, OWL-QN for the objective plus an L1 term (and liblinear's penalised
+intercept).
 """
 
 from __future__ import annotations
@@ -284,7 +286,7 @@ def owlqn(
     max_backtracks: int = 40,
     blocks: int = 1,
     precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    converged: Callable[[torch.Tensor], bool] | None = None,
+    converged: Callable[[torch.Tensor, torch.Tensor | None], bool] | None = None,
     callback: Callable[[int, float], None] | None = None,
 ) -> LbfgsResult:
     """Minimise ``f(x) + sum_j l1_j |x_j|`` over a flat ``x`` (updated in place), ``fun(x) ->
@@ -302,9 +304,10 @@ def owlqn(
     stands for would). ``blocks``: ``x`` is that many equal blocks, independent problems
     summed (one-vs-rest), each with its own curvature pairs and scale, so that each block's
     direction is its own problem's quasi-Newton step; one line search for all (one
-    evaluation serves every block). ``converged(pseudo_gradient)`` is the stopping test
-    (scikit-learn's ``tol``); it also ends when a step changes the objective by less than
-    ``tolerance_change`` or no step along the direction lowers it.
+    evaluation serves every block). ``converged(pseudo_gradient, step)`` is the stopping
+    test (scikit-learn's ``tol``; ``step`` None at the start); it also ends when a step
+    changes the objective by less than ``tolerance_change`` or no step along the direction
+    lowers it.
     """
     preconditioned = precondition is not None
     free = l1 == 0  # coordinates without an L1 term: plain L-BFGS
@@ -325,7 +328,7 @@ def owlqn(
     value = total(f, x)
     pg = pseudo(x, g)
     evaluations = 1
-    if converged is not None and converged(pg):
+    if converged is not None and converged(pg, None):
         return LbfgsResult(x, value, 0, evaluations, True)
     steps: list[torch.Tensor] = []
     changes: list[torch.Tensor] = []
@@ -398,7 +401,7 @@ def owlqn(
         pg = pseudo(x, g)
         if callback is not None:
             callback(n_iter, value)
-        if converged is not None and converged(pg):
+        if converged is not None and converged(pg, s):
             done = True
             break
         if change < tolerance_change:
@@ -418,7 +421,7 @@ def minimize_l1(
     history_size: int = 20,
     tolerance_change: float = 1e-12,
     independent_rows: bool = False,
-    converged: Callable[[torch.Tensor, torch.Tensor], bool] | None = None,
+    converged: Callable[..., bool] | None = None,
     precondition: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
     | None = None,
     callback: Callable[[int, float], None] | None = None,
@@ -431,7 +434,8 @@ def minimize_l1(
     its own curvature pairs. Stops after ``max_iter`` iterations or when the largest component
     of the pseudo-gradient, in scikit-learn's coordinates, is at most ``tol`` at
     ``tol_repeats`` consecutive iterates (as :func:`minimize`'s ``tol``), or, given
-    ``converged(pg_w, pg_b)``, when that says so instead."""
+    ``converged(pg_w, pg_b, theta_w, theta_b, step_w, step_b)`` (``step_*`` None at the
+    start), when that says so instead."""
     start = time.perf_counter()
     dtype, device = loss.x.dtype, loss.x.device
     w0, b0 = init
@@ -469,10 +473,11 @@ def minimize_l1(
 
     passed = 0
 
-    def small_enough(pg: torch.Tensor) -> bool:
+    def small_enough(pg: torch.Tensor, step: torch.Tensor | None) -> bool:
         nonlocal passed
         if converged is not None:
-            return converged(*unpack(pg))
+            steps = (None, None) if step is None else unpack(step)
+            return converged(*unpack(pg), *unpack(x), *steps)
         passed = passed + 1 if loss.largest_component(*unpack(pg)) <= tol else 0
         return passed >= tol_repeats
 

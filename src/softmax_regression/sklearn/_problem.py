@@ -220,11 +220,12 @@ class _Problem:
             return r[:, :d], a * r[:, d]
 
         self.loss.weight_decay = 0.0
-        converged = None
         if a is not None:
             converged = self._liblinear_test(
                 tol, (l1_w, l1_b), (a if self.loss.fit_intercept else 0.0)
             )
+        else:
+            converged = _saga_test(tol)
         sol = minimize_l1(
             self.loss,
             (init[0].to(self.dtype), init[1].to(self.dtype)),
@@ -273,7 +274,7 @@ class _Problem:
         share = torch.minimum(positives, n - positives).clamp_min(1.0) / n
         bound = (tol * share.to(start.device) * start).to(torch.float64)
 
-        def converged(pg_w: torch.Tensor, pg_b: torch.Tensor) -> bool:
+        def converged(pg_w: torch.Tensor, pg_b: torch.Tensor, *_) -> bool:
             return bool((norms(pg_w, pg_b) <= bound).all())
 
         return converged
@@ -339,3 +340,24 @@ def _diagonal_inverse(cov: torch.Tensor, weight_decay: float, alpha: float) -> t
     m = alpha * torch.diagonal(cov) + weight_decay
     top = float(m.max().clamp_min(1e-300))
     return 1.0 / m.clamp_min(top * 1e-10)
+
+
+def _saga_test(tol: float):
+    """saga's stopping rule, so that ``tol`` means what it means there: the largest change
+    of a coefficient (intercepts included) in a step at most ``tol`` times the largest
+    coefficient, here at ``TOL_REPEATS`` consecutive steps. (The gradient test of the L2
+    path is no measure here: in the divided objective the L1 weight ``1 / (C sum_i s_i)`` can
+    be smaller than ``tol`` itself, and text at C = 10 then stopped 3.5e-4 above saga's
+    objective.)"""
+    passed = 0
+
+    def converged(pg_w, pg_b, w, b, step_w, step_b) -> bool:
+        nonlocal passed
+        if step_w is None:
+            return False
+        largest = max(float(w.abs().max()), float(b.abs().max()))
+        change = max(float(step_w.abs().max()), float(step_b.abs().max()))
+        passed = passed + 1 if largest > 0 and change <= tol * largest else 0
+        return passed >= TOL_REPEATS
+
+    return converged
