@@ -222,12 +222,20 @@ def _check_liblinear(X: np.ndarray, n_classes: int) -> None:
 
 
 def _warn_unconverged(converged: bool, n_iter: int, max_iter: int, solver: str = "lbfgs") -> None:
-    if not converged and n_iter >= max_iter:
-        name = "Liblinear" if solver == "liblinear" else solver
-        warnings.warn(
-            f"{name} failed to converge after {n_iter} iteration(s): the largest gradient "
+    """scikit-learn's ConvergenceWarning when ``max_iter`` ended the fit, in the words of the
+    solver named (its tests match them)."""
+    if converged or n_iter < max_iter:
+        return
+    if solver == "liblinear":
+        message = "Liblinear failed to converge, increase the number of iterations."
+    elif solver in ("sag", "saga"):
+        message = "The max_iter was reached which means the coef_ did not converge"
+    elif solver == "newton-cholesky":
+        message = f"Newton solver did not converge after {n_iter} iterations."
+    else:
+        message = (
+            f"{solver} failed to converge after {n_iter} iteration(s): the largest gradient "
             "component is still above tol. Increase the number of iterations (max_iter) "
-            "or scale the data.",
-            ConvergenceWarning,
-            stacklevel=3,
+            "or scale the data."
         )
+    warnings.warn(message, ConvergenceWarning, stacklevel=3)

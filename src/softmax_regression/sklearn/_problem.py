@@ -247,8 +247,8 @@ class _Problem:
         """liblinear's stopping rule, so that ``tol`` means what it means there: each binary
         problem stops when the norm of its (pseudo-)gradient, in the coordinates where the
         intercept is a feature of value ``a``, is at most ``tol * max(min(n+, n-), 1) / n``
-        times its norm at zero (the 2-norm with the L2 penalty, the 1-norm with L1). One
-        extra evaluation, at zero."""
+        (sample-weighted counts) times its norm at zero (the 2-norm with the L2 penalty, the
+        1-norm with L1). One extra evaluation, at zero."""
         loss = self.loss
         k, d = (1 if self.binary else self.n_classes), loss.x.shape[1]
         zero_w = torch.zeros(k, d, dtype=self.dtype, device=loss.x.device)
@@ -263,14 +263,14 @@ class _Problem:
 
         # At zero the pseudo-gradient is the gradient soft-thresholded by the L1 weights.
         start = norms((g_w.abs() - l1_w).clamp_min(0), (g_b.abs() - l1_b).clamp_min(0))
-        y = loss.y
-        n = y.shape[0]
-        counts = torch.bincount(y, minlength=self.n_classes).double().cpu()
-        positives = counts[1:2] if self.binary else counts
+        # The counts weighted by the sample weights: a row of weight 0 changes nothing.
+        y, sw = loss.y, loss.sample_weight
+        counts = torch.bincount(y, None if sw is None else sw.double(), self.n_classes).double()
+        positives = (counts[1:2] if self.binary else counts).cpu()
+        n = self.total
         if loss.parallel:
-            totals = torch.cat([positives, torch.tensor([float(n)], dtype=torch.float64)])
-            loss.world.sum_same_(totals.to(loss.world.device), "counting the classes")
-            positives, n = totals[:-1].cpu(), float(totals[-1])
+            summed = loss.world.sum_same_(positives.to(loss.world.device), "counting the classes")
+            positives = summed.cpu()
         share = torch.minimum(positives, n - positives).clamp_min(1.0) / n
         bound = (tol * share.to(start.device) * start).to(torch.float64)
 
