@@ -5,13 +5,19 @@ BIN := $(VENV)/bin
 # The CPU build of torch that lies on these machines' disk; anywhere else pip resolves it normally.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: train test setup data browser lint bench docs clean
+.PHONY: train test sklearn-suite setup data browser lint bench docs clean
 
 train: data
 	$(BIN)/softmax-regression train
 
 test: data browser
 	$(BIN)/python -m pytest
+
+# scikit-learn's own test file (linear_model/tests/test_logistic.py) run against its classes
+# and ours; the tests allowed to differ are listed in docs/sklearn.md. About a minute: CI runs
+# it after `make test`.
+sklearn-suite: setup
+	$(BIN)/python scripts/sklearn_suite.py
 
 setup: $(VENV)/.installed
 
@@ -48,7 +54,7 @@ browser:
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 # The documentation site (mkdocs.yml, docs/), served at http://127.0.0.1:8000 and rebuilt on
 # every change; tests/test_docs.py builds it with --strict and runs its code blocks.

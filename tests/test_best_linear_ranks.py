@@ -20,13 +20,19 @@ from distributed_helpers import run
 CLI = [sys.executable, "-m", "softmax_regression", "train", "--recipe", "best-linear"]
 JOB_TIMEOUT = 120
 RELATIVE = 1e-6  # the two-rank objective is the single-process one up to float32 rounding
+N_TRAIN, N_TEST = 3000, 600
+
+
+def examples(accuracy: float, n: int) -> int:
+    """The number of examples an accuracy over ``n`` counts (exact: accuracies are k / n)."""
+    return round(accuracy * n)
 
 
 def write_set(path: Path, kind: str) -> Path:
     """A seeded 5-class problem that a linear model solves only in part, so that the weight
     decays score differently on validation: 3,000 training and 600 test examples."""
     rng = np.random.default_rng(0)
-    k, n_train, n_test = 5, 3000, 600
+    k, n_train, n_test = 5, N_TRAIN, N_TEST
     if kind == "images":
         templates = rng.uniform(100, 155, size=(k, 8, 8))
 
@@ -62,11 +68,16 @@ def test_two_ranks_end_at_the_single_process_fit(tmp_path: Path, kind: str) -> N
     assert "ranks" not in a and b["ranks"] == 2
     assert b["refit"]["objective"] == pytest.approx(a["refit"]["objective"], rel=RELATIVE, abs=0)
     assert b["selection"]["chosen_weight_decay"] == a["selection"]["chosen_weight_decay"]
+    # The two fits are the same minimum up to float32 rounding (sums taken in another order,
+    # over ranks and threads), so an example lying on a decision boundary may fall either way:
+    # one of the 500 validation and 600 test examples, three of the 3,000 training ones; counted
+    # in whole examples, since in floats 0.406 - 0.404 > 1 / 500.
+    n_val = a["selection"]["validation_images"]
     for ca, cb in zip(a["selection"]["candidates"], b["selection"]["candidates"], strict=True):
         assert cb["objective"] == pytest.approx(ca["objective"], rel=RELATIVE, abs=0)
-        assert abs(cb["val_acc"] - ca["val_acc"]) <= 1 / a["selection"]["validation_images"]
-    assert b["test"]["accuracy"] == pytest.approx(a["test"]["accuracy"], abs=1e-3)
-    assert b["train"]["accuracy"] == pytest.approx(a["train"]["accuracy"], abs=1e-3)
+        assert abs(examples(cb["val_acc"], n_val) - examples(ca["val_acc"], n_val)) <= 1
+    for split, n, most in (("test", N_TEST, 1), ("train", N_TRAIN, 3)):
+        assert abs(examples(b[split]["accuracy"], n) - examples(a[split]["accuracy"], n)) <= most
     # Rank 0 alone printed and wrote: one summary, one run directory, no error.
     assert done[1].stdout.count("final (best-linear, seed 0)") == 1
     assert done[1].stdout.count("chosen by validation accuracy") == 1

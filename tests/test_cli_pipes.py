@@ -4,6 +4,7 @@ way is left ``interrupted`` and resumable. Real processes, real data."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -52,6 +53,24 @@ def model_dir(tmp_path_factory) -> Path:
 def test_a_closed_pipe_ends_a_command_quietly(model_dir, tmp_path, argv) -> None:
     code, err = closed_at_once([a.format(run=model_dir) for a in argv], tmp_path)
     assert (code, err) == (EXIT_CLOSED_PIPE, "")
+
+
+def test_data_where_is_whole_for_a_reader_of_one_line(monkeypatch) -> None:
+    """``data where | head -1`` ends with 0 whatever the timing (the docs run it under
+    ``pipefail``): its lines leave in one write, so a reader that stops after the first line
+    cannot close the pipe on a later one. Here every write after the first fails."""
+    from softmax_regression import cli
+
+    class OneWrite(io.StringIO):
+        def write(self, text: str) -> int:
+            if self.getvalue():
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    out = OneWrite()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert cli.main(["data", "where"]) == 0
+    assert out.getvalue().startswith("Fashion-MNIST in ") and out.getvalue().count("\n") >= 5
 
 
 def test_a_closed_pipe_ends_a_sweep_quietly(tmp_path) -> None:

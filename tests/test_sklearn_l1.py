@@ -273,9 +273,10 @@ def test_unsupported_pairings_raise_sklearns_valueerror(params, k, message):
 
 def test_cv_l1_ratios_need_saga_and_numbers_in_range():
     X, y = blobs(60, 3, 3, 29)
+    quiet = {"scoring": "accuracy", "use_legacy_attributes": False}
     with pytest.raises(ValueError, match="Solver lbfgs supports only 'l2' or None penalties"):
-        LogisticRegressionCV(l1_ratios=(0.5,)).fit(X, y)
+        LogisticRegressionCV(l1_ratios=(0.5,), **quiet).fit(X, y)
     with pytest.raises(ValueError, match="Only 'saga' solver supports elasticnet"):
-        LogisticRegressionCV(l1_ratios=(0.5,), solver="liblinear").fit(X, y)
+        LogisticRegressionCV(l1_ratios=(0.5,), solver="liblinear", **quiet).fit(X, y)
     with pytest.raises(ValueError, match="l1_ratios must be an array-like"):
-        LogisticRegressionCV(l1_ratios=(2.0,), solver="saga").fit(X, y)
+        LogisticRegressionCV(l1_ratios=(2.0,), solver="saga", **quiet).fit(X, y)

@@ -55,11 +55,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
 from . import solver as _solver
+from . import stopping
 from .config import resolve_device
 from .data import FashionMNIST
 from .distributed import World, share
@@ -72,6 +75,7 @@ __all__ = [
     "BestLinearModel",
     "BestLinearRun",
     "Candidate",
+    "FitProgress",
     "Selection",
     "Solution",
     "Spectrum",
@@ -157,6 +161,12 @@ class BestLinearConfig:
 def pixels(data: FashionMNIST, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(N, inputs) as the model sees them after Flatten: pixels in [0, 1], or the features
     as they are (not copied when they are already ``dtype``)."""
+    if getattr(data, "streamed", False):
+        raise ConfigError(
+            "the best-linear recipe holds its rows in memory; features read from disk block "
+            "by block (a shard directory, --stream always) train with the book recipe, or "
+            "pass them as one .npy file with --stream never"
+        )
     x = data.images.reshape(len(data), data.num_inputs)  # (a rank's share may have no rows)
     if not data.is_image:
         return x.to(dtype)
@@ -289,6 +299,7 @@ def solve(
     center: torch.Tensor | None = None,
     scale: torch.Tensor | None = None,
     world: World | None = None,
+    checkpoint: Any = None,
 ) -> Solution:
     """Minimise mean cross-entropy (with ``margin``) + weight_decay / 2 * tr(W R W^T) over
     (W, b) with L-BFGS (:func:`softmax_regression.solver.minimize`).
@@ -300,6 +311,7 @@ def solve(
     ``P = (C + weight_decay R)^(-1/2)``. Everything in ``x``'s dtype. With a ``world`` of
     several ranks, ``x`` and ``y`` are this rank's rows and every evaluation sums the loss and
     its gradient over the ranks (``spectrum`` must then be the same on every rank).
+    ``checkpoint`` is :func:`softmax_regression.solver.lbfgs`'s (a fit that can be continued).
     """
     dtype = x.dtype
     penalty = None if spectrum is None else spectrum.penalty()
@@ -328,7 +340,8 @@ def solve(
             f"{evaluation} (weight decay {weight_decay:g})"
         )
 
-    return _solver.minimize(
+    resumed = getattr(checkpoint, "state", None)
+    sol = _solver.minimize(
         loss,
         init,
         max_iter,
@@ -337,7 +350,11 @@ def solve(
         tolerance_grad=1e-9,
         tolerance_change=1e-12,
         on_nonfinite=nonfinite,
+        checkpoint=checkpoint,
     )
+    if resumed is not None:  # the evaluations before it stopped count too
+        sol.evaluations += resumed.evaluations
+    return sol
 
 
 def _accuracy_and_loss(
@@ -387,6 +404,58 @@ class Selection:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class FitProgress:
+    """Where a fit stands, to continue it after it was stopped: the weight decays already
+    tried (their candidates and solutions, in the solver's coordinates), the stage now being
+    solved (candidate ``k`` of the sweep, strong to weak; ``len(weight_decays)``: the refit)
+    and that solver's state (:class:`~softmax_regression.solver.LbfgsState`).
+
+    ``keep(progress)`` is offered the fit's progress after L-BFGS iterations, at most every
+    ``every`` seconds (None: never): what a run directory writes, so that a fit of hours
+    stopped by anything is continued from there and ends where the uninterrupted fit ends.
+    """
+
+    candidates: list[Candidate] = field(default_factory=list)
+    solutions: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    at_stage: int = 0
+    lbfgs: _solver.LbfgsState | None = None
+    iterations: int = 0  # L-BFGS iterations so far, every stage together
+    keep: Callable[[FitProgress], None] | None = field(default=None, repr=False, compare=False)
+    every: float = field(default=180.0, compare=False)
+    _kept_at: float = field(default_factory=time.monotonic, repr=False, compare=False)
+
+    def stage(self, stage: int) -> _Stage:
+        """The solver's checkpoint for ``stage``: resumed from :attr:`lbfgs` when that is
+        where the fit stopped."""
+        resume = self.lbfgs if stage == self.at_stage else None
+        if stage != self.at_stage:
+            self.at_stage, self.lbfgs = stage, None
+        return _Stage(self, resume)
+
+    def _offer(self, snapshot: Callable[[], _solver.LbfgsState]) -> None:
+        self.iterations += 1
+        pausing = stopping.pausing("lbfgs", self.iterations)
+        due = self.every is not None and time.monotonic() - self._kept_at >= self.every
+        if self.keep is not None and (due or pausing):
+            self.lbfgs = snapshot()
+            self.keep(self)
+            self._kept_at = time.monotonic()
+        stopping.pause_point("lbfgs", self.iterations)
+
+
+@dataclass
+class _Stage:
+    """What :func:`softmax_regression.solver.lbfgs` asks of its ``checkpoint``."""
+
+    progress: FitProgress
+    state: _solver.LbfgsState | None
+
+    def offer(self, iteration: int, snapshot: Callable[[], _solver.LbfgsState]) -> None:
+        self.state = None  # (read once, at the start)
+        self.progress._offer(snapshot)
 
 
 def _initial(
@@ -479,8 +548,10 @@ def _select(
     val: FashionMNIST,
     config: BestLinearConfig,
     world: World | None = None,
+    progress: FitProgress | None = None,
 ) -> _Selected:
     world = world if _parallel(world) else None
+    progress = progress or FitProgress()
     dtype, device = config.torch_dtype, resolve_device(config.device)
     n_fit, n_val = len(fit), len(val)
     fit, val = _rank_share(fit, world).to(device), _rank_share(val, world).to(device)
@@ -489,9 +560,16 @@ def _select(
     x_val = inputs.other(val, dtype)
     spectrum = inputs.spectrum(config.penalty_power, config.penalty_floor)
     state = _initial(config.seed, dtype, device, fit.num_classes, fit.num_inputs)
-    candidates: list[Candidate] = []
-    solutions = {}
-    for wd in sorted(config.weight_decays, reverse=True):  # strong -> weak: warm starts
+    candidates: list[Candidate] = progress.candidates  # those a resumed fit has already
+    solutions = {
+        c.weight_decay: tuple(t.to(device=device, dtype=dtype) for t in wb)
+        for c, wb in zip(candidates, progress.solutions, strict=True)
+    }
+    if candidates:
+        state = solutions[candidates[-1].weight_decay]
+    for stage, wd in enumerate(sorted(config.weight_decays, reverse=True)):  # warm starts
+        if stage < len(candidates):
+            continue
         sol = solve(
             x_fit,
             fit.labels,
@@ -503,6 +581,7 @@ def _select(
             block_rows=config.blocks(device),
             margin=config.margin,
             world=world,
+            checkpoint=progress.stage(stage),
             **inputs.transform,
         )
         state = solutions[wd] = (sol.weight, sol.bias)
@@ -512,6 +591,7 @@ def _select(
         candidates.append(
             Candidate(wd, val_acc, val_loss, train_acc, sol.objective, sol.evaluations, sol.seconds)
         )
+        progress.solutions.append(state)
     best = max(candidates, key=lambda c: (c.val_acc, c.weight_decay))
     selection = Selection(candidates, best.weight_decay, n_fit, n_val, int(config.seed))
     w, b = scaler.fold(*solutions[best.weight_decay])
@@ -616,19 +696,23 @@ def fit_best_linear(
     config: BestLinearConfig = BestLinearConfig(),
     *,
     world: World | None = None,
+    progress: FitProgress | None = None,
 ) -> BestLinearModel:
     """Choose the weight decay on a validation split of ``train``, then refit on all of it.
 
     The test split is no argument: nothing here can look at it. With a ``world`` of several
     ranks (torchrun), call it on every rank with the whole training split: the fit is
-    data-parallel (module docstring) and every rank returns the same model.
+    data-parallel (module docstring) and every rank returns the same model. ``progress``
+    (:class:`FitProgress`) continues a fit that was stopped and offers where it stands for
+    keeping, so that a long fit can be continued in turn.
     """
     world = world if _parallel(world) else None
+    progress = progress or FitProgress()
     # All of torch's threads (unlike the trainer's small steps): each evaluation is a series of
     # 1024-row matrix products, and two threads took 30% less time than one here.
     start = time.perf_counter()
     fit, val = _split(train, config)
-    chosen = _select(fit, val, config, world)
+    chosen = _select(fit, val, config, world, progress)
     del fit, val
     selection = chosen.selection
     select_seconds = time.perf_counter() - start
@@ -655,6 +739,7 @@ def fit_best_linear(
         block_rows=config.blocks(device),
         margin=config.margin,
         world=world,
+        checkpoint=progress.stage(len(config.weight_decays)),
         **inputs.transform,
     )
     held = inputs.model(sol.weight, sol.bias)

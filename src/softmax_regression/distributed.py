@@ -36,6 +36,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from . import stopping
 from .errors import ConfigError, DeviceError, DistributedError
 
 # Seconds a collective may wait for the other ranks before the run is ended with an error:
@@ -342,6 +343,7 @@ def launch(nproc: int, argv: Sequence[str], *, max_restarts: int = 0) -> int:
     torch's own launcher (``torch.distributed.launcher.api``, what torchrun uses), with a
     rendezvous on a free loopback port. Returns the exit status: 0, or that of the first
     rank that failed (its one-line error is already on stderr)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -358,15 +360,28 @@ def launch(nproc: int, argv: Sequence[str], *, max_restarts: int = 0) -> int:
         monitor_interval=0.2,
     )
     # The agent logs each worker it stops; the failed rank's own line says what went wrong.
-    agent_log = logging.getLogger("torch.distributed.elastic")
-    level = agent_log.level
-    agent_log.setLevel(logging.CRITICAL)
+    # Its modules' loggers have levels of their own (the signal it passes on is logged too).
+    agent_logs = [
+        logging.getLogger(name)
+        for name in ["torch.distributed.elastic", *list(logging.Logger.manager.loggerDict)]
+        if name == "torch.distributed.elastic" or name.startswith("torch.distributed.elastic.")
+    ]
+    levels = [log.level for log in agent_logs]
+    for log in agent_logs:
+        log.setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, sys.executable)("-m", "softmax_regression", *argv)
     except ChildFailedError as e:
         first = min(e.failures.values(), key=lambda f: f.timestamp)
         code = first.exitcode
         return code if 0 < code < 256 else 1
+    except SignalException as e:
+        # The launcher was signalled (SIGTERM, SIGHUP, Ctrl-C): the agent has passed the
+        # signal on to every rank and waited for them; each ended as that signal ends a run,
+        # and rank 0 said so. The launcher ends the same way, silently.
+        return 128 + int(e.sigval)
     finally:
-        agent_log.setLevel(level)
+        for log, level in zip(agent_logs, levels, strict=True):
+            log.setLevel(level)
+        stopping.install()  # the agent replaced the handlers with its own
     return 0

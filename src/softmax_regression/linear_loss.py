@@ -36,20 +36,151 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .distributed import World
+
+
+def is_sparse(x: object) -> bool:
+    """A scipy.sparse matrix or array (the sparse inputs the package takes)."""
+    return hasattr(x, "tocsr") and hasattr(x, "nnz")
+
+
+class DenseRows:
+    """Rows held as one dense ``(N, D)`` tensor: per block one ``W @ x.T`` and one ``G @ x``
+    (the fast layouts for a thin weight matrix). A block in another dtype than the one
+    computed in is converted block by block, never as a whole copy."""
+
+    sparse = False
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+        self.shape = tuple(x.shape)
+        self.device = x.device
+        self.dtype = x.dtype
+
+    def block(self, lo: int, hi: int, dtype: torch.dtype) -> torch.Tensor:
+        xb = self.x[lo:hi]
+        return xb if xb.dtype == dtype else xb.to(dtype)
+
+    def weights(self, w: torch.Tensor) -> torch.Tensor:
+        return w
+
+    def logits(self, xb: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(bias, w, xb.t())  # (K, rows)
+
+    def gradient_buffer(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(like)
+
+    def add_gradient(self, acc: torch.Tensor, g: torch.Tensor, xb: torch.Tensor) -> None:
+        acc.addmm_(g, xb)
+
+    def gradient(self, acc: torch.Tensor) -> torch.Tensor:
+        return acc
+
+    def statistics(
+        self, lo: int, hi: int, sw: torch.Tensor | None, dtype: torch.dtype, diagonal: bool
+    ):
+        """(sum_i s_i x_i x_i^T, or only its diagonal; sum_i s_i x_i; sum_i s_i) over rows
+        ``lo:hi``, float64."""
+        xb = self.block(lo, hi, dtype)
+        xw = xb if sw is None else xb * sw.to(xb.dtype).unsqueeze(1)
+        weight = float(xb.shape[0]) if sw is None else sw.double().sum()
+        if diagonal:
+            return (xw.double() * xb.double()).sum(0), xw.double().sum(0), weight
+        # The products in the computing dtype (BLAS accumulates), summed in float64.
+        return (xw.t() @ xb).double(), xw.double().sum(0), weight
+
+
+class SparseRows:
+    """Rows held as a scipy.sparse CSR matrix, never densified: per block (a view of the
+    CSR's arrays) ``X_b @ W^T`` and ``X_b^T @ G^T`` by scipy's sparse products, which measured
+    as fast as torch's sparse CSR kernels here and need no transposed copy (``X_b^T`` is a
+    CSC view). Held on the CPU; the products' results are torch tensors sharing memory with
+    numpy. The values are also kept in float32 when the CSR holds float64, for the float32
+    phase of a mixed-precision fit (a third of the CSR's size)."""
+
+    sparse = True
+
+    def __init__(self, csr) -> None:
+        import scipy.sparse as sp
+
+        csr = sp.csr_matrix(csr)
+        csr.sort_indices()
+        self.csr = csr
+        self.shape = csr.shape
+        self.device = torch.device("cpu")
+        self.dtype = torch.float64 if csr.dtype == np.float64 else torch.float32
+        self._values = {self.dtype: csr.data}
+
+    def block(self, lo: int, hi: int, dtype: torch.dtype):
+        import scipy.sparse as sp
+
+        if dtype not in self._values:
+            self._values[dtype] = self.csr.data.astype(_NUMPY[dtype])
+        indptr = self.csr.indptr
+        s, e = indptr[lo], indptr[hi]
+        return sp.csr_matrix(
+            (self._values[dtype][s:e], self.csr.indices[s:e], indptr[lo : hi + 1] - s),
+            shape=(hi - lo, self.shape[1]),
+            copy=False,
+        )
+
+    def weights(self, w: torch.Tensor) -> np.ndarray:
+        """``W^T`` as a C-ordered array, made once per evaluation for every block."""
+        return np.ascontiguousarray(w.detach().cpu().numpy().T)
+
+    def logits(self, xb, wt: np.ndarray, bias: torch.Tensor) -> torch.Tensor:
+        z = torch.from_numpy(np.asarray(xb @ wt)).t()  # (K, rows)
+        return z.add_(bias) if z.is_contiguous() else (z + bias)
+
+    def gradient_buffer(self, like: torch.Tensor) -> np.ndarray:
+        return np.zeros((like.shape[1], like.shape[0]), dtype=_NUMPY[like.dtype])
+
+    def add_gradient(self, acc: np.ndarray, g: torch.Tensor, xb) -> None:
+        acc += xb.T @ np.ascontiguousarray(g.t().numpy())
+
+    def gradient(self, acc: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(acc.T))
+
+    def statistics(
+        self, lo: int, hi: int, sw: torch.Tensor | None, dtype: torch.dtype, diagonal: bool
+    ):
+        """(sum_i s_i x_i^2 per feature (the diagonal only, whatever ``diagonal`` says),
+        sum_i s_i x_i, sum_i s_i) over rows ``lo:hi``, float64: no ``D x D`` matrix for
+        sparse rows."""
+        xb = self.block(lo, hi, torch.float64)
+        s = np.ones(hi - lo) if sw is None else sw.double().cpu().numpy()
+        squares = torch.from_numpy(np.asarray(xb.multiply(xb).T @ s).ravel())
+        sums = torch.from_numpy(np.asarray(xb.T @ s).ravel())
+        return squares, sums, float(s.sum())
+
+
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def as_rows(x) -> DenseRows | SparseRows:
+    """The rows behind ``x``: a dense tensor, a scipy.sparse matrix, or rows already."""
+    if isinstance(x, DenseRows | SparseRows):
+        return x
+    if is_sparse(x):
+        return SparseRows(x)
+    return DenseRows(x)
 
 
 @dataclass
 class SoftmaxLoss:
     """The objective of the module docstring on one set of rows (this rank's, under torchrun).
 
-    ``x`` is float ``(N, D)``; ``y`` int64 ``(N,)``; every tensor on one device, in ``x``'s
-    dtype. ``total_weight`` is ``sum_i s_i`` over all ranks (set by :meth:`reduce_totals`).
+    ``x`` is a float ``(N, D)`` tensor or a scipy.sparse matrix (CPU), or rows made by
+    :func:`as_rows`; ``y`` int64 ``(N,)``; every tensor on ``x``'s device. The arithmetic is
+    in ``dtype`` (default: ``x``'s), which may be changed between evaluations (a float32
+    phase of a float64 fit); ``total_weight`` is ``sum_i s_i`` over all ranks (set by
+    :meth:`reduce_totals`).
     """
 
-    x: torch.Tensor
+    x: torch.Tensor | DenseRows | SparseRows
     y: torch.Tensor
     weight_decay: float = 0.0
     sample_weight: torch.Tensor | None = None
@@ -63,10 +194,14 @@ class SoftmaxLoss:
     world: World | None = None
     total_weight: float | None = None
     loss_dtype: torch.dtype | None = None  # accumulate the loss sum in this (default x's)
+    dtype: torch.dtype | None = None  # compute in this (default x's)
     one_vs_rest: bool = False  # K independent binary problems (see the module docstring)
     class_factors: torch.Tensor | None = None  # (2, K): one_vs_rest's per-problem weights
 
     def __post_init__(self) -> None:
+        self.rows = as_rows(self.x)
+        if self.dtype is None:
+            self.dtype = self.rows.dtype
         if self.center is not None and not self.fit_intercept:
             raise ValueError("centring the inputs needs a bias to absorb the mean")
         if self.total_weight is None:
@@ -81,7 +216,7 @@ class SoftmaxLoss:
             self.total_weight = None  # the row count, divided exactly as an integer
             return
         local = (
-            torch.tensor([float(self.x.shape[0])], dtype=torch.float64)
+            torch.tensor([float(self.rows.shape[0])], dtype=torch.float64)
             if self.sample_weight is None
             else self.sample_weight.double().sum().reshape(1).cpu()
         )
@@ -93,9 +228,9 @@ class SoftmaxLoss:
     def effective(self, w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The (weight, bias) acting on the raw rows: the input transform folded in."""
         if self.scale is not None:
-            w = w / self.scale
+            w = w / self.scale.to(w.dtype)
         if self.center is not None:
-            b = b - w @ self.center
+            b = b - w @ self.center.to(w.dtype)
         return w, b
 
     def plain_gradient(
@@ -104,9 +239,9 @@ class SoftmaxLoss:
         """A gradient of :meth:`loss_gradient` re-expressed for the weights acting on the raw
         rows (``center`` and ``scale`` undone): what scikit-learn's ``tol`` is measured on."""
         if self.scale is not None:
-            grad_w = grad_w * self.scale
+            grad_w = grad_w * self.scale.to(grad_w.dtype)
         if self.center is not None:
-            grad_w = grad_w + torch.outer(grad_b, self.center)
+            grad_w = grad_w + torch.outer(grad_b, self.center.to(grad_b.dtype))
         return grad_w, grad_b
 
     def largest_component(self, grad_w: torch.Tensor, grad_b: torch.Tensor) -> float:
@@ -127,54 +262,58 @@ class SoftmaxLoss:
         once per evaluation instead of twice: on CPU, blocks of about a thousand rows halve
         the time of an evaluation.
         """
-        x, y, sw = self.x, self.y, self.sample_weight
-        n = x.shape[0]
+        rows, y, sw, dtype = self.rows, self.y, self.sample_weight, self.dtype
+        n = rows.shape[0]
         step = n if self.block_rows is None else max(1, int(self.block_rows))
-        w_eff, b_eff = self.effective(w, b)
-        grad_w = torch.zeros_like(w_eff)
+        w_eff, b_eff = self.effective(w.to(dtype), b.to(dtype))
+        acc = rows.gradient_buffer(w_eff)
         grad_b = torch.zeros_like(b_eff)
-        loss_dtype = self.loss_dtype or x.dtype
-        data_loss = torch.zeros((), dtype=loss_dtype, device=x.device)
+        loss_dtype = self.loss_dtype or dtype
+        data_loss = torch.zeros((), dtype=loss_dtype, device=rows.device)
         bias = b_eff.unsqueeze(1)
+        weights = rows.weights(w_eff)
         # Made once, sliced per block (the last block may be shorter).
-        minus_one = torch.full((1, min(step, n)), -1.0, dtype=x.dtype, device=x.device)
+        minus_one = torch.full((1, min(step, n)), -1.0, dtype=dtype, device=rows.device)
         minus_margin = minus_one * self.margin if self.margin else None
         for lo in range(0, n, step):
-            xb, rows = x[lo : lo + step], y[lo : lo + step].unsqueeze(0)
-            k = rows.shape[1]
-            z = torch.addmm(bias, w_eff, xb.t())  # (K, rows), or (1, rows) binary
+            hi = min(n, lo + step)
+            xb, labels = rows.block(lo, hi, dtype), y[lo:hi].unsqueeze(0)
+            k = hi - lo
+            z = rows.logits(xb, weights, bias)  # (K, rows), or (1, rows) binary
             if self.binary:
                 z = torch.cat([torch.zeros_like(z), z])  # class 0's logit held at 0
             if minus_margin is not None:
-                z.scatter_add_(0, rows, minus_margin[:, :k])
+                z.scatter_add_(0, labels, minus_margin[:, :k])
             if self.one_vs_rest:
-                picked, g = self._one_vs_rest(z, rows)
+                picked, g = self._one_vs_rest(z, labels)
                 if sw is not None:
-                    picked = picked * sw[lo : lo + step]
-                    g.mul_(sw[lo : lo + step])
+                    picked = picked * sw[lo:hi]
+                    g.mul_(sw[lo:hi])
                 data_loss -= picked.sum(dtype=loss_dtype)
-                grad_w.addmm_(g, xb)
+                rows.add_gradient(acc, g, xb)
                 grad_b += g.sum(1)
                 continue
             lsm = torch.log_softmax(z, 0)
-            picked = lsm.gather(0, rows)
+            picked = lsm.gather(0, labels)
             if sw is not None:
-                picked = picked * sw[lo : lo + step]
-            data_loss -= picked.sum() if loss_dtype == x.dtype else picked.sum(dtype=loss_dtype)
-            g = lsm.exp_().scatter_add_(0, rows, minus_one[:, :k])
+                picked = picked * sw[lo:hi]
+            data_loss -= picked.sum() if loss_dtype == dtype else picked.sum(dtype=loss_dtype)
+            g = lsm.exp_().scatter_add_(0, labels, minus_one[:, :k])
             if sw is not None:
-                g.mul_(sw[lo : lo + step])
+                g.mul_(sw[lo:hi])
             if self.binary:
                 g = g[1:]
-            grad_w.addmm_(g, xb)
+            rows.add_gradient(acc, g, xb)
             grad_b += g.sum(1)
+        grad_w = rows.gradient(acc)
         if self.parallel:
             data_loss, grad_w, grad_b = self._all_reduce(data_loss, grad_w, grad_b)
         total = n if self.total_weight is None else self.total_weight
         if self.center is not None:
-            grad_w -= torch.outer(grad_b, self.center)
+            grad_w -= torch.outer(grad_b, self.center.to(dtype))
         if self.scale is not None:
-            grad_w /= self.scale
+            grad_w /= self.scale.to(dtype)
+        w = w.to(dtype)
         wr = w if self.penalty is None else w @ self.penalty
         loss = data_loss / total + 0.5 * self.weight_decay * (w * wr).sum()
         grad_w = grad_w.div_(total).add_(wr, alpha=self.weight_decay)
@@ -193,7 +332,8 @@ class SoftmaxLoss:
         losses = torch.nn.functional.softplus(z) - z * onehot
         g = torch.sigmoid(z) - onehot
         if self.class_factors is not None:
-            neg, pos = self.class_factors[0].unsqueeze(1), self.class_factors[1].unsqueeze(1)
+            factors = self.class_factors.to(z.dtype)
+            neg, pos = factors[0].unsqueeze(1), factors[1].unsqueeze(1)
             factor = neg + onehot * (pos - neg)
             losses, g = losses * factor, g * factor
         return -losses.sum(0, keepdim=True), g
@@ -228,28 +368,35 @@ def objective_and_gradient(
     return loss.loss_gradient(w, b)
 
 
-def moments(loss: SoftmaxLoss, block_rows: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (sample-weighted) second moment ``E[x x^T]`` (float64 ``(D, D)``) and mean ``E[x]``
-    of the raw rows, summed over the ranks: with the mean taken out, the curvature of the
-    objective in ``W`` up to the softmax's."""
-    x, sw = loss.x, loss.sample_weight
-    d = x.shape[1]
-    gram = torch.zeros(d, d, dtype=torch.float64, device=x.device)
-    total = torch.zeros(d + 1, dtype=torch.float64, device=x.device)  # weighted sums, weight
-    for lo in range(0, x.shape[0], block_rows):
-        xb = x[lo : lo + block_rows]
-        wb = None if sw is None else sw[lo : lo + block_rows]
-        xw = xb if wb is None else xb * wb.unsqueeze(1)
-        # The products in x's dtype (BLAS accumulates), summed in float64.
-        gram += (xw.t() @ xb).double()
-        total[:d] += xw.double().sum(0)
-        total[d] += float(xb.shape[0]) if wb is None else wb.double().sum()
+def moments(
+    loss: SoftmaxLoss, block_rows: int = 8192, diagonal: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (sample-weighted) second moment ``E[x x^T]`` (float64 ``(D, D)``; its diagonal
+    ``E[x^2]``, ``(D,)``, when ``diagonal`` or for sparse rows) and mean ``E[x]`` of the raw
+    rows, summed over the ranks: with the mean taken out, the curvature of the objective in
+    ``W`` up to the softmax's."""
+    rows, sw = loss.rows, loss.sample_weight
+    n, d = rows.shape
+    second = None
+    total = torch.zeros(d + 1, dtype=torch.float64)  # weighted sums, weight
+    for lo in range(0, n, block_rows):
+        hi = min(n, lo + block_rows)
+        part = None if sw is None else sw[lo:hi]
+        s, sums, weight = rows.statistics(lo, hi, part, loss.dtype, diagonal)
+        second = s if second is None else second.add_(s)
+        total[:d] += sums.cpu()
+        total[d] += weight
+    if second is None:  # no rows on this rank
+        shape = (d,) if rows.sparse or diagonal else (d, d)
+        second = torch.zeros(shape, dtype=torch.float64, device=rows.device)
+    total = total.to(second.device)
     if loss.parallel:
-        buf = torch.cat([gram.reshape(-1), total])
+        size = second.numel()
+        buf = torch.cat([second.reshape(-1), total])
         loss.world.sum_same_(buf, "summing the input statistics")
-        gram, total = buf[: d * d].view(d, d), buf[d * d :]
+        second, total = buf[:size].view(second.shape), buf[size:]
     weight = max(float(total[d]), 1e-300)
-    return gram / weight, total[:d] / weight
+    return second / weight, total[:d] / weight
 
 
 def default_block_rows(device: torch.device) -> int | None:

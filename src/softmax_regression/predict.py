@@ -31,6 +31,7 @@ dark, so they round-trip through a PNG file unchanged).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,19 +170,38 @@ def read_features(path: str | Path) -> Any:  # -> numpy float32 (N, D)
 
 def predict_features(saved: SavedModel, path: str | Path, k: int = 3) -> list[Prediction]:
     """Top-``k`` classes for each row of a feature file (:func:`read_features`)."""
+    return list(iter_predict_features(saved, path, k))
+
+
+def iter_predict_features(saved: SavedModel, path: str | Path, k: int = 3) -> Iterator[Prediction]:
+    """:func:`predict_features` one block of rows at a time: a ``.npy`` file is read from
+    disk block by block (data/stream.py), so a file of any size is classified in the
+    memory of one block; a CSV/TSV is read whole."""
     import numpy as np
+
+    from .data import stream
 
     if saved.is_image:
         c, h, w = saved.input_shape
         raise ConfigError(f"{saved.path} takes {c}x{h}x{w} images, not features; pass image files")
-    rows = read_features(path)
-    if rows.shape[1] != saved.model.num_inputs:
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        source = stream.open_features(path)
+    else:
+        rows = read_features(path)
+        source = stream.RowSource.from_arrays(rows, np.zeros(len(rows)), where=str(path))
+    if source.width != saved.model.num_inputs:
         raise ConfigError(
-            f"{path}: {rows.shape[1]} features per row, but {saved.path} takes "
+            f"{path}: {source.width} features per row, but {saved.path} takes "
             f"{saved.model.num_inputs}"
         )
-    x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
-    return _ranked(saved, [str(i) for i in range(len(x))], list(x), k)
+    if len(source) == 0:
+        raise DataError(f"{path}: expected a 2-D numeric array of rows, got no rows")
+    for lo, x in source.blocks(reuse=True):  # _ranked copies the rows (torch.stack)
+        names = [str(lo + i) for i in range(len(x))]
+        yield from _ranked(saved, names, list(torch.from_numpy(x)), k)
 
 
 def predict_files(saved: SavedModel, paths: list[str | Path], k: int = 3) -> list[Prediction]:

@@ -50,9 +50,15 @@ class ConsoleProgress:
         self.bar = bool(isatty and isatty()) if bar is None else bar
         self._pbar: Any = None
         self._header_done = False
+        self._rows: tuple[int, int, int] | None = None  # (rows, batch, bytes a row)
+        self._done = 0
 
     def _print(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
+
+    def describe_rows(self, rows: int, batch: int, row_bytes: int) -> None:
+        """What an epoch reads: the bar then counts rows and shows rows/s and MB/s."""
+        self._rows = (rows, batch, row_bytes)
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         if not self._header_done:
@@ -61,18 +67,31 @@ class ConsoleProgress:
         if self.bar:
             from tqdm import tqdm  # only on a terminal: it costs more to import than an epoch
 
+            rows = self._rows is not None
+            self._done = 0
             self._pbar = tqdm(
-                total=steps,
+                total=self._rows[0] if self._rows is not None else steps,
                 desc=f"epoch {epoch}/{epochs}",
-                unit="batch",
+                unit="row" if rows else "batch",
+                unit_scale=rows,
                 leave=False,
                 file=self.stream,
                 dynamic_ncols=True,
             )
 
     def advance(self, steps: int) -> None:
-        if self._pbar is not None:
+        if self._pbar is None:
+            return
+        if self._rows is None:
             self._pbar.update(steps)
+            return
+        total, batch, row_bytes = self._rows
+        rows = min(steps * batch, total - self._done)
+        self._done += rows
+        self._pbar.update(rows)
+        elapsed = self._pbar.format_dict.get("elapsed") or 0.0
+        if elapsed > 0:
+            self._pbar.set_postfix_str(f"{self._done * row_bytes / elapsed / 1e6:,.0f} MB/s")
 
     def epoch_end(self, record: EpochRecord) -> None:
         self.close()

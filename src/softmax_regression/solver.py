@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.optim.lbfgs import _strong_wolfe
@@ -48,6 +49,26 @@ class LbfgsResult:
     converged: bool  # ended by ``tolerance_grad`` or ``converged``
 
 
+@dataclass
+class LbfgsState:
+    """Where :func:`lbfgs` stands between two iterations: everything the next one reads, so
+    that a fit continued from it takes the steps the uninterrupted fit takes. ``t`` and
+    ``h_diag`` are kept as they were (a float, or a 0-dim tensor)."""
+
+    x: torch.Tensor
+    loss: float
+    flat_grad: torch.Tensor
+    prev_flat_grad: torch.Tensor
+    d: torch.Tensor
+    t: float | torch.Tensor
+    h_diag: float | torch.Tensor
+    old_dirs: list[torch.Tensor]
+    old_stps: list[torch.Tensor]
+    ro: list[torch.Tensor]
+    iterations: int
+    evaluations: int
+
+
 def lbfgs(
     fun: Callable[[torch.Tensor], tuple[float, torch.Tensor]],
     x: torch.Tensor,
@@ -60,6 +81,7 @@ def lbfgs(
     tolerance_change: float = 1e-9,
     converged: Callable[[torch.Tensor], bool] | None = None,
     callback: Callable[[int, float], None] | None = None,
+    checkpoint: Any = None,
 ) -> LbfgsResult:
     """L-BFGS with a strong Wolfe line search on a flat parameter vector ``x`` (updated in
     place), ``fun(x) -> (loss, flat gradient)``.
@@ -70,6 +92,11 @@ def lbfgs(
     additions: ``converged(gradient)`` is a further stopping test, asked wherever torch asks
     ``max |gradient| <= tolerance_grad`` (scikit-learn's ``tol``, measured in the caller's
     coordinates), and ``callback(iteration, loss)`` after each iteration.
+
+    ``checkpoint`` makes a long fit resumable: its ``state`` (an :class:`LbfgsState`, or None)
+    is where to go on from instead of ``x``, and ``checkpoint.offer(iteration, snapshot)`` is
+    called after each iteration that the fit goes on from; ``snapshot()`` returns that
+    iteration's :class:`LbfgsState` (a copy), for the caller to keep when it chooses.
     """
     if max_eval is None:
         max_eval = max_iter * 5 // 4
@@ -90,19 +117,44 @@ def lbfgs(
         x.copy_(x_init)
         return float(loss), g
 
-    loss, flat_grad = fun(x)
-    loss = float(loss)
-    current_evals = 1
-    if done(flat_grad):
-        return LbfgsResult(x, loss, 0, current_evals, True)
-    d = t = prev_flat_grad = None
-    old_dirs: list[torch.Tensor] = []
-    old_stps: list[torch.Tensor] = []
-    ro: list = []
+    resumed = getattr(checkpoint, "state", None)
+    if resumed is None:
+        loss, flat_grad = fun(x)
+        loss = float(loss)
+        current_evals = 1
+        if done(flat_grad):
+            return LbfgsResult(x, loss, 0, current_evals, True)
+        d = t = prev_flat_grad = None
+        old_dirs: list[torch.Tensor] = []
+        old_stps: list[torch.Tensor] = []
+        ro: list = []
+        h_diag = 1
+        n_iter = 0
+    else:
+        x.copy_(resumed.x)
+        loss, current_evals, n_iter = resumed.loss, resumed.evaluations, resumed.iterations
+        flat_grad, prev_flat_grad = resumed.flat_grad.clone(), resumed.prev_flat_grad.clone()
+        d, t, h_diag = resumed.d, resumed.t, resumed.h_diag
+        old_dirs, old_stps, ro = list(resumed.old_dirs), list(resumed.old_stps), list(resumed.ro)
     al: list = [None] * history_size
-    h_diag = 1
-    n_iter = 0
     opt_cond = False
+
+    def snapshot() -> LbfgsState:
+        return LbfgsState(
+            x.clone(),
+            loss,
+            flat_grad.clone(),
+            prev_flat_grad.clone(),
+            d.clone(),
+            t,
+            h_diag,
+            list(old_dirs),
+            list(old_stps),
+            list(ro),
+            n_iter,
+            current_evals,
+        )
+
     while n_iter < max_iter:
         n_iter += 1
         if n_iter == 1:
@@ -152,6 +204,8 @@ def lbfgs(
             break
         if abs(loss - prev_loss) < tolerance_change:
             break
+        if checkpoint is not None:
+            checkpoint.offer(n_iter, snapshot)
     return LbfgsResult(x, loss, n_iter, current_evals, opt_cond)
 
 
@@ -162,7 +216,11 @@ class Preconditioner:
     """``W = V P`` with ``P = (alpha S + weight_decay R + floor)^(-1/2)``, ``S`` the inputs'
     covariance and ``R`` the penalty's matrix (identity when None): the same objective and
     the same minimum, a far better conditioned problem for L-BFGS. ``alpha`` stands for the
-    loss's curvature per unit input variance (between 0 and the softmax's bound 1/2)."""
+    loss's curvature per unit input variance (between 0 and the softmax's bound 1/2).
+
+    ``cov`` may be the covariance's diagonal alone (a ``(D,)`` vector: sparse rows, where a
+    ``D x D`` matrix is out of the question): ``P`` is then diagonal too (Jacobi scaling),
+    and ``p``/``p_inv`` are vectors, applied elementwise."""
 
     def __init__(
         self,
@@ -171,15 +229,33 @@ class Preconditioner:
         alpha: float = 1.0,
         penalty: torch.Tensor | None = None,
     ) -> None:
+        if cov.ndim == 1:
+            if penalty is not None:
+                raise ValueError("a diagonal preconditioner takes no penalty matrix")
+            self.p, self.p_inv = _inverse_sqrt(alpha * cov + weight_decay)
+            return
         m = alpha * cov
         m = m + weight_decay * (penalty.double() if penalty is not None else torch.eye(len(m)))
         eigenvalues, q = torch.linalg.eigh(m)
-        top = float(eigenvalues.max().clamp_min(1e-300))
-        # Directions without curvature (constant inputs, no penalty): kept at the scale of
-        # the flattest real one, not divided by zero.
-        eigenvalues = eigenvalues.clamp_min(top * 1e-10)
-        self.p = (q * eigenvalues.rsqrt()) @ q.T
-        self.p_inv = (q * eigenvalues.sqrt()) @ q.T
+        rsqrt, sqrt = _inverse_sqrt(eigenvalues)
+        self.p = (q * rsqrt) @ q.T
+        self.p_inv = (q * sqrt) @ q.T
+
+
+def _inverse_sqrt(eigenvalues: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(e^-1/2, e^1/2)`` of curvatures ``e``. Directions without curvature (constant
+    inputs, no penalty) are kept at the scale of the flattest real one, not divided by
+    zero."""
+    top = float(eigenvalues.max().clamp_min(1e-300))
+    eigenvalues = eigenvalues.clamp_min(top * 1e-10)
+    return eigenvalues.rsqrt(), eigenvalues.sqrt()
+
+
+def _times(v: torch.Tensor, p: torch.Tensor | None) -> torch.Tensor:
+    """``v @ P`` for a symmetric ``P`` given whole or as its diagonal."""
+    if p is None:
+        return v
+    return v * p if p.ndim == 1 else v @ p
 
 
 def minimize(
@@ -195,33 +271,33 @@ def minimize(
     tol_repeats: int = 1,
     on_nonfinite: Callable[[float, int], BaseException] | None = None,
     callback: Callable[[int, float], None] | None = None,
+    checkpoint: Any = None,  # passed to lbfgs: a fit that can be continued (its docstring)
 ) -> Solution:
     """Minimise ``loss`` over (W, b) from ``init`` with :func:`lbfgs`, on ``W = V P`` when a
     ``preconditioner`` ``(P, P^-1)`` is given.
 
     Stops after ``max_iter`` iterations, when the largest gradient component in (W, b) is at
-    most ``tol`` (scikit-learn's lbfgs ``tol``; None: not asked) at ``tol_repeats``
-    consecutive iterates (the start counting as one), when the largest component
+    most ``tol`` (scikit-learn's lbfgs ``tol``; None: not asked) at the start or at
+    ``tol_repeats`` consecutive iterates (the start counting as one), when the largest component
     of the solver's own gradient (in ``V``) is at most ``tolerance_grad``, or when a step
     changes the objective by less than ``tolerance_change``. ``on_nonfinite(loss, n)`` makes
     the error raised when an evaluation is not finite (default: ``FloatingPointError``).
     """
     start = time.perf_counter()
     w0, b0 = init
-    dtype = loss.x.dtype
+    dtype = loss.dtype
     p = p_inv = None
     if preconditioner is not None:
-        p, p_inv = (m.to(dtype=dtype, device=loss.x.device) for m in preconditioner)
+        p, p_inv = (m.to(dtype=dtype, device=loss.rows.device) for m in preconditioner)
     w0 = w0.to(dtype)
-    v = w0 @ p_inv if p_inv is not None else w0.clone()
+    v = _times(w0, p_inv) if p_inv is not None else w0.clone()
     b = b0.to(dtype).clone()
     k, d = v.shape
     x = torch.cat([v.reshape(-1), b])
     evaluations = 0
 
     def unpack(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v = flat[: k * d].view(k, d)
-        return (v @ p if p is not None else v), flat[k * d :]
+        return _times(flat[: k * d].view(k, d), p), flat[k * d :]
 
     def fun(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         nonlocal evaluations
@@ -232,18 +308,20 @@ def minimize(
             if on_nonfinite is not None:
                 raise on_nonfinite(float(value), evaluations)
             raise FloatingPointError(f"the objective became {float(value)}")
-        grad_v = grad_w @ p if p is not None else grad_w
+        grad_v = _times(grad_w, p)
         return value, torch.cat([grad_v.reshape(-1), grad_b])
 
     passed = 0  # consecutive iterates that passed the ``tol`` test
+    asked = 0
 
     def small_enough(g: torch.Tensor) -> bool:
-        nonlocal passed
-        grad_w = g[: k * d].view(k, d)
-        if p_inv is not None:
-            grad_w = grad_w @ p_inv  # back to the gradient in W
+        nonlocal passed, asked
+        asked += 1
+        grad_w = _times(g[: k * d].view(k, d), p_inv)  # back to the gradient in W
         passed = passed + 1 if loss.largest_component(grad_w, g[k * d :]) <= tol else 0
-        return passed >= tol_repeats
+        # A start that passes is taken as it is (a warm start at the answer: no step, as
+        # scikit-learn's lbfgs takes none); after a step, ``tol_repeats`` in a row.
+        return passed >= (1 if asked == 1 else tol_repeats)
 
     with torch.no_grad():
         result = lbfgs(
@@ -256,6 +334,7 @@ def minimize(
             tolerance_change=tolerance_change,
             converged=small_enough if tol is not None else None,
             callback=callback,
+            checkpoint=checkpoint,
         )
         w, b = unpack(result.x)
         w, b = w.clone(), b.clone()

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from . import functional
+from . import functional, stopping
 from .config import TrainConfig, resolve_device
 from .data import Dataset
 from .data.split import split_validation
@@ -341,6 +341,10 @@ class _EvalSet:
         self.prep = prep.to(device)
         lo, hi = (0, self.n) if world is None else share(self.n, world.size, world.rank)
         self.labels = data.labels[lo:hi].to(device)
+        if _streamed(data) and world is not None:  # this rank reads its share only
+            data = data.share(world.size, world.rank)
+            lo, hi = 0, len(data)
+            self.labels = data.labels.to(device)
         self.data, self.lo, self.hi = data, lo, hi
         self.x: torch.Tensor | None = None
         if data.is_image and (hi - lo) * data.num_inputs * 4 <= self.MATERIALIZE_BYTES:
@@ -352,6 +356,10 @@ class _EvalSet:
             yield from zip(self.x.split(EVAL_CHUNK), self.labels.split(EVAL_CHUNK), strict=True)
             return
         data, device = self.data, self.labels.device
+        if _streamed(data):
+            for rows, labels in data.blocks():
+                yield self.prep(rows.to(device)), labels.to(device)
+            return
         for start in range(self.lo, self.hi, EVAL_CHUNK):
             pos = torch.arange(start, min(start + EVAL_CHUNK, self.hi), device=data.device)
             rows = data.rows(pos).to(device)
@@ -376,6 +384,11 @@ def _accuracies(
     counts = torch.stack([e.correct(model) if e is not None else _zero(model) for e in evals])
     counts = world.sum_(counts, "summing the evaluation counts").tolist()
     return [c / max(e.n, 1) if e is not None else None for e, c in zip(evals, counts, strict=True)]
+
+
+def _streamed(data: Any) -> bool:
+    """A split whose rows stay on disk (data/streamed.py), read block by block."""
+    return getattr(data, "streamed", False)
 
 
 def _zero(model: SoftmaxRegression) -> torch.Tensor:
@@ -469,6 +482,9 @@ def fit(
 
         loop = _Loop(config, model, optimizer, train, device, world, prep)
         evals = [_EvalSet(d, prep, device, world) if d is not None else None for d in (test, val)]
+        describe = getattr(progress, "describe_rows", None)
+        if describe is not None:  # a bar counting rows and MB/s (progress.py)
+            describe(loop.n, loop.b, train.num_inputs * (1 if train.is_image else 4))
         model.train()
         for epoch in range(len(history) + 1, config.epochs + 1):
             t0 = time.perf_counter()
@@ -484,6 +500,7 @@ def fit(
             # is still kept.
             if on_epoch is not None:
                 on_epoch(_snapshot(epoch, model, optimizer, gen, history))
+            stopping.pause_point("epoch", epoch)  # (the test suite's; nothing otherwise)
             if progress is not None:
                 progress.epoch_end(record)
         model.eval()
@@ -574,8 +591,14 @@ class _Loop:
         self.prep = (prep or Preprocessing(config.normalize)).to(device)
         # The whole storage, and (for a subset) which of its rows are this split's: a batch
         # gathers its rows straight from the storage, so a split copies nothing.
-        self.images = train.flat_inputs().to(device)
-        self.index = None if train.index is None else train.index.to(device)
+        self.streamed = _streamed(train)
+        if self.streamed:  # rows come a window at a time (_epoch_streamed); none held here
+            self.source = train
+            self.images = torch.empty((0, train.num_inputs), device=device)
+            self.index = None
+        else:
+            self.images = train.flat_inputs().to(device)
+            self.index = None if train.index is None else train.index.to(device)
         self.labels = train.labels.to(device)
         self.n = len(train)
         self.k = model.weight.shape[0]
@@ -590,7 +613,11 @@ class _Loop:
                 {hi - lo for lo, hi in (share(n, world.size, world.rank) for n in (b, last))}
             )
             self.global_sums = torch.empty(self.steps, dtype=torch.float64, device=device)
+        if self.streamed:
+            self._stream_batches(world)
         n_local = self.n if world is None else self._local_count()
+        if self.streamed:
+            n_local = len(self.source)
         self.preds = torch.empty(n_local, dtype=torch.int64, device=device)
         self.maxes = torch.empty(n_local, dtype=torch.float32, device=device)
         fast = config.resolved_engine == "fast"
@@ -607,10 +634,18 @@ class _Loop:
 
     def _loader(self) -> Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], None]:
         """``load(rows, u8, x)``: gather storage ``rows`` into the float batch buffer ``x``
-        (through the uint8 buffer ``u8`` for images), preprocessed as the model sees it."""
+        (through the uint8 buffer ``u8`` for images), preprocessed as the model sees it.
+        Streamed, the storage is the current window's buffer (``self.window``)."""
         images, prep = self.images, self.prep
         mean, std = prep.mean, prep.std
-        if images.dtype == torch.uint8:
+        if self.streamed:
+
+            def load(rows, u8, x) -> None:
+                torch.index_select(self.window, 0, rows, out=x)
+                if mean is not None:
+                    x.sub_(mean).div_(std)
+
+        elif images.dtype == torch.uint8:
             normalize = prep.scale
 
             def load(rows, u8, x) -> None:
@@ -628,6 +663,36 @@ class _Loop:
 
         return load
 
+    def _stream_batches(self, world: World | None) -> None:
+        """Each step's batch size here (``self.batch_sizes``) and over all ranks
+        (``self.global_sizes``) for a streamed split.
+
+        In one process, the in-memory sizes. With several ranks, each reads only its share of
+        the rows (``share``) and cuts them into its share of a batch, as even as possible: a
+        rank that runs out early takes empty batches, and its last batch takes what is left;
+        a step's global batch is the sum of the ranks' (the gradient is divided by it)."""
+        n, b, steps = self.n, self.b, self.steps
+        if world is None:
+            self.batch_sizes = [b] * (steps - 1) + [n - (steps - 1) * b]
+            self.global_sizes = self.batch_sizes
+            return
+        every = []
+        for rank in range(world.size):
+            lo, hi = share(n, world.size, rank)
+            blo, bhi = share(b, world.size, rank)
+            mine, per = hi - lo, bhi - blo
+            sizes = [min(per, max(0, mine - i * per)) for i in range(steps - 1)]
+            every.append([*sizes, mine - sum(sizes)])
+        self.global_sizes = [sum(col) for col in zip(*every, strict=True)]
+        if min(self.global_sizes) == 0:
+            raise ConfigError(
+                f"{world.size} ranks with {n:,} examples and batch size {b} leave a step with "
+                "no examples; use fewer ranks or a smaller batch"
+            )
+        self.batch_sizes = every[world.rank]
+        self.source = self.source.share(world.size, world.rank)
+        self.sizes = sorted(set(self.batch_sizes))
+
     def _local_count(self) -> int:
         assert self.world is not None
         full, rest = divmod(self.n, self.b)
@@ -639,6 +704,8 @@ class _Loop:
         self, gen: torch.Generator, epoch: int, progress: Progress | None
     ) -> tuple[float, float]:
         """Train one epoch; return (train loss, train accuracy) as the book defines them."""
+        if self.streamed:
+            return self._epoch_streamed(gen, epoch, progress)
         if self.world is not None:
             return self._epoch_dp(gen, epoch, progress)
         perm = torch.randperm(self.n, generator=gen).to(self.device)
@@ -667,6 +734,96 @@ class _Loop:
             total += v
         correct = int((self.preds == labels).sum())
         return self.loss_sign * total / self.n, correct / self.n
+
+    def _epoch_streamed(
+        self, gen: torch.Generator, epoch: int, progress: Progress | None
+    ) -> tuple[float, float]:
+        """:meth:`epoch` over rows read from disk, shuffled in blocks.
+
+        The order of the storage's blocks is a seeded permutation (none is drawn for a single
+        block); consecutive runs of :data:`~softmax_regression.data.streamed.WINDOW_BLOCKS` of
+        them form a window, whose rows (this split's only) are permuted with the same
+        generator. The epoch's order is the windows' permuted rows one after the other, cut
+        into batches as in memory: a batch may take the last rows of one window and the first
+        of the next. With one block this is the in-memory epoch, bit for bit.
+
+        With several ranks, each does this over its own share of the rows with its own
+        generator, seeded by one draw from ``gen`` (so ``gen`` stays the same on every rank)
+        plus its rank, in its share of every batch (:meth:`_stream_batches`); the gradients,
+        losses and counts are summed as in :meth:`_epoch_dp`.
+        """
+        from .data.streamed import WINDOW_BLOCKS, block_windows
+
+        data, world = self.source, self.world
+        n, step, steps, device = self.n, self.step, self.steps, self.device
+        sizes, global_sizes = self.batch_sizes, self.global_sizes
+        if world is not None:
+            seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+            gen = torch.Generator().manual_seed(seed + world.rank)
+        windows = block_windows(data.num_blocks, WINDOW_BLOCKS, gen)
+        order = [k for w in windows for k in w]
+        if not hasattr(self, "window_x"):
+            rows = data.source.block_rows * WINDOW_BLOCKS + max(self.sizes)
+            self.window_x = torch.empty((rows, self.images.shape[1]), device=device)
+            self.window_y = torch.empty(rows, dtype=torch.int64, device=device)
+            self.in_order = torch.empty(len(data), dtype=torch.int64, device=device)
+        wx, wy, in_order, loss_sums = self.window_x, self.window_y, self.in_order, self.loss_sums
+        reader = data.blocks(order)
+        carry, done, checked, i = 0, 0, 0, 0
+        for w, blocks in enumerate(windows):
+            fill = carry
+            for _ in blocks:
+                rows, labels = next(reader)
+                k = len(labels)
+                wx[fill : fill + k].copy_(rows)
+                wy[fill : fill + k].copy_(labels)
+                fill += k
+            perm = torch.randperm(fill - carry, generator=gen).to(device).add_(carry)
+            pos = torch.cat([torch.arange(carry, device=device), perm])
+            last = w == len(windows) - 1
+            self.window = wx
+            at = 0
+            while i < steps and (last or at + sizes[i] <= fill):
+                k = sizes[i]
+                idx = pos[at : at + k]
+                y = wy.index_select(0, idx)
+                in_order[done : done + k].copy_(y)
+                args = (idx, y.unsqueeze(0), self.preds[done : done + k])
+                args += (self.maxes[done : done + k], loss_sums[i])
+                i += 1
+                if world is None:
+                    step(*args)
+                else:
+                    step(*args, global_sizes[i - 1], epoch, i)
+                at, done = at + k, done + k
+                if i % CHECK_EVERY == 0 or i == steps:
+                    window = loss_sums[checked:i]
+                    if world is not None:
+                        window = self.global_sums[checked:i]
+                        window.copy_(loss_sums[checked:i])
+                        world.sum_(window, f"summing the losses of epoch {epoch}, step {i}")
+                    if not bool(torch.isfinite(window.sum())):
+                        self._raise_non_finite(
+                            epoch, checked, i, None if world is None else self.global_sums
+                        )
+                    if progress is not None:
+                        progress.advance(i - checked)
+                    checked = i
+            rest = pos[at:fill]
+            carry = len(rest)
+            if carry:  # the rows of a batch not yet full go first in the next window
+                wx[:carry] = wx.index_select(0, rest)
+                wy[:carry] = wy.index_select(0, rest)
+        for _ in reader:  # the end-of-pass check of the files
+            pass
+        assert done == len(data) and i == steps
+        total = 0.0
+        for v in (loss_sums if world is None else self.global_sums).tolist():
+            total += v
+        correct = (self.preds == in_order).sum().reshape(1)
+        if world is not None:
+            world.sum_(correct, f"summing the correct counts of epoch {epoch}")
+        return self.loss_sign * total / n, int(correct) / n
 
     def _epoch_dp(
         self, gen: torch.Generator, epoch: int, progress: Progress | None

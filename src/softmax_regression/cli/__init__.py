@@ -52,8 +52,10 @@ EXIT_CLOSED_PIPE = 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .parallel import leave, silent_on_this_rank
+    from .. import stopping
+    from .parallel import is_rank_0, leave, silent_on_this_rank
 
+    stopping.install()  # SIGTERM and SIGHUP end a command as Ctrl-C does
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(argv)
@@ -62,17 +64,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = int(args.func(args) or 0)
             sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
             return code
-        except SoftmaxRegressionError as e:
+        except KeyboardInterrupt as e:
+            return _stopped(e, is_rank_0())
+        except Exception as e:
+            if stopping.received() is not None:
+                # A rank whose peer stopped first fails in a collective: the signal's doing.
+                return _stopped(e, is_rank_0())
+            if not isinstance(e, SoftmaxRegressionError):
+                raise
             if not silent_on_this_rank(e):
                 print(f"{PROG}: error: {e}", file=sys.stderr)
             return e.exit_code
-        except KeyboardInterrupt:
-            print(f"{PROG}: interrupted", file=sys.stderr)
-            return 130
         finally:
             leave()
     except BrokenPipeError:
         return _closed_pipe()
+
+
+def _stopped(error: BaseException, speaks: bool) -> int:
+    """A command that Ctrl-C or a termination signal ended: one line (from rank 0 alone under
+    torchrun), saying how to continue when a resumable run was left, and the shell's exit
+    status for that signal (130 for Ctrl-C)."""
+    from .. import stopping
+
+    signum = error.signum if isinstance(error, stopping.Terminated) else stopping.received()
+    word = f"terminated by {stopping.signal_name(signum)}" if signum else "interrupted"
+    run = getattr(error, "run_directory", None)
+    if speaks:
+        hint = f"; resume with `{PROG} train --resume {run}`" if run is not None else ""
+        print(f"{PROG}: {word}{hint}", file=sys.stderr)
+    return 128 + signum if signum else 130
 
 
 def _closed_pipe() -> int:

@@ -82,6 +82,7 @@ DATA_OPTIONS = {
     "test_label": "--test-label",
     "skip_bad": "--skip-bad",
     "max_classes": "--max-classes",
+    "stream": "--stream",
 }
 
 
@@ -136,6 +137,13 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="refuse a label with more distinct values than this (default: 10000)",
     )
+    g.add_argument(
+        "--stream",
+        choices=("auto", "always", "never"),
+        help="read .npy, .safetensors or Parquet features block by block from disk instead of "
+        "holding them (auto, the default: when they take over half the memory there is; a "
+        "directory of x_train-00000.npy shards always streams)",
+    )
 
 
 def data_options_given(args: argparse.Namespace) -> list[str]:
@@ -160,6 +168,7 @@ def data_spec(args: argparse.Namespace) -> dict[str, Any] | None:
         test_label=args.test_label,
         skip_bad=bool(args.skip_bad),
         max_classes=DEFAULT_MAX_CLASSES if args.max_classes is None else args.max_classes,
+        stream=getattr(args, "stream", None),
     )
     return None if spec.is_builtin else spec.to_dict()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..data.sources import FILES, SPLITS, cache_dir, locate
 from ..errors import CorruptDataError
@@ -66,9 +67,12 @@ def _size(n: int) -> str:
 
 def _where(args: argparse.Namespace) -> int:
     found = locate(args.data_dir)
-    print(f"Fashion-MNIST in {found.directory} (found via {found.how})")
-    for path in found.files.values():
-        print(f"  {path}  {_size(path.stat().st_size)}")
+    lines = [f"Fashion-MNIST in {found.directory} (found via {found.how})"]
+    lines += [f"  {path}  {_size(path.stat().st_size)}" for path in found.files.values()]
+    # One write of the few lines (unbuffered or not): a reader that stops after the first
+    # (``data where | head -1``) has them all already, so the command never meets a closed
+    # pipe halfway, and its exit status does not depend on which process ran first.
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 

@@ -96,8 +96,12 @@ def join(args: argparse.Namespace, device: str) -> World | None:
     if world is not None and not world.is_main:
         args.quiet = True
         args.no_report = True  # rank 0 writes the report page, as every other file
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the rest of the process)
+        _quiet.append(open(os.devnull, "w"))  # noqa: SIM115 (closed by leave())
+        sys.stdout = _quiet[-1]
     return world
+
+
+_quiet: list = []  # this rank's null stdout, while it is one
 
 
 def leave() -> None:
@@ -106,6 +110,11 @@ def leave() -> None:
         from ..distributed import shutdown
 
         shutdown()
+    while _quiet:
+        quiet = _quiet.pop()
+        if sys.stdout is quiet:
+            sys.stdout = sys.__stdout__
+        quiet.close()
 
 
 # Errors every rank raises alike (a setting, a resume, a loss that diverged): rank 0 reports.

@@ -4,6 +4,7 @@ model."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 
@@ -72,16 +73,22 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _predict_features(args: argparse.Namespace) -> int:
-    from ..predict import predict_features
+    from ..predict import iter_predict_features
     from ..runs.artifacts import load_model
 
     saved = load_model(args.model)
-    preds = predict_features(saved, args.features, args.top)
+    # Printed as the rows are classified, a block at a time: a file of any size streams
+    # through (the JSON is written piecewise, the same text json.dumps gives).
+    preds = iter_predict_features(saved, args.features, args.top)
+    first = next(preds)
     if args.json:
-        rows = [p.to_dict("row") | {"row": int(p.source)} for p in preds]
-        body = {"model": str(saved.path), "features": args.features, "predictions": rows}
-        print(json.dumps(body))
+        head = json.dumps({"model": str(saved.path), "features": args.features})
+        sys.stdout.write(head[:-1] + ', "predictions": [')
+        for i, p in enumerate(itertools.chain([first], preds)):
+            row = p.to_dict("row") | {"row": int(p.source)}
+            sys.stdout.write((", " if i else "") + json.dumps(row))
+        sys.stdout.write("]}\n")
     else:
-        for p in preds:
+        for p in itertools.chain([first], preds):
             print(f"row {p.source}: " + ", ".join(f"{c} {v:.3f}" for c, v in p.top))
     return finish()

@@ -142,13 +142,15 @@ def _train(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     if args.resume is not None and (seeds is not None or args.recipe != "book"):
         raise ConfigError(
-            "--resume continues one run of the book's recipe; it does not "
-            "combine with --seeds or --recipe best-linear"
+            "--resume continues one run with its own recipe and settings; it does not "
+            "combine with --seeds or --recipe"
         )
     if seeds is not None and "seed" in given:
         raise ConfigError("give either --seed or --seeds, not both")
     try:
-        if args.recipe == "best-linear":
+        if args.resume is not None and _recipe_of(args.resume) == "best-linear":
+            code = _resume_best_linear(args, given)
+        elif args.recipe == "best-linear":
             code = _train_best_linear(args, given, seeds)
         elif seeds is not None:
             code = _train_book_seeds(args, given, seeds)
@@ -170,6 +172,7 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> int | None:
             raise ConfigError("--resume continues a run in place; drop --out")
         if parallel.is_rank_0():  # the others receive it from rank 0
             config = resume_config(args.resume, given)
+        _keep_options(args)
     else:
         config = TrainConfig(**given)
         if parallel.owns_paths():
@@ -199,6 +202,7 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> int | None:
             progress=progress,
             plots=not args.no_plots,
             world=world,
+            options={"plots": not args.no_plots, "report": not args.no_report},
             **data,
         )
     finally:
@@ -216,6 +220,62 @@ def _train_book(args: argparse.Namespace, given: dict[str, Any]) -> int | None:
     names = ", ".join([*(p.name for p in outcome.files), *([page.name] if page else [])])
     print(f"run saved in {outcome.directory}/: {names}")
     return None
+
+
+def _keep_options(args: argparse.Namespace) -> None:
+    """A resumed run keeps its own ``--no-plots`` and ``--no-report`` (config.json's
+    ``options``); either flag given now still applies."""
+    from ..errors import SoftmaxRegressionError
+    from ..runs.directory import read_run_config
+
+    try:
+        options = read_run_config(args.resume).get("options") or {}
+    except SoftmaxRegressionError:
+        return  # (reported by whatever reads the run next)
+    if isinstance(options, dict):
+        args.no_plots = args.no_plots or options.get("plots") is False
+        args.no_report = args.no_report or options.get("report") is False
+
+
+def _recipe_of(run: str) -> str | None:
+    """The recipe of the run directory ``run`` (None: not a readable run; its resume says)."""
+    from ..errors import SoftmaxRegressionError
+    from ..runs.directory import read_run_config
+
+    try:
+        return read_run_config(run)["config"].get("recipe", "book")
+    except SoftmaxRegressionError:
+        return None
+
+
+def _resume_best_linear(args: argparse.Namespace, given: dict[str, Any]) -> int | None:
+    """``train --resume DIR`` of a best-linear run: its fit continued from the solver state
+    it kept, with its own settings, data and options."""
+    from ..runs.directory import check_not_running, read_run_config
+
+    if args.out is not None:
+        raise ConfigError("--resume continues a run in place; drop --out")
+    extra = sorted(set(given) - {"data_dir", "device"})
+    if extra:
+        raise ConfigError(f"{_flag(extra[0])} cannot change a best-linear run being resumed")
+    if parallel.is_rank_0():
+        check_not_running(args.resume)
+    saved = read_run_config(args.resume)["config"]
+    _keep_options(args)
+    code = parallel.relaunch(args)
+    if code is not None:
+        return code
+    world = parallel.join(args, given.get("device", saved.get("device", "auto")))
+    from ..best_linear import BestLinearConfig
+
+    settings = {f.name: saved[f.name] for f in fields(BestLinearConfig) if f.name in saved}
+    settings["weight_decays"] = tuple(settings.get("weight_decays", ()))
+    if "device" in given:
+        settings["device"] = given["device"]
+    config = BestLinearConfig(**settings)
+    spec, data_dir = saved.get("data"), given.get("data_dir")
+    loaded = _load(spec, data_dir, args)
+    return _best_linear_one(args, config, data_dir, spec, world, loaded, resume=args.resume)
 
 
 def _columns(config: TrainConfig) -> list[str]:
@@ -304,7 +364,6 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
         return code
     world = parallel.join(args, given.get("device", "auto"))
     from ..best_linear import BestLinearConfig
-    from ..runs.best_linear import best_linear_run
     from ..runs.seeds import best_linear_seed_runs
 
     data_dir = given.get("data_dir")
@@ -323,27 +382,8 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
                 )
     config = BestLinearConfig(val_split=val_split, device=given.get("device", "auto"))
     if seeds is None:
-        # One run: data-parallel over the ranks under torchrun, the directory rank 0's.
-        seed = given.get("seed", 0)
-        outcome = best_linear_run(
-            dataclasses.replace(config, seed=seed),
-            out=args.out,
-            root=args.runs_dir,
-            data_dir=data_dir,
-            data=spec,
-            plots=not args.no_plots,
-            world=world,
-            **loaded,
-        )
-        if world is not None and not world.is_main:
-            return None  # rank 0 prints, writes and reports
-        _print_candidates(args, seed, outcome)
-        print(outcome.model.how_chosen())
-        print(f"final (best-linear, seed {seed}): {_final_line(outcome.metrics)}")
-        page = report_after(outcome.directory, args)
-        names = ", ".join([*(p.name for p in outcome.files), *([page.name] if page else [])])
-        print(f"run saved in {outcome.directory}/: {names}")
-        return None
+        config = dataclasses.replace(config, seed=given.get("seed", 0))
+        return _best_linear_one(args, config, data_dir, spec, world, loaded)
 
     def on_seed(seed: int, outcome) -> None:
         _print_candidates(args, seed, outcome)
@@ -367,6 +407,37 @@ def _train_best_linear(args: argparse.Namespace, given: dict[str, Any], seeds) -
         **loaded,
     )
     _print_seed_summary(top, result, report_after(top, args))
+    return None
+
+
+def _best_linear_one(
+    args: argparse.Namespace, config, data_dir, spec, world, loaded, resume=None
+) -> int | None:
+    """One best-linear run (new, or ``resume``'s): data-parallel over the ranks under
+    torchrun, the directory rank 0's."""
+    from ..runs.best_linear import best_linear_run
+
+    outcome = best_linear_run(
+        config,
+        out=args.out,
+        root=args.runs_dir,
+        data_dir=data_dir,
+        data=spec,
+        plots=not args.no_plots,
+        world=world,
+        resume=resume,
+        options={"plots": not args.no_plots, "report": not args.no_report},
+        **loaded,
+    )
+    if world is not None and not world.is_main:
+        return None  # rank 0 prints, writes and reports
+    seed = config.seed
+    _print_candidates(args, seed, outcome)
+    print(outcome.model.how_chosen())
+    print(f"final (best-linear, seed {seed}): {_final_line(outcome.metrics)}")
+    page = report_after(outcome.directory, args)
+    names = ", ".join([*(p.name for p in outcome.files), *([page.name] if page else [])])
+    print(f"run saved in {outcome.directory}/: {names}")
     return None
 
 

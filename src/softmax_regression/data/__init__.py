@@ -1,5 +1,6 @@
 """Data: Fashion-MNIST (discovery, verified IDX reading), data of your own (``DataSpec``:
-image folders, IDX files, arrays, tables), and in-memory batches.
+image folders, IDX files, arrays, tables), in-memory batches, and features read from disk
+block by block (``RowSource``, ``StreamedDataset``: docs/bigger-than-memory.md).
 
 The names below are imported on first use: ``data where`` finds the files (``sources``)
 without importing torch, which only the reading and batching need.
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from .idx import read_idx, write_idx
     from .sources import locate
     from .spec import DataSpec, LoadedData, load_data
+    from .stream import RowSource
+    from .streamed import StreamedDataset
 
 _EXPORTS = {
     "CLASSES": ".dataset",
@@ -28,6 +31,8 @@ _EXPORTS = {
     "read_idx": ".idx",
     "write_idx": ".idx",
     "locate": ".sources",
+    "RowSource": ".stream",
+    "StreamedDataset": ".streamed",
     "DataSpec": ".spec",
     "LoadedData": ".spec",
     "load_data": ".spec",
@@ -40,6 +45,8 @@ __all__ = [
     "Dataset",
     "FashionMNIST",
     "LoadedData",
+    "RowSource",
+    "StreamedDataset",
     "export_fashion_mnist",
     "load_data",
     "load_fashion_mnist",

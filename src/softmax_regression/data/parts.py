@@ -75,6 +75,18 @@ def assemble(
     notes = list(train.notes) + (list(test.notes) if test is not None else [])
 
     def dataset(part: Part, idx: np.ndarray, split: str) -> Dataset:
+        if getattr(part.inputs, "blocks", None) is not None:  # a RowSource: rows stay on disk
+            from .streamed import StreamedDataset
+
+            return StreamedDataset(  # type: ignore[return-value]
+                source=part.inputs,
+                labels=torch.from_numpy(idx.astype(np.int64, copy=False)),
+                split=split,
+                classes=classes,
+                sha256=dict(part.sha256),
+                name=part.name,
+                feature_names=None if part.columns is None else tuple(part.columns),
+            )
         return Dataset(
             inputs=torch.from_numpy(part.inputs),
             labels=torch.from_numpy(idx.astype(np.int64, copy=False)),

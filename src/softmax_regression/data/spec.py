@@ -37,11 +37,17 @@ KINDS = {
     "npy": ".npy arrays",
     "safetensors": ".safetensors arrays",
     "table": "table",
+    "shards": ".npy shards",
 }
 TABLE_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".parquet", ".pq")
+# What can be read block by block from disk (data/stream.py), and how (data/streamed.py).
+STREAMABLE = ("npy", "safetensors", "table", "shards")
+STREAM_MODES = ("auto", "always", "never")
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".joblib")
 DEFAULT_TEST_SPLIT = 0.2
 DEFAULT_MAX_CLASSES = 10_000
+# A shard of a shard directory (data/stream.py): x_train-00000.npy, y_test-00003.npy, ...
+SHARD_NAME = re.compile(r"^[xy]_(train|test)-\d+\.npy$")
 # Matches the MNIST family's file names, any prefix: train-images-idx3-ubyte[.gz],
 # emnist-balanced-t10k-labels-idx1-ubyte.gz, ...
 IDX_NAME = re.compile(
@@ -79,6 +85,8 @@ class DataSpec:
     channels: int | None = None
     skip_bad: bool = False
     max_classes: int = DEFAULT_MAX_CLASSES
+    # "auto", "always" or "never": read the features block by block from disk (streamed.py)
+    stream: str = "auto"
 
     @property
     def is_builtin(self) -> bool:
@@ -110,6 +118,7 @@ class DataSpec:
             "channels": self.channels,
             "skip_bad": self.skip_bad,
             "max_classes": self.max_classes,
+            **({"stream": self.stream} if self.stream != "auto" else {}),
         }
 
     @classmethod
@@ -130,6 +139,7 @@ class DataSpec:
             channels=d.get("channels"),
             skip_bad=bool(d.get("skip_bad", False)),
             max_classes=int(d.get("max_classes", DEFAULT_MAX_CLASSES)),
+            stream=str(d.get("stream", "auto")),
         )
 
     # ---- from what a user typed ---------------------------------------------------------
@@ -147,6 +157,7 @@ class DataSpec:
         test_label: str | os.PathLike[str] | None = None,
         skip_bad: bool = False,
         max_classes: int = DEFAULT_MAX_CLASSES,
+        stream: str | None = None,
     ) -> DataSpec:
         """A spec from command-line-like values; every problem is one :class:`ConfigError`
         or :class:`DataError` line.
@@ -156,7 +167,8 @@ class DataSpec:
         the label column (default ``label``); for one .npy features file the .npy file of its
         labels; for one IDX images file its labels file (default: found by name);
         ``test_label`` is the same for ``test``. ``image_size``: ``28``, ``"28x32"`` or
-        ``(28, 32)`` (height x width); ``channels``: 1 or 3.
+        ``(28, 32)`` (height x width); ``channels``: 1 or 3. ``stream``: ``auto``,
+        ``always`` or ``never`` (see :mod:`~softmax_regression.data.streamed`).
         """
         size = parse_image_size(image_size)
         chans = _channels(channels)
@@ -175,6 +187,7 @@ class DataSpec:
                     ("--channels", channels),
                     ("--label", label),
                     ("--skip-bad", skip_bad or None),
+                    ("--stream", stream),
                 )
                 if v is not None
             ]
@@ -184,6 +197,8 @@ class DataSpec:
                     "test split and fixed images"
                 )
             return cls(max_classes=max_classes)
+        if stream is not None and stream not in STREAM_MODES:
+            raise ConfigError(f"--stream must be one of {', '.join(STREAM_MODES)}, got {stream!r}")
         kind, path = detect(text_or_path)
         lab = _label(kind, path, label, "--label")
         if (size is not None or chans is not None) and kind != "folder":
@@ -214,6 +229,7 @@ class DataSpec:
             channels=chans,
             skip_bad=bool(skip_bad),
             max_classes=max_classes,
+            stream=stream or "auto",
         )
 
     # ---- reading ------------------------------------------------------------------------
@@ -235,6 +251,12 @@ class DataSpec:
             )
         from . import parts
 
+        if self.kind in STREAMABLE:
+            from .streamed import load_streamed
+
+            loaded = load_streamed(self)
+            if loaded is not None:
+                return loaded
         train, test = _read(self, progress=progress)
         if test is not None and self.test is not None:
             raise ConfigError(
@@ -322,6 +344,8 @@ def _detect_dir(path: Path) -> str:
     dirs = {e.name: e for e in entries if e.is_dir()}
     if any(IDX_NAME.match(n) for n in files) or _idx_below(path, dirs):
         return "idx"
+    if any(SHARD_NAME.match(n) for n in files):
+        return "shards"
     if files & {"x.npy", "x_train.npy"}:
         return "npy"
     if dirs:

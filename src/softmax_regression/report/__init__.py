@@ -18,6 +18,7 @@ import base64
 import hashlib
 import html
 import json
+import os
 import re
 from datetime import datetime, timezone
 from importlib import resources
@@ -122,6 +123,7 @@ def _write(directory: Path, out: str | Path | None, splits: _TestSplits, explici
     kind = collect.kind_of(directory)
     if kind == "runs":
         return _write_index(directory, out, splits)
+    target = Path(out) if out is not None else directory / REPORT_HTML
     if kind == "run":
         if explicit and splits.given is not None:
             data = collect.run_data(directory, splits.given)  # not this model's data: said so
@@ -129,15 +131,41 @@ def _write(directory: Path, out: str | Path | None, splits: _TestSplits, explici
             data = collect.run_data(directory, splits.given, load_test=splits)
     elif kind == "seeds":
         data = collect.seeds_data(directory)
-        for row in data["rows"]:
-            sub = directory / row["name"]
-            if not (sub / REPORT_HTML).exists():
-                _write(sub, None, splits, explicit=False)
+        _sub_pages(directory, data["rows"], target, out is not None, splits)
     else:
         data = collect.sweep_data(directory)
-    target = Path(out) if out is not None else directory / REPORT_HTML
-    atomic_write_text(target, page_html(data))
+    _save(target, page_html(data))
     return target
+
+
+def _sub_pages(
+    directory: Path, rows: list[dict[str, Any]], target: Path, elsewhere: bool, splits: _TestSplits
+) -> None:
+    """The page of each run a summary page links to, where it has none.
+
+    A summary page written into its own directory puts them in the runs' directories, as
+    before; one written elsewhere (``--out FILE``) puts them beside itself, in
+    ``<FILE's name>-pages/``, and links there: reading runs writes nothing into them (they
+    may be someone else's, or on read-only storage)."""
+    for row in rows:
+        if row.get("href") is None:
+            continue
+        sub = directory / row["name"]
+        page = sub / REPORT_HTML
+        if elsewhere:
+            if not page.exists():
+                page = target.parent / f"{target.stem}-pages" / row["name"] / REPORT_HTML
+            row["href"] = Path(os.path.relpath(page, target.parent)).as_posix()
+        if not page.exists() or page.parent != sub:
+            _write(sub, page, splits, explicit=False)
+
+
+def _save(target: Path, text: str) -> None:
+    """Write a page; a refused write (a full disk, read-only storage) is one line naming it."""
+    try:
+        atomic_write_text(target, text)
+    except OSError as e:
+        raise ReportError(f"cannot write {target}: {e.strerror or e}") from None
 
 
 def write_index(
@@ -160,10 +188,7 @@ def _write_index(directory: Path, out: str | Path | None, splits: _TestSplits) -
             f"{directory}: not a run directory (no config.json, status.json or model), "
             "and no run directories in it"
         )
-    for row in data["rows"]:
-        sub = directory / row["name"]
-        if not (sub / REPORT_HTML).exists():
-            _write(sub, None, splits, explicit=False)
     target = Path(out) if out is not None else directory / REPORT_HTML
-    atomic_write_text(target, page_html(data))
+    _sub_pages(directory, data["rows"], target, out is not None, splits)
+    _save(target, page_html(data))
     return target

@@ -37,6 +37,7 @@ from .. import load_model
 from ..errors import ModelFileError, SoftmaxRegressionError
 from ..runs.best_linear import BEST_LINEAR_JSON, CANDIDATES_CSV
 from ..runs.directory import CONFIG_JSON, HISTORY_JSON, MODEL_FILE, MODEL_JSON, STATUS_JSON
+from ..runs.liveness import truthful
 from ..runs.seeds import SEEDS_JSON
 from ..runs.sweep import SWEEP_JSON
 from ..train import History
@@ -360,6 +361,7 @@ def run_data(
     if status is not None and not isinstance(status, dict):
         problems.append(f"{STATUS_JSON} is not a run status")
         status = None
+    status = truthful(status, directory)  # a run whose process is gone is shown as died
     settings = config.get("config") if config else None
     recipe = settings.get("recipe") if isinstance(settings, dict) else None
     history = _history(directory, problems, recipe)
@@ -459,7 +461,7 @@ def run_row(directory: Path, href: str) -> dict[str, Any]:
     """One run as a row of an index page: settings, final metrics, curves."""
     problems: list[str] = []
     config = _read_json(directory / CONFIG_JSON, problems)
-    status = _read_json(directory / STATUS_JSON, problems)
+    status = truthful(_read_json(directory / STATUS_JSON, problems), directory)
     settings = dict(config.get("config") or {}) if isinstance(config, dict) else {}
     settings = {"recipe": settings.pop("recipe", "book"), **settings}
     history = _history(directory, problems, settings["recipe"])
@@ -468,6 +470,8 @@ def run_row(directory: Path, href: str) -> dict[str, Any]:
         best = _read_json(directory / BEST_LINEAR_JSON, problems, required=False) or {}
         m = (status or {}).get("metrics") or best.get("metrics") or {}
         metrics.update({k: v for k, v in m.items() if isinstance(v, int | float)})
+    if isinstance(status, dict) and status.get("status") == "died":
+        problems.append(f"the run died: {status.get('error')}")
     return {
         "name": directory.name,
         "href": href,

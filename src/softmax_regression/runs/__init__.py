@@ -8,6 +8,9 @@
 - :mod:`.best_linear`: the best-linear recipe's run directory;
 - :mod:`.seeds`: several seeds of a recipe, ``seed-<k>/`` and the mean ± std files;
 - :mod:`.sweep`, :mod:`.numerics`: the sweep's and the numerics report's directories;
+- :mod:`.liveness`: who is writing a run (pid, host, process start, heartbeat in
+  ``status.json``), and whether it is still there: a reader shows a run whose writer is gone
+  as ``died``;
 - :mod:`.ranks`: under torchrun, rank 0 writes the directory and hands the run to the other
   ranks; an elastic restart finds its directory and continues it.
 

@@ -403,7 +403,10 @@ def write_run_config(
     device: str,
     data_sha256: dict[str, str],
     threads: int | None,
+    options: dict[str, Any] | None = None,
 ) -> None:
+    """``config.json``; ``options`` are the run's own choices beyond its settings (no figures,
+    no page), which a resumed run keeps."""
     atomic_write_json(
         Path(directory) / CONFIG_JSON,
         {
@@ -413,5 +416,6 @@ def write_run_config(
             "cpu_threads": threads,
             "versions": library_versions(),
             "data_sha256": data_sha256,
+            **({"options": options} if options else {}),
         },
     )

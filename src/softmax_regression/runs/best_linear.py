@@ -16,6 +16,7 @@ import contextlib
 import csv
 import dataclasses
 import io
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,21 +24,35 @@ from typing import Any
 
 import torch
 
-from .._io import atomic_write_json, atomic_write_text
-from ..best_linear import BestLinearConfig, BestLinearModel, fit_best_linear
+from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..best_linear import (
+    BestLinearConfig,
+    BestLinearModel,
+    Candidate,
+    FitProgress,
+    fit_best_linear,
+)
 from ..config import TrainConfig, resolve_device
 from ..data import Dataset
 from ..distributed import World
+from ..errors import ModelFileError, ResumeError
 from ..evaluation import Evaluation, evaluate, predict_classes
 from ..model import SoftmaxRegression
 from ..preprocessing import Preprocessing
+from ..solver import LbfgsState
 from . import artifacts
 from .book import PREDICTION_IMAGES, final_status, load_data, model_file_fields
-from .directory import make_run_dir, now
+from .directory import check_not_running, make_run_dir, now
+from .liveness import LiveStatus
 from .ranks import on_main
 
 BEST_LINEAR_JSON = "best_linear.json"
 CANDIDATES_CSV = "candidates.csv"
+SOLVER_STATE = "solver.safetensors"
+SOLVER_STATE_FORMAT = "softmax-regression/solver-state"
+# How often a fit's state is written: at most every few minutes, so that writing it costs
+# nothing next to the fit (a fit of hours on a large feature set loses at most this).
+SOLVER_STATE_SECONDS = 180.0
 
 
 def as_module(weight: torch.Tensor, bias: torch.Tensor) -> SoftmaxRegression:
@@ -70,6 +85,9 @@ def best_linear_run(
     data: dict[str, Any] | None = None,
     plots: bool = True,
     world: World | None = None,
+    resume: str | Path | None = None,
+    options: dict[str, Any] | None = None,
+    save_every: float | None = SOLVER_STATE_SECONDS,
 ) -> BestLinearOutcome:
     """Fit the best-linear recipe into a run directory; the test split is evaluated once.
 
@@ -85,6 +103,12 @@ def best_linear_run(
     With a ``world`` of several ranks, call it on every rank with the same settings and data:
     the fit is data-parallel, the directory rank 0's; the other ranks write nothing and
     return the same model, with no evaluation and the metrics of the fit only.
+
+    A long fit can be continued: every ``save_every`` seconds (None: never) the solver's
+    state goes into ``solver.safetensors`` (:data:`SOLVER_STATE`), and ``resume`` (a run
+    directory whose fit did not complete, with the settings and data of its config.json)
+    goes on from the last one, to the answer the uninterrupted fit reaches. ``options`` are
+    recorded in config.json for a resume to keep (``--no-plots``, ``--no-report``).
     """
     config = config or BestLinearConfig()
     parallel = world is not None and world.parallel
@@ -106,29 +130,50 @@ def best_linear_run(
     if data is not None:
         cfg["data"] = data
 
-    def prepare() -> tuple[Path, str]:
-        directory = make_run_dir(out, root)
+    sha = {**train.sha256, **test.sha256}
+
+    def prepare() -> tuple[Path, str, FitProgress | None]:
+        progress = None
+        if resume is not None:
+            directory = Path(resume)
+            check_not_running(directory)
+            progress = _resumable(directory, cfg, sha)
+        else:
+            directory = make_run_dir(out, root)
         artifacts.write_run_config(
             directory,
             cfg,
             device=str(device),
-            data_sha256={**train.sha256, **test.sha256},
+            data_sha256=sha,
             threads=1 if device.type == "cpu" else None,
+            options=options,
         )
         started = now()
         extra = {"ranks": world.size} if parallel else {}
-        artifacts.write_status(directory, "running", started=started, **extra)
-        return directory, started
+        live = LiveStatus(directory)
+        live.start(started=started, **extra)
+        live_status[:] = [live]
+        return directory, started, progress
 
     # Rank 0 prepares the directory; when it cannot, the others end with its error.
-    directory, started = on_main(world, prepare, "creating the run directory")
+    live_status: list[LiveStatus] = []  # rank 0's, which alone writes status.json
+    directory, started, progress = on_main(world, prepare, "creating the run directory")
+    progress = progress or FitProgress()
+    progress.every = save_every
     if parallel and not world.is_main:
-        return _follow(directory, train, config, world)
+        return _follow(directory, train, config, world, progress)
+    (live,) = live_status
+
+    def keep(now_at: FitProgress) -> None:
+        save_fit_progress(directory, now_at, cfg)
+        live.update(solver={"stage": now_at.at_stage, "iterations": now_at.iterations})
+
+    progress.keep = keep
     start = time.perf_counter()
     try:
         # Sees the training split only; data-parallel over the ranks when there are several.
         fit_on = {"world": world} if parallel else {}
-        model = fit_best_linear(train, config, **fit_on)
+        model = fit_best_linear(train, config, progress=progress, **fit_on)
         module = as_module(model.weight, model.bias)
         ev = evaluate(module, test, normalize=True)  # the one look at the test split
         seconds = time.perf_counter() - start
@@ -159,19 +204,134 @@ def best_linear_run(
         atomic_write_text(directory / CANDIDATES_CSV, _candidates_csv(model))
         if plots:
             _plots(directory, model, module, ev, test)
-        artifacts.write_status(
-            directory, "completed", started=started, finished=now(), metrics=metrics
-        )
+        (directory / SOLVER_STATE).unlink(missing_ok=True)  # nothing left to continue
+        live.end("completed", started=started, finished=now(), metrics=metrics)
     except BaseException as e:
         # Every way out leaves a final status with its reason, and no model file beside it.
         status, reason = final_status(e)
+        extra = {"signal": reason.rsplit(" ", 1)[-1]} if status == "terminated" else {}
+        if status != "failed":
+            e.run_directory = directory  # type: ignore[attr-defined] (the command says how)
+        live.stop()
         with contextlib.suppress(OSError):
             for name in (artifacts.MODEL_FILE, artifacts.MODEL_JSON):
                 (directory / name).unlink(missing_ok=True)
-            artifacts.write_status(directory, status, started=started, finished=now(), error=reason)
+            live.end(status, started=started, finished=now(), error=reason, **extra)
         raise
     files = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
     return BestLinearOutcome(directory, model, ev, metrics, files)
+
+
+# --------------------------------------------------------------------------- solver state
+
+
+def save_fit_progress(directory: str | Path, progress: FitProgress, cfg: dict[str, Any]) -> Path:
+    """``solver.safetensors``: the candidates fitted so far and their solutions, the stage
+    being solved and its L-BFGS state, and the settings they belong to."""
+    tensors: dict[str, torch.Tensor] = {}
+    for i, (w, b) in enumerate(progress.solutions):
+        tensors[f"solution.{i}.weight"], tensors[f"solution.{i}.bias"] = w, b
+    lbfgs: dict[str, Any] | None = None
+    state = progress.lbfgs
+    if state is not None:
+        for name in ("x", "flat_grad", "prev_flat_grad", "d"):
+            tensors[f"lbfgs.{name}"] = getattr(state, name)
+        for name in ("old_dirs", "old_stps", "ro"):
+            for i, t in enumerate(getattr(state, name)):
+                tensors[f"lbfgs.{name}.{i}"] = t
+        lbfgs = {"loss": state.loss, "iterations": state.iterations}
+        lbfgs.update(evaluations=state.evaluations, history=len(state.old_dirs))
+        for name in ("t", "h_diag"):  # a number, or a 0-dim tensor: kept as it was
+            value = getattr(state, name)
+            if isinstance(value, torch.Tensor):
+                tensors[f"lbfgs.{name}"], lbfgs[name] = value, None
+            else:
+                lbfgs[name] = value
+    body = {
+        "stage": progress.at_stage,
+        "iterations": progress.iterations,
+        "candidates": [dataclasses.asdict(c) for c in progress.candidates],
+        "lbfgs": lbfgs,
+    }
+    meta = {
+        "format": SOLVER_STATE_FORMAT,
+        "format_version": str(artifacts.FORMAT_VERSION),
+        "config": json.dumps(_comparable(cfg), sort_keys=True),
+        "progress": json.dumps(body),
+    }
+    path = Path(directory) / SOLVER_STATE
+    atomic_write_bytes(path, artifacts._safetensors_bytes(tensors, meta))
+    return path
+
+
+def load_fit_progress(
+    directory: str | Path, cfg: dict[str, Any], device: torch.device | str = "cpu"
+) -> FitProgress | None:
+    """The fit's progress kept in ``directory`` (None when there is none: it starts over);
+    a ResumeError when it is not one of these settings' or not readable."""
+    path = Path(directory) / SOLVER_STATE
+    if not path.exists():
+        return None
+    try:
+        tensors, meta = artifacts._read_safetensors(path, "solver state")
+        artifacts._check_format(path, meta, SOLVER_STATE_FORMAT, "solver state")
+        if json.loads(meta["config"]) != json.loads(json.dumps(_comparable(cfg))):
+            raise ResumeError(f"{path}: the solver state of other settings than config.json's")
+        body = json.loads(meta["progress"])
+        t = {k: v.to(device) for k, v in tensors.items()}
+        candidates = [Candidate(**c) for c in body["candidates"]]
+        solutions = [
+            (t[f"solution.{i}.weight"], t[f"solution.{i}.bias"]) for i in range(len(candidates))
+        ]
+        state = None
+        lb = body["lbfgs"]
+        if lb is not None:
+            n = lb["history"]
+            state = LbfgsState(
+                t["lbfgs.x"],
+                lb["loss"],
+                t["lbfgs.flat_grad"],
+                t["lbfgs.prev_flat_grad"],
+                t["lbfgs.d"],
+                t["lbfgs.t"] if lb["t"] is None else lb["t"],
+                t["lbfgs.h_diag"] if lb["h_diag"] is None else lb["h_diag"],
+                [t[f"lbfgs.old_dirs.{i}"] for i in range(n)],
+                [t[f"lbfgs.old_stps.{i}"] for i in range(n)],
+                [t[f"lbfgs.ro.{i}"] for i in range(n)],
+                lb["iterations"],
+                lb["evaluations"],
+            )
+        return FitProgress(
+            candidates, solutions, body["stage"], state, iterations=body["iterations"]
+        )
+    except ModelFileError as e:
+        raise ResumeError(str(e)) from None
+    except (KeyError, ValueError, TypeError) as e:
+        raise ResumeError(f"{path}: incomplete solver state ({type(e).__name__}: {e})") from None
+
+
+def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The settings a solver state belongs to (the device may differ: the same arithmetic)."""
+    return {k: v for k, v in cfg.items() if k != "device"}
+
+
+def _resumable(directory: Path, cfg: dict[str, Any], sha: dict[str, str]) -> FitProgress | None:
+    """Check that ``directory`` is a best-linear run of these settings and data that did not
+    complete; its fit's progress (None: it starts over there). Its model files go."""
+    saved = artifacts.read_run_config(directory)
+    if _comparable(saved["config"]) != json.loads(json.dumps(_comparable(cfg))):
+        raise ResumeError(f"{directory} was fitted with other settings; resume it as it was")
+    old_sha = saved.get("data_sha256") or {}
+    changed = sorted(k for k in sha if k in old_sha and old_sha[k] != sha[k])
+    if changed:
+        raise ResumeError(f"{directory} was trained on different data ({changed[0]} differs)")
+    status = artifacts.read_status(directory) or {}
+    if status.get("status") == "completed":
+        raise ResumeError(f"{directory} is a completed run; there is nothing to continue")
+    progress = load_fit_progress(directory, cfg)
+    for name in (artifacts.MODEL_FILE, artifacts.MODEL_JSON):
+        (directory / name).unlink(missing_ok=True)
+    return progress
 
 
 def _fingerprint(train: Dataset) -> dict[str, Any]:
@@ -185,10 +345,11 @@ def _fingerprint(train: Dataset) -> dict[str, Any]:
 
 
 def _follow(
-    directory: Path, train: Dataset, config: BestLinearConfig, world: World
+    directory: Path, train: Dataset, config: BestLinearConfig, world: World, progress: FitProgress
 ) -> BestLinearOutcome:
-    """A rank other than 0: its share of the fit, and nothing written."""
-    model = fit_best_linear(train, config, world=world)
+    """A rank other than 0: its share of the fit (from where rank 0 resumed it), and nothing
+    written."""
+    model = fit_best_linear(train, config, world=world, progress=progress)
     metrics = {
         "train_loss": model.train_loss,
         "train_acc": model.train_acc,

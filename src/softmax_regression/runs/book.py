@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .. import stopping
 from ..config import TrainConfig, resolve_device
 from ..data import Dataset
 from ..distributed import World
@@ -28,13 +29,15 @@ from ..evaluation import Evaluation, evaluate, predict_classes
 from ..preprocessing import Preprocessing
 from ..train import Progress, TrainResult, TrainState, check_world_size, fit
 from . import artifacts, ranks
-from .directory import DEFAULT_ROOT, check_resumable, make_run_dir, now
+from .directory import DEFAULT_ROOT, check_not_running, check_resumable, make_run_dir, now
+from .liveness import LiveStatus
 
 PREDICTION_IMAGES = 12
 
 RUN_FILES = {
     artifacts.CONFIG_JSON: "the settings, seed, device, library versions, data checksums",
-    artifacts.STATUS_JSON: "running / completed / failed / interrupted, and why",
+    artifacts.STATUS_JSON: "running / completed / failed / interrupted / terminated, and why; "
+    "who is writing the run (pid, host, heartbeat)",
     artifacts.METRICS_CSV: "per epoch: train loss, train acc, test acc, val acc, seconds",
     artifacts.HISTORY_JSON: "the same as JSON",
     artifacts.CHECKPOINT_FILE: "weights, optimizer and RNG state after the last epoch (--resume)",
@@ -108,14 +111,16 @@ class _Writer:
     next epoch instead of adding to it. Writes happen in submission order."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[Callable[[], Any] | None] = queue.Queue()
+        self._queue: queue.Queue[Callable[[], Any] | threading.Event | None] = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="run-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
-            if self._error is None:
+            if isinstance(job, threading.Event):  # wait(): everything before it is done
+                job.set()
+            elif self._error is None:
                 try:
                     job()
                 except BaseException as e:  # re-raised in the caller's thread by close()
@@ -123,6 +128,13 @@ class _Writer:
 
     def submit(self, job: Callable[[], Any]) -> None:
         self._queue.put(job)
+
+    def wait(self) -> None:
+        """Wait until every write submitted so far is done (or was abandoned on an error)."""
+        done = threading.Event()
+        self._queue.put(done)
+        while self._thread.is_alive() and not done.wait(0.05):
+            pass
 
     def close(self) -> None:
         """Wait for every submitted write; re-raise the first one that failed (once)."""
@@ -189,8 +201,12 @@ def train_run(
     progress: Progress | None = None,
     plots: bool = True,
     world: World | None = None,
+    options: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """Train ``config`` into a run directory (new, or ``resume``'s) and write every artifact.
+
+    ``options`` (JSON) are recorded in config.json for a later resume to keep (the command
+    line's ``--no-plots``, ``--no-report``).
 
     ``train``/``test`` may be passed in to reuse loaded data. Once ``status.json`` says
     ``running``, every way out leaves a final status with its reason (:func:`final_status`):
@@ -212,7 +228,9 @@ def train_run(
         device = resolve_device(config.device)  # before anything is read or written
     painter = _PlotWorker() if plots else None
     try:
-        return _train_run(config, device, out, root, resume, train, test, progress, painter, world)
+        return _train_run(
+            config, device, out, root, resume, train, test, progress, painter, world, options
+        )
     finally:
         if painter is not None:
             painter.cancel()
@@ -277,8 +295,11 @@ def _train_run(
     progress: Progress | None,
     painter: _PlotWorker | None,
     world: World | None = None,
+    options: dict[str, Any] | None = None,
 ) -> RunOutcome:
     try:
+        if resume is not None:
+            check_not_running(resume)  # (a restart's own directory is its dead job's)
         resume = ranks.after_restart(world, config, out, resume)
         directory, state, train, test, sha = _prepare(config, out, root, resume, train, test)
     except BaseException as e:
@@ -291,10 +312,12 @@ def _train_run(
         device=str(device),
         data_sha256=sha,
         threads=1 if device.type == "cpu" else None,
+        options=options,
     )
     started = now()
     extra = {"ranks": world.size} if world is not None and world.parallel else {}
-    artifacts.write_status(directory, "running", started=started, **extra)
+    live = LiveStatus(directory)
+    live.start(started=started, epochs_completed=state.epoch if state else 0, **extra)
 
     writer = _Writer()
     # The last state whose checkpoint is on disk: what an unfinished run's history stops at.
@@ -305,8 +328,11 @@ def _train_run(
         def job() -> None:
             artifacts.save_checkpoint(directory, snapshot, cfg_dict)
             saved[:] = [snapshot]
+            live.update(epochs_completed=snapshot.epoch)
 
         writer.submit(job)
+        if stopping.pausing("epoch", snapshot.epoch):
+            writer.wait()  # the test's pause finds this epoch's checkpoint on disk
 
     try:
         result = fit(
@@ -335,8 +361,7 @@ def _train_run(
         if painter is not None:
             painter.draw(directory, plot_request(result, ev, test, result.preprocessing))
         writer.close()
-        artifacts.write_status(
-            directory,
+        live.end(
             "completed",
             started=started,
             finished=now(),
@@ -345,7 +370,7 @@ def _train_run(
             **extra,
         )
     except BaseException as e:
-        _end_unfinished(directory, e, writer, saved, started)
+        _end_unfinished(directory, e, writer, saved, started, live)
         raise
     files = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
     return RunOutcome(directory, result, ev, files)
@@ -356,10 +381,13 @@ def final_status(error: BaseException) -> tuple[str, str]:
 
     Ctrl-C and a closed output pipe (``softmax-regression train | head``: whoever read the
     output stopped reading) are the user's choice, so the run is ``interrupted`` and resumable;
-    anything else is a ``failed`` run, with the error's own one-line message.
+    SIGTERM and SIGHUP (a scheduler's time limit, a closed terminal: :mod:`..stopping`) leave
+    it ``terminated`` (the signal in the reason, and as ``signal`` in the status), as
+    resumable; anything else is a ``failed`` run, with the error's own one-line message.
     """
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted", "interrupted"
+    if isinstance(error, KeyboardInterrupt) or stopping.received() is not None:
+        status, extra = stopping.outcome(error)
+        return status, f"terminated by {extra['signal']}" if extra else "interrupted"
     if isinstance(error, BrokenPipeError):
         return "interrupted", "output closed (broken pipe)"
     if isinstance(error, OSError) and error.strerror:
@@ -376,6 +404,7 @@ def _end_unfinished(
     writer: _Writer,
     saved: list[TrainState],
     started: str,
+    live: LiveStatus,
 ) -> None:
     """Leave a run that stopped with ``error`` in a final state: pending writes finished (a
     write that fails now is not allowed to hide ``error``), the history of the epochs whose
@@ -394,9 +423,13 @@ def _end_unfinished(
             artifacts.write_history(directory, history)
         for name in (artifacts.MODEL_FILE, artifacts.MODEL_JSON):
             (directory / name).unlink(missing_ok=True)
+    if status != "failed":
+        extra = {"signal": reason.rsplit(" ", 1)[-1]} if status == "terminated" else {}
+        if history is not None:  # a checkpoint to continue from: the command says how
+            error.run_directory = directory  # type: ignore[attr-defined]
+    live.stop()
     with contextlib.suppress(OSError):
-        artifacts.write_status(
-            directory,
+        live.end(
             status,
             started=started,
             finished=now(),

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..errors import ConfigError, ModelFileError, ResumeError
+from .liveness import LIVE, alive, truthful
 
 DEFAULT_ROOT = "runs"
 MODEL_FILE = "model.safetensors"
@@ -72,12 +73,28 @@ def output_dir(out: str | Path) -> Path:
     return out
 
 
-def read_status(directory: str | Path) -> dict[str, Any] | None:
+def read_status(directory: str | Path, *, as_written: bool = False) -> dict[str, Any] | None:
+    """The run's ``status.json`` as a reader should show it: a ``running`` run whose process is
+    gone is ``died`` (:func:`.liveness.truthful`); ``as_written`` reads the file as it is."""
     try:
         data = json.loads((Path(directory) / STATUS_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    return data if as_written else truthful(data, directory)
+
+
+def check_not_running(directory: str | Path) -> None:
+    """Refuse to continue a run whose process is still writing it: two writers must never
+    share a run directory."""
+    status = read_status(directory, as_written=True)
+    if status is None or status.get("status") != LIVE or alive(status) is False:
+        return
+    who = f"pid {status.get('pid')} on {status.get('host')}" if "pid" in status else "a process"
+    raise ResumeError(
+        f"{directory} is still running ({who}); stop that process first, or wait for it"
+    )
 
 
 def read_run_config(directory: str | Path) -> dict[str, Any]:
@@ -106,13 +123,17 @@ def resolve_model_path(path: str | Path) -> Path:
     if file.exists():
         return file
     status = read_status(p)
-    why = f" (the run {status['status']})" if status and status.get("status") != "completed" else ""
+    why = ""
+    if status and status.get("status") != "completed":
+        error = f": {status['error']}" if status.get("error") else ""
+        why = f" (the run {status['status']}{error})"
     raise ModelFileError(f"{p}: no {MODEL_FILE} in this directory{why}")
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The settings of the run in ``run_dir`` with ``overrides`` applied; only
     :data:`RESUMABLE_CHANGES` may differ, anything else is a :class:`ResumeError`."""
+    check_not_running(run_dir)
     saved = read_run_config(run_dir)["config"]
     try:
         base = TrainConfig.from_dict(saved)

@@ -15,12 +15,14 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import _check_sample_weight
 
 from .. import distributed
+from ..linear_loss import is_sparse
 
 # scikit-learn's solvers. Every one that minimises the multinomial objective runs ours; so
 # does "liblinear" for its own model (penalised intercept; one-vs-rest under
 # :class:`OneVsRestClassifier`).
 SOLVERS = ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_SKLEARN_LR = "sklearn.linear_model.LogisticRegression"
 
 
 def rank_rows(n_rows: int) -> slice:
@@ -43,9 +45,13 @@ def _world(device: str) -> distributed.World | None:
     return world if world is not None and world.parallel else None
 
 
-def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> tuple[str | None, float]:
+def _penalty(
+    estimator: Any, penalty: Any, l1_ratio: Any, C: float, stacklevel: int = 3
+) -> tuple[str | None, float]:
     """scikit-learn 1.9's reading of ``penalty`` / ``l1_ratio`` / ``C``: ("l2", "l1",
-    "elasticnet" or None; the L1 share of the penalty that is fitted)."""
+    "elasticnet" or None; the L1 share of the penalty that is fitted), with its deprecation
+    warnings (``penalty``, ``l1_ratio=None``) and their texts, shown at the caller
+    ``stacklevel`` frames up (the user's ``fit`` call)."""
     if l1_ratio is not None and (
         not isinstance(l1_ratio, numbers.Real)
         or isinstance(l1_ratio, bool)
@@ -55,6 +61,13 @@ def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> tuple[str
     if penalty == "deprecated":
         if l1_ratio is None or l1_ratio == 0:
             resolved = "l2"
+            if l1_ratio is None:
+                warnings.warn(
+                    "'l1_ratio=None' was deprecated in version 1.8 and will trigger an error "
+                    "in 1.10. Use 0<=l1_ratio<=1 instead.",
+                    FutureWarning,
+                    stacklevel=stacklevel,
+                )
         elif l1_ratio == 1:
             resolved = "l1"
         else:
@@ -63,10 +76,13 @@ def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> tuple[str
             resolved = None
     else:
         warnings.warn(
-            "'penalty' was deprecated in scikit-learn 1.8 and will be removed in 1.10; "
-            "use 'l1_ratio' or 'C' instead (C=np.inf instead of penalty=None)",
+            "'penalty' was deprecated in version 1.8 and will be removed in 1.10. To avoid "
+            "this warning, leave 'penalty' set to its default value and use 'l1_ratio' or "
+            "'C' instead. Use l1_ratio=0 instead of penalty='l2', l1_ratio=1 instead of "
+            "penalty='l1', l1_ratio set to a float between 0 and 1 instead of "
+            "penalty='elasticnet', and C=np.inf instead of penalty=None.",
             FutureWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         resolved = penalty
         if resolved != "elasticnet" and l1_ratio is not None and 0 < l1_ratio < 1:
@@ -74,14 +90,20 @@ def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> tuple[str
                 "l1_ratio parameter is only used when penalty is 'elasticnet'. Got "
                 f"(penalty={resolved})",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
         if (penalty == "l2" and l1_ratio != 0) or (penalty == "l1" and l1_ratio != 1):
             warnings.warn(
                 f"Inconsistent values: penalty={penalty} with l1_ratio={l1_ratio}. penalty is "
                 "deprecated. Please use l1_ratio only.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
+            )
+        if penalty is None and C != 1.0:
+            warnings.warn(
+                "Setting penalty=None will ignore the C and l1_ratio parameters",
+                UserWarning,
+                stacklevel=stacklevel,
             )
     if resolved not in ("l2", "l1", "elasticnet", None):
         raise ValueError(f"penalty must be 'l2', 'l1', 'elasticnet' or None, got {resolved!r}")
@@ -89,6 +111,17 @@ def _penalty(estimator: Any, penalty: Any, l1_ratio: Any, C: float) -> tuple[str
         raise ValueError("l1_ratio must be specified when penalty is elasticnet.")
     share = {"l1": 1.0, "elasticnet": l1_ratio}.get(resolved, 0.0)
     return resolved, float(share)
+
+
+def _warn_n_jobs(n_jobs: Any, stacklevel: int = 3) -> None:
+    """scikit-learn 1.9's FutureWarning for ``n_jobs``, which has no effect there either."""
+    if n_jobs is not None:
+        warnings.warn(
+            "'n_jobs' has no effect since 1.8 and will be removed in 1.10. "
+            f"You provided 'n_jobs={n_jobs}', please leave it unspecified.",
+            FutureWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def _check_solver(solver: str, penalty: str | None, dual: bool) -> None:
@@ -134,15 +167,17 @@ def _check_common(estimator: Any) -> tuple[torch.device, torch.dtype]:
         raise ValueError(f"fit_intercept must be a bool, got {estimator.fit_intercept!r}")
     if estimator.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be one of auto, cpu, cuda, got {estimator.device!r}")
-    if estimator.dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of float32, float64, got {estimator.dtype!r}")
+    if estimator.dtype is not None and estimator.dtype not in DTYPES:
+        raise ValueError(
+            f"dtype must be None (the input's), float32 or float64, got {estimator.dtype!r}"
+        )
     if estimator.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     elif estimator.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but no CUDA GPU is available")
     else:
         device = torch.device(estimator.device)
-    return device, DTYPES[estimator.dtype]
+    return device, DTYPES.get(estimator.dtype)
 
 
 def _check_C(C: Any, what: str = "C") -> float:
@@ -169,6 +204,23 @@ def _weights(
     return sw
 
 
+def _answer_dtype(requested: torch.dtype | None, X) -> torch.dtype:
+    """scikit-learn's rule unless ``dtype`` was given: float32 rows give a float32 fit, float64
+    rows (integers are validated into float64) a float64 one."""
+    if requested is not None:
+        return requested
+    return torch.float32 if X.dtype == np.float32 else torch.float64
+
+
+def _fingerprint(X, y: np.ndarray, sample_weight: np.ndarray | None) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    parts = (X.data, X.indices, X.indptr) if is_sparse(X) else (X,)
+    for a in (*parts, y, sample_weight):
+        if a is not None:
+            digest.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1))
+    return digest.hexdigest()
+
+
 def _tensor(a: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``a`` on ``device`` in ``dtype``: shared with numpy when nothing changes (torch wants a
     writable array for that), else one copy."""
@@ -189,14 +241,6 @@ def _json_params(estimator: Any) -> dict[str, Any]:
     return out
 
 
-def _fingerprint(X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for a in (X, y, sample_weight):
-        if a is not None:
-            digest.update(np.ascontiguousarray(a).view(np.uint8).reshape(-1))
-    return digest.hexdigest()
-
-
 def _summed(world: distributed.World, a: np.ndarray, what: str) -> np.ndarray:
     """``a`` summed over the ranks (each rank filled only its own entries), in float64."""
     t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
@@ -214,28 +258,48 @@ def _check_liblinear(X: np.ndarray, n_classes: int) -> None:
             "keep applying a one-versus-rest scheme (softmax_regression.sklearn."
             "OneVsRestClassifier fits the binary problems at once)."
         )
-    if X.size and np.max(X) > 1e30:
+    if X.shape[0] * X.shape[1] and X.max() > 1e30:
         raise ValueError(
             "Using the 'liblinear' solver while X contains a maximum value > 1e30 results in "
             "a frozen fit. Please choose another solver or rescale the input X."
         )
 
 
-def _warn_unconverged(converged: bool, n_iter: int, max_iter: int, solver: str = "lbfgs") -> None:
-    """scikit-learn's ConvergenceWarning when ``max_iter`` ended the fit, in the words of the
-    solver named (its tests match them)."""
+# What scikit-learn 1.9 says when each of its solvers stops at ``max_iter`` (its tests match
+# these words); every solver name runs this package's solver, which stopped there too.
+_UNCONVERGED = {
+    "newton-cg": "newton-cg failed to converge at loss = {objective}. Increase the number of "
+    "iterations.",
+    "newton-cholesky": "Newton solver did not converge after {n_iter} iterations.",
+    "sag": "The max_iter was reached which means the coef_ did not converge",
+    "saga": "The max_iter was reached which means the coef_ did not converge",
+    "liblinear": "Liblinear failed to converge, increase the number of iterations.",
+}
+_UNCONVERGED_ADVICE = (
+    "\n\nIncrease the number of iterations to improve the convergence (max_iter={max_iter})."
+    "\nYou might also want to scale the data as shown in:\n"
+    "    https://scikit-learn.org/stable/modules/preprocessing.html"
+)
+
+
+def _warn_unconverged(
+    converged: bool,
+    n_iter: int,
+    max_iter: int,
+    solver: str = "lbfgs",
+    objective: float = np.nan,
+    stacklevel: int = 3,
+) -> None:
+    """scikit-learn's ConvergenceWarning, in the words of the ``solver`` asked for, when a fit
+    stopped at ``max_iter`` with the largest gradient component still above ``tol``."""
     if converged or n_iter < max_iter:
         return
-    if solver == "liblinear":
-        message = "Liblinear failed to converge, increase the number of iterations."
-    elif solver in ("sag", "saga"):
-        message = "The max_iter was reached which means the coef_ did not converge"
-    elif solver == "newton-cholesky":
-        message = f"Newton solver did not converge after {n_iter} iterations."
-    else:
-        message = (
-            f"{solver} failed to converge after {n_iter} iteration(s): the largest gradient "
-            "component is still above tol. Increase the number of iterations (max_iter) "
-            "or scale the data."
-        )
-    warnings.warn(message, ConvergenceWarning, stacklevel=3)
+    head = _UNCONVERGED.get(
+        solver,
+        "lbfgs failed to converge after {n_iter} iteration(s): the largest gradient "
+        "component is still above tol.",
+    )
+    text = (head + _UNCONVERGED_ADVICE).format(
+        n_iter=n_iter, max_iter=max_iter, objective=objective
+    )
+    warnings.warn(text, ConvergenceWarning, stacklevel=stacklevel)

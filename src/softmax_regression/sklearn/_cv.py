@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import inspect
 import numbers
+import warnings
 
 import numpy as np
-from sklearn.metrics import get_scorer
+from sklearn.metrics import get_scorer, make_scorer
 from sklearn.model_selection import check_cv
+from sklearn.utils import metadata_routing
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.validation import _check_sample_weight
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    _raise_for_params,
+    _routing_enabled,
+    process_routing,
+)
+from sklearn.utils.validation import _check_method_params, _check_sample_weight
 
 from ._common import (
+    _answer_dtype,
     _check_C,
     _check_common,
     _check_liblinear,
@@ -34,11 +45,15 @@ class LogisticRegressionCV(LogisticRegression):
     (``scoring``; None: accuracy); the best (C, l1 ratio) (summed over folds) is refitted on
     all rows from the folds' mean, as scikit-learn does.
     The "warn" defaults of ``l1_ratios``, ``scoring`` and ``use_legacy_attributes`` mean what
-    they mean in 1.9 (no elastic-net dimension, accuracy, the legacy attributes), without
-    the warnings. Under a multi-rank ``torchrun`` every rank passes all the rows: the folds
-    are spread over the ranks (fold ``f`` on rank ``f % WORLD_SIZE``), their paths and scores
-    summed over the ranks, and every rank refits the best C on all rows by itself.
+    they mean in 1.9 (no elastic-net dimension, accuracy, the legacy attributes), with 1.9's
+    FutureWarnings. Metadata routing as scikit-learn's: ``fit``'s extra parameters go to the
+    splitter and the scorer. Under a multi-rank ``torchrun`` every rank passes all the rows:
+    the folds are spread over the ranks (fold ``f`` on rank ``f % WORLD_SIZE``), their paths
+    and scores summed over the ranks, and every rank refits the best C on all rows by itself.
     """
+
+    # score's sample_weight goes to the scorer, not to the estimator itself (scikit-learn's).
+    __metadata_request__score = {"sample_weight": metadata_routing.UNUSED}
 
     def __init__(
         self,
@@ -61,7 +76,7 @@ class LogisticRegressionCV(LogisticRegression):
         random_state=None,
         use_legacy_attributes="warn",
         device="auto",
-        dtype="float32",
+        dtype=None,
     ):
         self.Cs = Cs
         self.l1_ratios = l1_ratios
@@ -114,10 +129,8 @@ class LogisticRegressionCV(LogisticRegression):
     def _penalty_of(self, l1_ratios_: list) -> str:
         """scikit-learn 1.9's penalty for ``penalty`` and ``l1_ratios`` (all 0 or None: "l2",
         all 1: "l1", else "elasticnet")."""
-        if self.penalty != "deprecated":
-            share = None if l1_ratios_ == [None] else l1_ratios_[0]
-            penalty, _ = _penalty(self, self.penalty, 0.0 if share is None else share, 1.0)
-            return "l2" if penalty is None else penalty
+        if self.penalty != "deprecated":  # checked (and warned of) by _warn_deprecations
+            return "l2" if self.penalty is None else self.penalty
         if l1_ratios_ == [None] or all(r == 0 for r in l1_ratios_):
             return "l2"
         if all(r == 1 for r in l1_ratios_):
@@ -125,10 +138,12 @@ class LogisticRegressionCV(LogisticRegression):
         return "elasticnet"
 
     def fit(self, X, y, sample_weight=None, **params):
-        """Cross-validate ``Cs``, then (``refit``) fit the best on all of ``X``."""
-        if params:
-            raise ValueError(f"fit got unexpected parameters {sorted(params)}")
-        device, dtype = _check_common(self)
+        """Cross-validate ``Cs`` (and ``l1_ratios``), then (``refit``) fit the best on all of
+        ``X``. ``params`` go to the splitter and the scorer (with metadata routing enabled,
+        as they request)."""
+        _raise_for_params(params, self, "fit")
+        self._warn_deprecations()
+        device, requested = _check_common(self)
         grid, l1_ratios_, keep_l1 = self._grid()
         penalty = self._penalty_of(l1_ratios_)
         _check_solver(self.solver, penalty, self.dual)
@@ -145,6 +160,7 @@ class LogisticRegressionCV(LogisticRegression):
         scoring = None if isinstance(self.scoring, str) and self.scoring == "warn" else self.scoring
         use_legacy = self.use_legacy_attributes is not False
         X, y = self._validate(X, y)
+        dtype = _answer_dtype(requested, X)
         classes, y_index = self._classes(y, None)
         self.classes_ = classes
         n_classes = len(classes)
@@ -170,7 +186,15 @@ class LogisticRegressionCV(LogisticRegression):
             sw_all = _check_sample_weight(
                 sample_weight, X, dtype=np.float64, ensure_non_negative=True
             )
-        folds = list(check_cv(self.cv, y, classifier=True).split(X, y))
+        if _routing_enabled():
+            routed = process_routing(self, "fit", sample_weight=sample_weight, **params)
+            split_params, score_params = routed.splitter.split, routed.scorer.score
+        else:
+            split_params = {}
+            score_params = dict(params)
+            if sample_weight is not None:
+                score_params["sample_weight"] = sample_weight
+        folds = list(check_cv(self.cv, y, classifier=True).split(X, y, **split_params))
         mine = range(len(folds))
         if world is not None:
             # Every rank holds every row; the folds are spread over the ranks, and rank 0's
@@ -187,8 +211,9 @@ class LogisticRegressionCV(LogisticRegression):
             )
             folds = world.broadcast(folds, "sharing the cross-validation folds")
             mine = range(world.rank, len(folds), world.size)
-        scorer = get_scorer(scoring) if scoring is not None else None
+        scorer = _fold_scorer(scoring, classes)
         tol, max_iter = float(self.tol), int(self.max_iter)
+        unconverged = None  # (iterations, objective) of a path fit stopped by max_iter
         rows = 1 if binary else n_classes
         n_dof = X.shape[1] + int(self.fit_intercept)
         n_l1 = len(shares)
@@ -209,29 +234,32 @@ class LogisticRegressionCV(LogisticRegression):
                 dtype,
                 intercept_scaling=scaling,
             )
+            fold_params = _check_method_params(X, params=score_params, indices=test)
             for j, share in enumerate(shares):
                 init = None  # each l1 ratio's path over Cs, warm-started along the Cs
                 for i, C in enumerate(grid):
-                    coef, intercept, it, _, _ = problem.fit(
+                    coef, intercept, it, converged, objective = problem.fit(
                         float(C), init, tol, max_iter, l1_ratio=share
                     )
+                    if not converged and it >= max_iter:
+                        unconverged = (it, objective)
                     init = (coef, intercept)
                     n_iter[f, i, j] = it
                     paths[f, i, j, :, : X.shape[1]] = coef
                     if self.fit_intercept:
                         paths[f, i, j, :, -1] = intercept
                     est = LogisticRegression()._set_fitted(coef, intercept, classes, X.shape[1])
-                    sw_test = None if sw_all is None else sw_all[test]
                     if scorer is None:
+                        sw_test = None if sw_all is None else sw_all[test]
                         scores[f, i, j] = est.score(X[test], y[test], sample_weight=sw_test)
-                    elif sw_test is not None:
-                        scores[f, i, j] = scorer(est, X[test], y[test], sample_weight=sw_test)
                     else:
-                        scores[f, i, j] = scorer(est, X[test], y[test])
+                        scores[f, i, j] = scorer(est, X[test], y[test], **fold_params)
         if world is not None:  # each fold's numbers from the rank that fitted it
             paths = _summed(world, paths, "gathering the folds' paths")
             scores = _summed(world, scores, "gathering the folds' scores")
             n_iter = _summed(world, n_iter, "gathering the folds' iterations").astype(np.int32)
+        if unconverged is not None:  # scikit-learn warns for each such fit; once is enough
+            _warn_unconverged(False, unconverged[0], max_iter, self.solver, unconverged[1])
         self.Cs_ = grid
         if self.refit:
             summed = scores.sum(axis=0)  # (Cs, l1 ratios): the first best, as scikit-learn's
@@ -251,14 +279,14 @@ class LogisticRegressionCV(LogisticRegression):
                 dtype,
                 intercept_scaling=scaling,
             )
-            coef, intercept, it, converged, _ = problem.fit(
+            coef, intercept, it, converged, objective = problem.fit(
                 C_, init, tol, max_iter, l1_ratio=shares[best_l1]
             )
             if world is not None:  # every rank refitted the same; rank 0's bits for all
                 coef, intercept = world.broadcast(
                     (coef, intercept) if world.is_main else None, "sharing the refit"
                 )
-            _warn_unconverged(converged, it, max_iter, self.solver)
+            _warn_unconverged(converged, it, max_iter, self.solver, objective)
         else:
             flat = scores.reshape(len(folds), -1)
             each = [np.unravel_index(int(i), scores.shape[1:]) for i in np.argmax(flat, axis=1)]
@@ -295,12 +323,127 @@ class LogisticRegressionCV(LogisticRegression):
             self.C_ = C_
             self.l1_ratio_ = 0.0 if l1_best is None else float(l1_best)
 
+    def _warn_deprecations(self) -> None:
+        """scikit-learn 1.9's FutureWarnings for the "warn" defaults and the deprecated
+        ``penalty`` and ``l1_ratios=None`` (its texts), and its refusals of ``penalty``."""
+        if isinstance(self.l1_ratios, str) and self.l1_ratios == "warn":
+            warnings.warn(
+                "The default value for l1_ratios will change from None to (0.0,) in version "
+                "1.10. From version 1.10 onwards, only array-like with values in [0, 1] will "
+                "be allowed, None will be forbidden. To avoid this warning, explicitly set a "
+                "value, e.g. l1_ratios=(0,).",
+                FutureWarning,
+                stacklevel=3,
+            )
+        if self.penalty == "deprecated":
+            if self.l1_ratios is None:
+                warnings.warn(
+                    "'l1_ratios=None' was deprecated in version 1.8 and will trigger an error "
+                    "in 1.10. Use an array-like with values in [0, 1] instead.",
+                    FutureWarning,
+                    stacklevel=3,
+                )
+        else:
+            warnings.warn(
+                "'penalty' was deprecated in version 1.8 and will be removed in 1.10. To "
+                "avoid this warning, leave 'penalty' set to its default value and use "
+                "'l1_ratios' and 'Cs' instead. Use l1_ratios=(0,) instead of penalty='l2', "
+                "l1_ratios=(1,) instead of penalty='l1', l1_ratios set to floats between 0 "
+                "and 1 instead of penalty='elasticnet', and Cs=(np.inf,) instead of "
+                "penalty=None.",
+                FutureWarning,
+                stacklevel=3,
+            )
+            with warnings.catch_warnings():  # the warning just given, in its CV wording
+                warnings.simplefilter("ignore", FutureWarning)
+                _penalty(self, self.penalty, 0.0 if self.penalty == "l2" else 1.0, 1.0)
+            l1 = self.l1_ratios
+            if l1 is not None and not (isinstance(l1, str) and l1 == "warn"):
+                warnings.warn(
+                    "l1_ratios parameter is only used when penalty is 'elasticnet'. Got "
+                    f"(penalty={self.penalty})",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        if isinstance(self.scoring, str) and self.scoring == "warn":
+            warnings.warn(
+                "The default value of the parameter 'scoring' will change from None, i.e. "
+                "accuracy, to 'neg_log_loss' in version 1.11. To silence this warning, "
+                "explicitly set the scoring parameter: scoring='neg_log_loss' for the new, "
+                "scoring='accuracy' or scoring=None for the old default.",
+                FutureWarning,
+                stacklevel=3,
+            )
+        if isinstance(self.use_legacy_attributes, str) and self.use_legacy_attributes == "warn":
+            name = type(self).__name__
+            warnings.warn(
+                f"The fitted attributes of {name} will be simplified in scikit-learn 1.10 to "
+                "remove redundancy. Set`use_legacy_attributes=False` to enable the new "
+                "behavior now, or set it to `True` to silence this warning during the "
+                "transition period while keeping the deprecated behavior for the time being. "
+                "The default value of use_legacy_attributes will change from True to False in "
+                f"scikit-learn 1.10. See the docstring of {name} for more details.",
+                FutureWarning,
+                stacklevel=3,
+            )
+
     def score(self, X, y, *, sample_weight=None, **score_params):
-        """``scoring`` on ``X``, ``y`` (None or "warn": accuracy), as scikit-learn's."""
-        scoring = None if isinstance(self.scoring, str) and self.scoring == "warn" else self.scoring
-        if scoring is None:
-            return super().score(X, y, sample_weight=sample_weight)
-        kwargs = dict(score_params)
+        """``scoring`` on ``X``, ``y`` (None or "warn": accuracy), as scikit-learn's: with
+        metadata routing enabled, ``score_params`` go to the scorer as it requests them."""
+        _raise_for_params(score_params, self, "score")
         if sample_weight is not None:
-            kwargs["sample_weight"] = sample_weight
-        return get_scorer(scoring)(self, X, y, **kwargs)
+            score_params["sample_weight"] = sample_weight
+        if _routing_enabled():
+            score_params = process_routing(self, "score", **score_params).scorer.score
+        elif score_params.get("sample_weight") is not None:
+            score_params = {"sample_weight": score_params["sample_weight"]}
+        else:
+            score_params = {}
+        return self._get_scorer()(self, X, y, **score_params)
+
+    def _get_scorer(self):
+        """The scorer ``scoring`` names (None or "warn": accuracy); scikit-learn's name, which
+        its metadata routing and tests call."""
+        scoring = None if isinstance(self.scoring, str) and self.scoring == "warn" else self.scoring
+        return get_scorer(scoring or "accuracy")
+
+    def get_metadata_routing(self):
+        """scikit-learn's routing: ``fit`` to the splitter's ``split`` and the scorer's
+        ``score``, ``score`` to the scorer's ``score``."""
+        return (
+            MetadataRouter(owner=self)
+            .add_self_request(self)
+            .add(
+                splitter=self.cv,
+                method_mapping=MethodMapping().add(caller="fit", callee="split"),
+            )
+            .add(
+                scorer=self._get_scorer(),
+                method_mapping=MethodMapping()
+                .add(caller="score", callee="score")
+                .add(caller="fit", callee="score"),
+            )
+        )
+
+
+def _fold_scorer(scoring, classes: np.ndarray):
+    """The scorer of the held-out rows (None: the estimator's accuracy). A scoring function
+    that takes ``labels`` is given every class (and the positive one for two), since a fold
+    may hold only some of them, as scikit-learn's LogisticRegressionCV does."""
+    if scoring is None:
+        return None
+    scorer = get_scorer(scoring)
+    func = getattr(scorer, "_score_func", None)
+    if func is None or "labels" not in inspect.signature(func).parameters:
+        return scorer
+    extra = {}
+    if len(classes) <= 2 and "pos_label" in inspect.signature(func).parameters:
+        extra["pos_label"] = classes[-1]
+    return make_scorer(
+        func,
+        greater_is_better=scorer._sign == 1,
+        response_method=scorer._response_method,
+        labels=classes,
+        **extra,
+        **getattr(scorer, "_kwargs", {}),
+    )

@@ -6,27 +6,38 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from scipy import sparse
+from sklearn.base import BaseEstimator
+from sklearn.callback import CallbackSupportMixin, with_callbacks
+from sklearn.linear_model._base import LinearClassifierMixin, SparseCoefMixin
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.extmath import softmax
+from sklearn.utils.extmath import safe_sparse_dot, softmax
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._common import (
+    _answer_dtype,
     _check_C,
     _check_common,
     _check_liblinear,
     _check_solver,
     _json_params,
     _penalty,
+    _warn_n_jobs,
     _warn_unconverged,
     _weights,
     _world,
 )
 from ._problem import _Problem
 
+# The frames between a warning's helper and the user's ``LogisticRegression.fit`` call: the
+# helper, ``fit``, and the ``with_callbacks`` wrapper around it.
+_WARN_AT_CALLER = 4
 
-class LogisticRegression(ClassifierMixin, BaseEstimator):
+
+class LogisticRegression(
+    CallbackSupportMixin, LinearClassifierMixin, SparseCoefMixin, BaseEstimator
+):
     """scikit-learn 1.9's ``LogisticRegression``, in torch.
 
     Parameters as scikit-learn's (``penalty`` deprecated there too: ``C=np.inf`` means no
@@ -34,9 +45,16 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     ``solver="saga"`` as scikit-learn asks). ``solver="liblinear"`` fits liblinear's model
     (two classes; the intercept a penalised feature of value ``intercept_scaling``; ``dual``
     accepted with the L2 penalty: the same minimiser, solved in the primal).
-    ``random_state`` and ``n_jobs`` are accepted and have no effect. Extra: ``device``
-    ("auto": cuda when available) and ``dtype`` ("float32", or "float64" for scikit-learn's
-    precision).
+    ``random_state`` and ``n_jobs`` are accepted and have no effect (``n_jobs`` warns, as
+    there). Sparse ``X`` (scipy.sparse; CSR, or converted to it as scikit-learn does) is
+    solved as it is, never densified, on the CPU. Extra: ``device`` ("auto": cuda when
+    available) and ``dtype``: None (scikit-learn's rule: float32 rows give a float32 fit,
+    float64 or integer rows the float64 optimum, reached through float32 iterations finished
+    in float64), or "float32" / "float64" to choose. scikit-learn's mixins, as its class has
+    them: ``sparsify``/``densify`` (a CSR ``coef_`` for predictions), ``score``, and
+    ``set_callbacks`` (scikit-learn 1.9's callbacks: ``setup``, the fit as one task begun
+    and ended, the fitted estimator at its end, ``teardown``; the solver's iterations are
+    not reported as tasks of their own).
     """
 
     def __init__(
@@ -57,7 +75,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         warm_start=False,
         n_jobs=None,
         device="auto",
-        dtype="float32",
+        dtype=None,
     ):
         self.penalty = penalty
         self.C = C
@@ -79,7 +97,9 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
 
     def _validate(self, X, y, reset: bool = True):
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], order="C", reset=reset)
+        X, y = validate_data(
+            self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], order="C", reset=reset
+        )
         check_classification_targets(y)
         return X, y
 
@@ -94,22 +114,31 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             )
         return classes, np.searchsorted(classes, y)
 
+    @with_callbacks
     def fit(self, X, y, sample_weight=None):
         """Fit the model on ``X`` (n_samples, n_features) and ``y``; under torchrun, this
         rank's rows."""
         C = _check_C(self.C)
-        penalty, l1_share = _penalty(self, self.penalty, self.l1_ratio, C)
-        device, dtype = _check_common(self)
+        # Warnings are shown at the caller of fit: past it and its callbacks' wrapper.
+        penalty, l1_share = _penalty(
+            self, self.penalty, self.l1_ratio, C, stacklevel=_WARN_AT_CALLER
+        )
+        device, requested = _check_common(self)
         _check_solver(self.solver, penalty, self.dual)
         liblinear = self.solver == "liblinear"
+        _warn_n_jobs(self.n_jobs, stacklevel=_WARN_AT_CALLER)
         world = _world(self.device)
         X, y = self._validate(X, y)
+        dtype = _answer_dtype(requested, X)
         if world is not None:
             world.check_same({"n_features": X.shape[1], "C": C, "dtype": self.dtype})
         classes, y_index = self._classes(y, world)
         self.classes_ = classes
         if liblinear:
             _check_liblinear(X, len(classes))
+        callbacks = self._init_callback_context()  # the fit is one task (a leaf)
+        metadata = None if sample_weight is None else {"sample_weight": sample_weight}
+        callbacks.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
         sw = self._sample_weights(X, y, y_index, sample_weight, world)
         init = None
         if self.warm_start and hasattr(self, "coef_"):
@@ -119,7 +148,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                     f"Initialization coef is of shape {self.coef_.shape}, expected shape "
                     f"{(rows, X.shape[1])}"
                 )
-            init = (self.coef_, self.intercept_)
+            init = (_dense(self.coef_), self.intercept_)
         problem = _Problem(
             X,
             y_index,
@@ -132,13 +161,18 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             intercept_scaling=float(self.intercept_scaling) if liblinear else None,
         )
         C_ = np.inf if penalty is None else C
-        coef, intercept, n_iter, converged, _ = problem.fit(
+        coef, intercept, n_iter, converged, objective = problem.fit(
             C_, init, float(self.tol), int(self.max_iter), self.verbose, l1_ratio=l1_share
         )
-        _warn_unconverged(converged, n_iter, int(self.max_iter), self.solver)
+        _warn_unconverged(
+            converged, n_iter, int(self.max_iter), self.solver, objective, _WARN_AT_CALLER
+        )
         self.coef_ = coef.astype(X.dtype, copy=False)
         self.intercept_ = intercept.astype(X.dtype, copy=False)
         self.n_iter_ = np.asarray([n_iter], dtype=np.int32)
+        callbacks.call_on_fit_task_end(
+            estimator=self, X=X, y=y, metadata=metadata, reconstruction_attributes={}
+        )
         return self
 
     def _sample_weights(self, X, y, y_index, sample_weight, world) -> np.ndarray | None:
@@ -162,10 +196,11 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ predicting
 
     def decision_function(self, X):
-        """Confidence scores: (n_samples,) for two classes, (n_samples, n_classes) else."""
+        """Confidence scores: (n_samples,) for two classes, (n_samples, n_classes) else; with
+        ``coef_`` dense or sparse (:meth:`sparsify`)."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        scores = X @ self.coef_.T + self.intercept_
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
+        scores = safe_sparse_dot(X, self.coef_.T, dense_output=True) + self.intercept_
         return scores.ravel() if scores.shape[1] == 1 else scores
 
     def predict(self, X):
@@ -185,7 +220,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     # ------------------------------------------------------------------ the package's model
@@ -196,7 +231,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         from ..model import SoftmaxRegression
 
         check_is_fitted(self)
-        coef = np.asarray(self.coef_, dtype=np.float32)
+        coef = np.asarray(_dense(self.coef_), dtype=np.float32)
         intercept = np.asarray(self.intercept_, dtype=np.float32)
         if coef.shape[0] == 1:
             coef = np.vstack([np.zeros_like(coef), coef])
@@ -279,3 +314,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         if len(classes) == 2:  # scikit-learn's binary model: one row, logit of class 1
             w, b = (w[1] - w[0])[None, :], np.asarray([b[1] - b[0]])
         return cls(**params)._set_fitted(w, b, classes, w.shape[1])
+
+
+def _dense(coef):
+    """``coef_`` as an array, whether :meth:`~LogisticRegression.sparsify` made it CSR or not."""
+    return coef.toarray() if sparse.issparse(coef) else coef

@@ -13,6 +13,7 @@ from sklearn.utils.validation import _check_sample_weight, check_array
 
 from .. import distributed
 from ._common import (
+    _answer_dtype,
     _check_C,
     _check_common,
     _check_solver,
@@ -49,10 +50,11 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
             return super().fit(X, y, **fit_params)
         C = _check_C(est.C)
         penalty, l1_share = _penalty(est, est.penalty, est.l1_ratio, C)
-        device, dtype = _check_common(est)
+        device, requested = _check_common(est)
         _check_solver(est.solver, penalty, est.dual)
         liblinear = est.solver == "liblinear"
-        X = check_array(X, dtype=[np.float64, np.float32], order="C")
+        X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C")
+        dtype = _answer_dtype(requested, X)
         y = np.asarray(y)
         self.label_binarizer_ = binarizer
         self.classes_ = classes = binarizer.classes_
@@ -89,10 +91,10 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
             class_factors=factors,
         )
         C_ = np.inf if penalty is None else C
-        coef, intercept, n_iter, converged, _ = problem.fit(
+        coef, intercept, n_iter, converged, objective = problem.fit(
             C_, None, float(est.tol), int(est.max_iter), est.verbose, l1_ratio=l1_share
         )
-        _warn_unconverged(converged, n_iter, int(est.max_iter), est.solver)
+        _warn_unconverged(converged, n_iter, int(est.max_iter), est.solver, objective)
         coef, intercept = coef.astype(X.dtype), intercept.astype(X.dtype)
         self.estimators_ = []
         for k in range(len(classes)):
