@@ -280,3 +280,40 @@ def test_cv_l1_ratios_need_saga_and_numbers_in_range():
         LogisticRegressionCV(l1_ratios=(0.5,), solver="liblinear", **quiet).fit(X, y)
     with pytest.raises(ValueError, match="l1_ratios must be an array-like"):
         LogisticRegressionCV(l1_ratios=(2.0,), solver="saga", **quiet).fit(X, y)
+
+
+# --------------------------------------------------------------------------- sparse rows
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_sparse_rows_reach_sagas_and_liblinears_objective(k):
+    """scipy CSR rows, never densified: the same objective as scikit-learn's on them."""
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(30 + k)
+    X = sp.random(300, 40, density=0.1, format="csr", random_state=rng) * 3.0
+    y = (np.asarray(X[:, :k].sum(axis=1)).ravel() * 2 + rng.normal(size=300)).round().clip(0, k - 1)
+    y = y.astype(int)
+    dense = X.toarray()
+    s = np.ones(len(y))
+    ours, ref = _fit_both(
+        LogisticRegression(solver="saga", C=1.0, l1_ratio=1.0, **OURS_TIGHT),
+        linear_model.LogisticRegression(C=1.0, l1_ratio=1.0, **SAGA_TIGHT),
+        X,
+        y,
+    )
+    got = objective(ours.coef_, ours.intercept_, dense, y, ours.classes_, 1.0, 1.0, s)
+    want = objective(ref.coef_, ref.intercept_, dense, y, ref.classes_, 1.0, 1.0, s)
+    assert got <= want * (1 + RELATIVE)
+    assert (ours.coef_ == 0).any()
+    if k == 2:
+        ours, ref = _fit_both(
+            LogisticRegression(solver="liblinear", C=1.0, l1_ratio=1.0, **OURS_TIGHT),
+            linear_model.LogisticRegression(
+                solver="liblinear", C=1.0, l1_ratio=1.0, tol=1e-10, max_iter=20000
+            ),
+            X,
+            y,
+        )
+        got = objective(ours.coef_, ours.intercept_, dense, y, ours.classes_, 1.0, 1.0, s, 1.0)
+        want = objective(ref.coef_, ref.intercept_, dense, y, ref.classes_, 1.0, 1.0, s, 1.0)
+        assert got <= want * (1 + RELATIVE)
