@@ -259,8 +259,8 @@ class _Problem:
         augmented = a is not None and self.loss.fit_intercept
         if a is not None:  # the intercept, b = a w_a, the weight of a feature of value a
             l1_b, l2_b = l1_w / a, l2_w / a**2
-        h0 = None  # sparse rows: none (as the L2 path, measured on TF-IDF)
-        if not rows.sparse and l1_ratio == 0 and self._can_go_full():
+        # The diagonal's on sparse rows too, so that a sparse fit takes a dense one's steps.
+        if l1_ratio == 0 and self._can_go_full():
             if self.cov is None:
                 self.cov, _ = moments(self.loss)  # liblinear's rows are not centred
             m = self.cov
@@ -270,23 +270,21 @@ class _Problem:
                 m[:d, d] = m[d, :d] = a * self.raw_mean
                 m[d, d] = a * a
             (h0,) = self._same((_inverse(m, l2_w, self.alpha),), "sharing the preconditioner")
-        elif not rows.sparse:
+        else:
             diagonal = self.variance
             if augmented:
                 diagonal = torch.cat([diagonal, diagonal.new_tensor([a * a])])
             h0 = _diagonal_inverse(diagonal, l2_w, self.alpha)
-        precondition = None
-        if h0 is not None:
-            h0 = h0.to(self.dtype)
+        h0 = h0.to(self.dtype)
 
-            def apply(v: torch.Tensor) -> torch.Tensor:
-                return v * h0 if h0.dim() == 1 else v @ h0
+        def apply(v: torch.Tensor) -> torch.Tensor:
+            return v * h0 if h0.dim() == 1 else v @ h0
 
-            def precondition(v_w: torch.Tensor, v_b: torch.Tensor):
-                if not augmented:  # the intercept apart: its curvature about alpha
-                    return apply(v_w), v_b / self.alpha
-                r = apply(torch.cat([v_w, (a * v_b).unsqueeze(1)], 1))
-                return r[:, :d], a * r[:, d]
+        def precondition(v_w: torch.Tensor, v_b: torch.Tensor):
+            if not augmented:  # the intercept apart: its curvature about alpha
+                return apply(v_w), v_b / self.alpha
+            r = apply(torch.cat([v_w, (a * v_b).unsqueeze(1)], 1))
+            return r[:, :d], a * r[:, d]
 
         self.loss.dtype = self.dtype
         self.loss.weight_decay = 0.0
