@@ -22,7 +22,6 @@ from ..linear_loss import is_sparse
 # :class:`OneVsRestClassifier`).
 SOLVERS = ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-_SKLEARN_LR = "sklearn.linear_model.LogisticRegression"
 
 
 def rank_rows(n_rows: int) -> slice:
