@@ -431,8 +431,7 @@ def test_predictions_are_consistent():
     [
         ({"l1_ratio": 1.0}, "saga"),
         ({"l1_ratio": 0.5}, "saga"),
-        ({"dual": True}, "liblinear"),
-        ({"solver": "liblinear"}, "sklearn.linear_model.LogisticRegression"),
+        ({"dual": True}, "supports only dual=False"),
         ({"solver": "newton"}, "solver must be one of"),
         ({"C": -1.0}, "C must be a positive number"),
         ({"tol": -1.0}, "tol must be"),
@@ -719,6 +718,13 @@ WORKER = textwrap.dedent(
         est.fit(X[rows], y[rows], sample_weight=w[rows])
         out[k] = {"coef": est.coef_.tolist(), "intercept": est.intercept_.tolist(),
                   "classes": est.classes_.tolist()}
+        for l1_ratio in (1.0, 0.5):  # the L1 and elastic-net solver, its sums over ranks
+            est = LogisticRegression(solver="saga", l1_ratio=l1_ratio, C=0.05, dtype="float64",
+                                     tol=1e-10, max_iter=500, device="cpu")
+            est.fit(X[rows], y[rows], sample_weight=w[rows])
+            out[f"{k}-{l1_ratio}"] = {"coef": est.coef_.tolist(),
+                                      "intercept": est.intercept_.tolist(),
+                                      "classes": est.classes_.tolist()}
     import scipy.sparse  # sparse rows: each rank its own CSR rows
     X, y, w = data(5)
     rows = rank_rows(len(X))
@@ -746,6 +752,15 @@ def _worker_data(k):
     return means[y] + 2.0 * rng.normal(size=(1001, 10)), y, rng.uniform(0.5, 2.0, 1001)
 
 
+def _l1_objective(est, X, y, C, l1_ratio, sample_weight):
+    """scikit-learn's elastic-net objective: the L2 one with ``C`` folded into the weights,
+    its ``||coef_||^2 / 2`` taken out, plus the penalty."""
+    coef = np.asarray(est.coef_)
+    data = objective(est, X, y, 1.0, sample_weight) - 0.5 * (coef**2).sum()
+    penalty = l1_ratio * np.abs(coef).sum() + (1 - l1_ratio) / 2 * (coef**2).sum()
+    return C * data + penalty
+
+
 class _Fitted:
     def __init__(self, r):
         self.coef_ = np.asarray(r["coef"])
@@ -754,8 +769,8 @@ class _Fitted:
 
 
 def test_torchrun_ranks_reach_the_single_process_answer(tmp_path):
-    """LogisticRegression (binary, multinomial and sparse rows, each rank its rows) and
-    LogisticRegressionCV (the folds spread over the ranks) on 2 and 3 ranks: the
+    """LogisticRegression (binary, multinomial and sparse rows, L2, L1 and elastic net, each
+    rank its rows) and LogisticRegressionCV (the folds spread over the ranks) on 2 and 3 ranks: the
     single-process answer, the same on every rank."""
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
@@ -778,6 +793,13 @@ def test_torchrun_ranks_reach_the_single_process_answer(tmp_path):
                 want, rel=1e-6
             )
             assert got[k]["classes"] == ref[k]["classes"]
+            for l1_ratio in (1.0, 0.5) if k != "sparse" else ():
+                key = f"{k}-{l1_ratio}"
+                want = _l1_objective(_Fitted(ref[key]), X, y, 0.05, l1_ratio, w)
+                got_l1 = _l1_objective(_Fitted(got[key]), X, y, 0.05, l1_ratio, w)
+                assert got_l1 == pytest.approx(want, rel=1e-6)
+                zeros = np.asarray(got[key]["coef"]) == 0
+                np.testing.assert_array_equal(zeros, np.asarray(ref[key]["coef"]) == 0)
         assert got["cv"]["C"] == ref["cv"]["C"]
         np.testing.assert_allclose(got["cv"]["scores"], ref["cv"]["scores"], atol=1e-9)
         np.testing.assert_allclose(got["cv"]["paths"], ref["cv"]["paths"], atol=1e-6)

@@ -599,7 +599,7 @@ def _select(
 
 
 def _split(train: FashionMNIST, config: BestLinearConfig) -> tuple[FashionMNIST, FashionMNIST]:
-    from .train import split_validation  # the trainer's split: same seed, same held-out images
+    from .data.split import split_validation  # the trainer's: same seed, same held-out images
 
     if not 0 < config.val_split < len(train):
         raise ConfigError(

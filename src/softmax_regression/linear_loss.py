@@ -21,6 +21,12 @@ when None) and the bias not penalised. Two forms of one problem:
 the two-class softmax whose class-0 logit is held at 0 (``CE([0, z], y)`` is the logistic
 loss of ``z = w x + b``), through the same code.
 
+``one_vs_rest`` is ``K`` binary problems at once (liblinear's one-vs-rest): row ``k`` of ``W``
+is the logistic model of "class ``k`` against the rest", and the loss is the sum of the ``K``
+logistic losses, ``sum_k softplus(z_k) - z_{y_i}``, so that each row's gradient is its own
+problem's. ``class_factors`` ``(2, K)`` multiplies row ``k``'s loss on the rest (``[0, k]``)
+and on class ``k`` (``[1, k]``): each binary problem's own class weights.
+
 Under ``torchrun`` each rank holds some of the rows; one evaluation all-reduces the loss sum
 and the gradient sums once (one buffer), so every rank takes the same step on the same
 numbers.
@@ -189,6 +195,8 @@ class SoftmaxLoss:
     total_weight: float | None = None
     loss_dtype: torch.dtype | None = None  # accumulate the loss sum in this (default x's)
     dtype: torch.dtype | None = None  # compute in this (default x's)
+    one_vs_rest: bool = False  # K independent binary problems (see the module docstring)
+    class_factors: torch.Tensor | None = None  # (2, K): one_vs_rest's per-problem weights
 
     def __post_init__(self) -> None:
         self.rows = as_rows(self.x)
@@ -276,6 +284,15 @@ class SoftmaxLoss:
                 z = torch.cat([torch.zeros_like(z), z])  # class 0's logit held at 0
             if minus_margin is not None:
                 z.scatter_add_(0, labels, minus_margin[:, :k])
+            if self.one_vs_rest:
+                picked, g = self._one_vs_rest(z, labels)
+                if sw is not None:
+                    picked = picked * sw[lo:hi]
+                    g.mul_(sw[lo:hi])
+                data_loss -= picked.sum(dtype=loss_dtype)
+                rows.add_gradient(acc, g, xb)
+                grad_b += g.sum(1)
+                continue
             lsm = torch.log_softmax(z, 0)
             picked = lsm.gather(0, labels)
             if sw is not None:
@@ -304,6 +321,22 @@ class SoftmaxLoss:
         if not self.fit_intercept:
             grad_b.zero_()
         return loss, grad_w, grad_b
+
+    def _one_vs_rest(
+        self, z: torch.Tensor, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Minus the rows' losses summed over the ``K`` binary problems ``(1, rows)``, and the
+        gradient at the logits ``(K, rows)``: ``sigmoid(z) - onehot``, each problem weighted
+        by its ``class_factors``."""
+        onehot = torch.zeros_like(z).scatter_(0, rows, 1.0)
+        losses = torch.nn.functional.softplus(z) - z * onehot
+        g = torch.sigmoid(z) - onehot
+        if self.class_factors is not None:
+            factors = self.class_factors.to(z.dtype)
+            neg, pos = factors[0].unsqueeze(1), factors[1].unsqueeze(1)
+            factor = neg + onehot * (pos - neg)
+            losses, g = losses * factor, g * factor
+        return -losses.sum(0, keepdim=True), g
 
     def _all_reduce(self, data_loss, grad_w, grad_b):
         """One collective per evaluation: the loss sum and both gradient sums in one float64

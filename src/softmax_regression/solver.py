@@ -6,7 +6,9 @@ scikit-learn estimators (:mod:`softmax_regression.sklearn`). The book's SGD reci
 own exact loop. The split follows scikit-learn's: :mod:`~softmax_regression.linear_loss` is the
 objective (loss, gradient, input statistics; scikit-learn's ``_linear_loss.py``), this module
 the solvers over it (its lbfgs call and ``_newton_solver.py``): :func:`lbfgs` and
-:func:`minimize`, preconditioned L-BFGS for the smooth objective.
+:func:`minimize`, preconditioned L-BFGS for the smooth objective; :func:`owlqn` and
+:func:`minimize_l1`, OWL-QN for the objective plus an L1 term (and liblinear's penalised
+intercept).
 """
 
 from __future__ import annotations
@@ -342,6 +344,246 @@ def minimize(
         w,
         b,
         float(value),
+        evaluations,
+        time.perf_counter() - start,
+        iterations=result.iterations,
+        converged=result.converged,
+    )
+
+
+# --------------------------------------------------------------------------- L1: OWL-QN
+
+
+def owlqn(
+    fun: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    l1: torch.Tensor,
+    *,
+    max_iter: int,
+    history_size: int = 20,
+    tolerance_change: float = 1e-12,
+    max_backtracks: int = 40,
+    blocks: int = 1,
+    precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    converged: Callable[[torch.Tensor, torch.Tensor | None], bool] | None = None,
+    callback: Callable[[int, float], None] | None = None,
+) -> LbfgsResult:
+    """Minimise ``f(x) + sum_j l1_j |x_j|`` over a flat ``x`` (updated in place), ``fun(x) ->
+    (f, gradient of f)`` smooth, ``l1 >= 0`` per coordinate: OWL-QN (Andrew and Gao, 2007).
+
+    L-BFGS's two-loop recursion on the smooth part's curvature pairs, applied to the
+    pseudo-gradient (the steepest-descent direction of the whole objective), with every step
+    kept in the orthant it starts in: a coordinate that would cross zero is set to exactly
+    zero, which is how the L1 term's zeros appear. A backtracking (Armijo) line search on the
+    whole objective. ``precondition(v)`` applies the recursion's initial inverse Hessian
+    ``H0`` (scaled by ``s.y / y.H0.y`` each iteration, as L-BFGS scales the identity): a
+    quasi-Newton method may start from any positive definite ``H0``, and the orthant rule
+    still gives a descent direction, so the dense covariance preconditioner of the smooth
+    path serves here without making the L1 term non-separable (the change of variables it
+    stands for would). ``blocks``: ``x`` is that many equal blocks, independent problems
+    summed (one-vs-rest), each with its own curvature pairs and scale, so that each block's
+    direction is its own problem's quasi-Newton step; one line search for all (one
+    evaluation serves every block). ``converged(pseudo_gradient, step)`` is the stopping
+    test (scikit-learn's ``tol``; ``step`` None at the start); it also ends when a step
+    changes the objective by less than ``tolerance_change`` or no step along the direction
+    lowers it.
+    """
+    preconditioned = precondition is not None
+    free = l1 == 0  # coordinates without an L1 term: plain L-BFGS
+    if precondition is None:
+
+        def precondition(v: torch.Tensor) -> torch.Tensor:
+            return v.clone()
+
+    def pseudo(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        right, left = g + l1, g - l1
+        at_zero = torch.where(right < 0, right, torch.where(left > 0, left, torch.zeros_like(g)))
+        return torch.where(x > 0, right, torch.where(x < 0, left, at_zero))
+
+    def total(f: torch.Tensor, x: torch.Tensor) -> float:
+        return float(f) + float((l1 * x.abs()).sum())
+
+    f, g = fun(x)
+    value = total(f, x)
+    pg = pseudo(x, g)
+    evaluations = 1
+    if converged is not None and converged(pg, None):
+        return LbfgsResult(x, value, 0, evaluations, True)
+    steps: list[torch.Tensor] = []
+    changes: list[torch.Tensor] = []
+    rho: list[torch.Tensor] = []
+    gamma = torch.ones(blocks, 1, dtype=x.dtype, device=x.device)
+
+    def dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # per block, (blocks, 1)
+        return (u.view(blocks, -1) * v.view(blocks, -1)).sum(1, keepdim=True)
+
+    def scaled(v: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+        return (v.view(blocks, -1) * by).reshape(-1)
+
+    n_iter, done = 0, False
+    while n_iter < max_iter:
+        n_iter += 1
+        # The two-loop recursion on the pseudo-gradient, in each block on its own pairs.
+        q = pg.neg()
+        alpha = [None] * len(steps)
+        for i in range(len(steps) - 1, -1, -1):
+            alpha[i] = dot(steps[i], q) * rho[i]
+            q -= scaled(changes[i], alpha[i])
+        q = scaled(precondition(q), gamma)
+        for i in range(len(steps)):
+            beta = dot(changes[i], q) * rho[i]
+            q += scaled(steps[i], alpha[i] - beta)
+        # At a zero of the L1 term a component may only leave zero in the direction the
+        # pseudo-gradient descends; elsewhere (and where there is no L1 term) the
+        # quasi-Newton direction stands, unless that is no descent (then, as Andrew and Gao,
+        # every component that disagrees with the pseudo-gradient is dropped).
+        agrees = q * pg < 0
+        d = torch.where(free | (x != 0) | agrees, q, torch.zeros_like(q))
+        slope = float(pg.dot(d))
+        if not slope < 0:
+            d = torch.where(free | agrees, q, torch.zeros_like(q))
+            slope = float(pg.dot(d))
+        if not slope < 0:
+            d, slope = pg.neg(), -float(pg.dot(pg))
+            if not slope < 0:
+                break
+        orthant = torch.where(x != 0, x.sign(), pg.neg().sign())
+        t = 1.0 if steps or preconditioned else min(1.0, 1.0 / float(pg.abs().sum()))
+        for _ in range(max_backtracks):
+            new = x + t * d
+            new = torch.where(free | (new.sign() == orthant), new, torch.zeros_like(new))
+            f_new, g_new = fun(new)
+            evaluations += 1
+            value_new = total(f_new, new)
+            if value_new <= value + 1e-4 * float(pg.dot(new - x)):
+                break
+            t *= 0.5
+        else:
+            break  # no step lowers the objective: as far as this precision goes
+        s, y = new - x, g_new - g
+        sy, yy = dot(s, y), dot(y, y)
+        # A block whose pair has no positive curvature keeps its recursion unchanged (its
+        # rho 0 makes the pair a no-op there).
+        fine = (sy > 1e-10 * yy) & (sy > 0)
+        if bool(fine.any()):
+            if len(steps) == history_size:
+                steps.pop(0)
+                changes.pop(0)
+                rho.pop(0)
+            steps.append(s)
+            changes.append(y)
+            rho.append(torch.where(fine, 1.0 / torch.where(fine, sy, 1.0), 0.0))
+            gamma = torch.where(fine, sy / dot(y, precondition(y)), gamma)
+        change = value - value_new
+        x.copy_(new)
+        g, value = g_new, value_new
+        pg = pseudo(x, g)
+        if callback is not None:
+            callback(n_iter, value)
+        if converged is not None and converged(pg, s):
+            done = True
+            break
+        if change < tolerance_change:
+            break
+    return LbfgsResult(x, value, n_iter, evaluations, done)
+
+
+def minimize_l1(
+    loss: SoftmaxLoss,
+    init: tuple[torch.Tensor, torch.Tensor],
+    max_iter: int,
+    *,
+    l1: tuple[torch.Tensor | float, torch.Tensor | float],
+    l2: tuple[torch.Tensor | float, torch.Tensor | float] = (0.0, 0.0),
+    tol: float | None = None,
+    tol_repeats: int = 1,
+    history_size: int = 20,
+    tolerance_change: float = 1e-12,
+    independent_rows: bool = False,
+    converged: Callable[..., bool] | None = None,
+    precondition: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    | None = None,
+    callback: Callable[[int, float], None] | None = None,
+) -> Solution:
+    """Minimise ``loss + sum l1 |theta| + sum l2 theta^2 / 2`` over ``theta = (W, b)`` from
+    ``init`` with :func:`owlqn`; ``l1`` and ``l2`` are the weights of ``W`` and of ``b``
+    (anything that broadcasts to their shapes). ``precondition(v_w, v_b)`` applies an
+    approximate inverse Hessian (:func:`owlqn`'s ``H0``) to a gradient in (W, b);
+    ``independent_rows``: each row of (W, b) is its own problem (``loss.one_vs_rest``), given
+    its own curvature pairs. Stops after ``max_iter`` iterations or when the largest component
+    of the pseudo-gradient, in scikit-learn's coordinates, is at most ``tol`` at
+    ``tol_repeats`` consecutive iterates (as :func:`minimize`'s ``tol``), or, given
+    ``converged(pg_w, pg_b, theta_w, theta_b, step_w, step_b)`` (``step_*`` None at the
+    start), when that says so instead."""
+    start = time.perf_counter()
+    dtype, device = loss.x.dtype, loss.x.device
+    w0, b0 = init
+    k, d = w0.shape
+
+    # theta is (K, D + 1) row by row, [W | b]: a row is one contiguous block.
+    def pack(w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.cat([w, b.unsqueeze(1)], 1).reshape(-1)
+
+    def unpack(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = theta.view(k, d + 1)
+        return rows[:, :d], rows[:, d]
+
+    def weights(pair) -> torch.Tensor:
+        w_part = torch.as_tensor(pair[0], dtype=dtype, device=device).expand(k, d)
+        b_part = torch.as_tensor(pair[1], dtype=dtype, device=device).expand(k)
+        return pack(w_part, b_part)
+
+    l1_flat, l2_flat = weights(l1), weights(l2)
+    smooth_l2 = bool((l2_flat != 0).any())
+    x = pack(w0.to(dtype), b0.to(dtype))
+    evaluations = 0
+
+    def fun(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal evaluations
+        evaluations += 1
+        value, grad_w, grad_b = loss.loss_gradient(*unpack(theta))
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"the objective became {float(value)}")
+        grad = pack(grad_w, grad_b)
+        if smooth_l2:
+            value = value + 0.5 * (l2_flat * theta * theta).sum()
+            grad = grad + l2_flat * theta
+        return value, grad
+
+    passed = 0
+
+    def small_enough(pg: torch.Tensor, step: torch.Tensor | None) -> bool:
+        nonlocal passed
+        if converged is not None:
+            steps = (None, None) if step is None else unpack(step)
+            return converged(*unpack(pg), *unpack(x), *steps)
+        passed = passed + 1 if loss.largest_component(*unpack(pg)) <= tol else 0
+        return passed >= tol_repeats
+
+    flat_precondition = None
+    if precondition is not None:
+
+        def flat_precondition(v: torch.Tensor) -> torch.Tensor:
+            return pack(*precondition(*unpack(v)))
+
+    with torch.no_grad():
+        result = owlqn(
+            fun,
+            x,
+            l1_flat,
+            max_iter=max_iter,
+            history_size=history_size,
+            tolerance_change=tolerance_change,
+            blocks=k if independent_rows else 1,
+            precondition=flat_precondition,
+            converged=small_enough if tol is not None or converged is not None else None,
+            callback=callback,
+        )
+    w, b = unpack(result.x)
+    return Solution(
+        w.clone(),
+        b.clone(),
+        result.loss,
         evaluations,
         time.perf_counter() - start,
         iterations=result.iterations,

@@ -31,7 +31,6 @@ import contextlib
 import csv
 import gc
 import io
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,9 +42,10 @@ from torch import nn
 from . import functional, stopping
 from .config import TrainConfig, resolve_device
 from .data import Dataset
+from .data.split import split_validation
 from .distributed import World, local_indices, share
 from .errors import ConfigError, NonFiniteLossError
-from .model import NUM_CLASSES, SoftmaxRegression, class_scores
+from .model import SoftmaxRegression, class_scores
 from .preprocessing import Preprocessing, images_to_float, standardizer
 
 # Steps between two finiteness checks of the loss: one host sync per this many batches.
@@ -321,35 +321,6 @@ def _no_cyclic_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def split_validation(
-    n_val: int, labels: torch.Tensor, seed: int, num_classes: int = NUM_CLASSES
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train indices, validation indices), sorted: ``n_val`` examples stratified by class.
-
-    Each class gives its share of ``n_val`` (largest remainder, ties to the lower class),
-    picked by a permutation seeded with ``seed``; the rest stay for training.
-    """
-    labels = labels.cpu()
-    n = labels.shape[0]
-    if n_val >= n:
-        raise ConfigError(f"val split {n_val} leaves no training images ({n} available)")
-    counts = torch.bincount(labels, minlength=num_classes).tolist()
-    exact = [n_val * c / n for c in counts]
-    quota = [math.floor(e) for e in exact]
-    order = sorted(range(len(counts)), key=lambda k: (-(exact[k] - quota[k]), k))
-    for k in order[: n_val - sum(quota)]:
-        quota[k] += 1
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    picked = []
-    for k, q in enumerate(quota):
-        if q:
-            picked.append(perm[labels[perm] == k][:q])
-    val = torch.sort(torch.cat(picked)).values if picked else torch.empty(0, dtype=torch.long)
-    mask = torch.ones(n, dtype=torch.bool)
-    mask[val] = False
-    return mask.nonzero().squeeze(1), val
 
 
 class _EvalSet:

@@ -103,7 +103,7 @@ def assemble(
     if test is not None:
         assert test_idx is not None
         return LoadedData(whole, dataset(test, test_idx, "test"), notes)
-    from ..train import split_validation
+    from .split import split_validation  # torch, imported only when a split is made
 
     n = len(whole)
     n_test = round(test_split * n)

@@ -33,5 +33,6 @@ except ImportError as e:  # pragma: no cover - exercised with scikit-learn hidde
 from ._common import rank_rows
 from ._cv import LogisticRegressionCV
 from ._logistic import LogisticRegression
+from ._ovr import OneVsRestClassifier
 
-__all__ = ["LogisticRegression", "LogisticRegressionCV", "rank_rows"]
+__all__ = ["LogisticRegression", "LogisticRegressionCV", "OneVsRestClassifier", "rank_rows"]

@@ -17,10 +17,11 @@ from sklearn.utils.validation import _check_sample_weight
 from .. import distributed
 from ..linear_loss import is_sparse
 
-# Every scikit-learn solver that minimises this objective; all of them run ours.
-SOLVERS = ("lbfgs", "newton-cg", "newton-cholesky", "sag", "saga")
+# scikit-learn's solvers. Every one that minimises the multinomial objective runs ours; so
+# does "liblinear" for its own model (penalised intercept; one-vs-rest under
+# :class:`OneVsRestClassifier`).
+SOLVERS = ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-_SKLEARN_LR = "sklearn.linear_model.LogisticRegression"
 
 
 def rank_rows(n_rows: int) -> slice:
@@ -45,11 +46,17 @@ def _world(device: str) -> distributed.World | None:
 
 def _penalty(
     estimator: Any, penalty: Any, l1_ratio: Any, C: float, stacklevel: int = 3
-) -> str | None:
-    """scikit-learn 1.9's reading of ``penalty`` / ``l1_ratio`` / ``C``: "l2" or None, with
-    its deprecation warnings (``penalty``, ``l1_ratio=None``) and their texts, shown at the
-    caller ``stacklevel`` frames up (the user's ``fit`` call)."""
-    name = type(estimator).__name__
+) -> tuple[str | None, float]:
+    """scikit-learn 1.9's reading of ``penalty`` / ``l1_ratio`` / ``C``: ("l2", "l1",
+    "elasticnet" or None; the L1 share of the penalty that is fitted), with its deprecation
+    warnings (``penalty``, ``l1_ratio=None``) and their texts, shown at the caller
+    ``stacklevel`` frames up (the user's ``fit`` call)."""
+    if l1_ratio is not None and (
+        not isinstance(l1_ratio, numbers.Real)
+        or isinstance(l1_ratio, bool)
+        or not 0 <= l1_ratio <= 1
+    ):
+        raise ValueError(f"l1_ratio must be a number in [0, 1] or None, got {l1_ratio!r}")
     if penalty == "deprecated":
         if l1_ratio is None or l1_ratio == 0:
             resolved = "l2"
@@ -77,6 +84,13 @@ def _penalty(
             stacklevel=stacklevel,
         )
         resolved = penalty
+        if resolved != "elasticnet" and l1_ratio is not None and 0 < l1_ratio < 1:
+            warnings.warn(
+                "l1_ratio parameter is only used when penalty is 'elasticnet'. Got "
+                f"(penalty={resolved})",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
         if (penalty == "l2" and l1_ratio != 0) or (penalty == "l1" and l1_ratio != 1):
             warnings.warn(
                 f"Inconsistent values: penalty={penalty} with l1_ratio={l1_ratio}. penalty is "
@@ -90,14 +104,12 @@ def _penalty(
                 UserWarning,
                 stacklevel=stacklevel,
             )
-    if resolved in ("l1", "elasticnet"):
-        raise ValueError(
-            f"{name} supports only the 'l2' penalty or none, got {resolved!r}; "
-            f"use {_SKLEARN_LR}(solver='saga') for the L1 and elastic-net penalties"
-        )
-    if resolved not in ("l2", None):
-        raise ValueError(f"penalty must be 'l2' or None, got {resolved!r}")
-    return resolved
+    if resolved not in ("l2", "l1", "elasticnet", None):
+        raise ValueError(f"penalty must be 'l2', 'l1', 'elasticnet' or None, got {resolved!r}")
+    if resolved == "elasticnet" and l1_ratio is None:
+        raise ValueError("l1_ratio must be specified when penalty is elasticnet.")
+    share = {"l1": 1.0, "elasticnet": l1_ratio}.get(resolved, 0.0)
+    return resolved, float(share)
 
 
 def _warn_n_jobs(n_jobs: Any, stacklevel: int = 3) -> None:
@@ -111,20 +123,39 @@ def _warn_n_jobs(n_jobs: Any, stacklevel: int = 3) -> None:
         )
 
 
+def _check_solver(solver: str, penalty: str | None, dual: bool) -> None:
+    """scikit-learn's pairings of solver, penalty and dual, with its messages: the L1 and
+    elastic-net penalties with 'saga' (and 'l1' with 'liblinear'), dual with liblinear's L2."""
+    if solver not in ("liblinear", "saga") and penalty not in ("l2", None):
+        raise ValueError(
+            f"Solver {solver} supports only 'l2' or None penalties, got {penalty} penalty. "
+            "(solver='saga' fits the L1 and elastic-net penalties)"
+        )
+    if solver != "liblinear" and dual:
+        raise ValueError(f"Solver {solver} supports only dual=False, got dual={dual}")
+    if penalty == "elasticnet" and solver != "saga":
+        raise ValueError(f"Only 'saga' solver supports elasticnet penalty, got solver={solver}.")
+    if solver == "liblinear" and penalty is None:
+        raise ValueError(
+            "C=np.inf as well as penalty=None is not supported for the liblinear solver"
+        )
+    if solver == "liblinear" and dual and penalty == "l1":
+        raise ValueError(
+            "Unsupported set of arguments: The combination of penalty='l1' and "
+            "loss='logistic_regression' are not supported when dual=True, Parameters: "
+            "penalty='l1', loss='logistic_regression', dual=True"
+        )
+
+
 def _check_common(estimator: Any) -> tuple[torch.device, torch.dtype]:
-    name = type(estimator).__name__
-    if estimator.dual:
-        raise ValueError(
-            f"{name} solves the primal problem only, got dual=True; "
-            f"use {_SKLEARN_LR}(solver='liblinear', dual=True)"
-        )
-    if estimator.solver == "liblinear":
-        raise ValueError(
-            f"{name} fits the multinomial model with an unpenalised intercept; the "
-            f"'liblinear' solver (one-vs-rest, penalised intercept) is {_SKLEARN_LR}'s"
-        )
     if estimator.solver not in SOLVERS:
         raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {estimator.solver!r}")
+    if not isinstance(estimator.dual, bool | np.bool_):
+        raise ValueError(f"dual must be a bool, got {estimator.dual!r}")
+    if estimator.solver == "liblinear":
+        scaling = estimator.intercept_scaling
+        if not isinstance(scaling, numbers.Real) or isinstance(scaling, bool) or not scaling > 0:
+            raise ValueError(f"intercept_scaling must be a positive number, got {scaling!r}")
     tol = estimator.tol
     if not isinstance(tol, numbers.Real) or isinstance(tol, bool) or not tol >= 0:
         raise ValueError(f"tol must be a number >= 0, got {tol!r}")
@@ -215,6 +246,22 @@ def _summed(world: distributed.World, a: np.ndarray, what: str) -> np.ndarray:
     if world.device.type != "cpu":
         t = t.to(world.device)
     return world.sum_same_(t, what).cpu().numpy()
+
+
+def _check_liblinear(X: np.ndarray, n_classes: int) -> None:
+    """scikit-learn's limits on its liblinear solver (its messages)."""
+    if n_classes > 2:
+        raise ValueError(
+            "The 'liblinear' solver does not support multiclass classification (n_classes >= "
+            "3). Either use another solver or wrap the estimator in a OneVsRestClassifier to "
+            "keep applying a one-versus-rest scheme (softmax_regression.sklearn."
+            "OneVsRestClassifier fits the binary problems at once)."
+        )
+    if X.shape[0] * X.shape[1] and X.max() > 1e30:
+        raise ValueError(
+            "Using the 'liblinear' solver while X contains a maximum value > 1e30 results in "
+            "a frozen fit. Please choose another solver or rescale the input X."
+        )
 
 
 # What scikit-learn 1.9 says when each of its solvers stops at ``max_iter`` (its tests match

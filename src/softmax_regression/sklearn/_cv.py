@@ -24,6 +24,8 @@ from ._common import (
     _answer_dtype,
     _check_C,
     _check_common,
+    _check_liblinear,
+    _check_solver,
     _fingerprint,
     _penalty,
     _summed,
@@ -36,11 +38,12 @@ from ._problem import _Problem
 
 
 class LogisticRegressionCV(LogisticRegression):
-    """scikit-learn 1.9's ``LogisticRegressionCV`` (L2 or no penalty), in torch.
+    """scikit-learn 1.9's ``LogisticRegressionCV``, in torch.
 
-    For every fold the path over ``Cs`` is fitted in order, each C warm-started from the
-    previous one, and scored on the held-out rows (``scoring``; None: accuracy); the best C
-    (summed over folds) is refitted on all rows from the folds' mean, as scikit-learn does.
+    For every fold and every l1 ratio of ``l1_ratios`` the path over ``Cs`` is fitted in
+    order, each C warm-started from the previous one, and scored on the held-out rows
+    (``scoring``; None: accuracy); the best (C, l1 ratio) (summed over folds) is refitted on
+    all rows from the folds' mean, as scikit-learn does.
     The "warn" defaults of ``l1_ratios``, ``scoring`` and ``use_legacy_attributes`` mean what
     they mean in 1.9 (no elastic-net dimension, accuracy, the legacy attributes), with 1.9's
     FutureWarnings. Metadata routing as scikit-learn's: ``fit``'s extra parameters go to the
@@ -112,22 +115,45 @@ class LogisticRegressionCV(LogisticRegression):
             l1 = None
         if l1 is None:
             return grid, [None], False
-        l1 = list(np.asarray(l1, dtype=np.float64).ravel())
-        if not l1 or any(r != 0 for r in l1):
+        values = np.asarray(l1, dtype=object).ravel()
+        if not values.size or any(
+            not isinstance(r, numbers.Real) or isinstance(r, bool) or not 0 <= r <= 1
+            for r in values
+        ):
             raise ValueError(
-                f"LogisticRegressionCV supports only the 'l2' penalty (l1_ratios of 0), got "
-                f"l1_ratios={self.l1_ratios!r}; use sklearn.linear_model.LogisticRegressionCV"
-                "(solver='saga') for the L1 and elastic-net penalties"
+                f"l1_ratios must be an array-like of numbers between 0 and 1; got "
+                f"(l1_ratios={self.l1_ratios!r})"
             )
-        return grid, l1, True
+        return grid, [float(r) for r in values], True
+
+    def _penalty_of(self, l1_ratios_: list) -> str:
+        """scikit-learn 1.9's penalty for ``penalty`` and ``l1_ratios`` (all 0 or None: "l2",
+        all 1: "l1", else "elasticnet")."""
+        if self.penalty != "deprecated":  # checked (and warned of) by _warn_deprecations
+            return "l2" if self.penalty is None else self.penalty
+        if l1_ratios_ == [None] or all(r == 0 for r in l1_ratios_):
+            return "l2"
+        if all(r == 1 for r in l1_ratios_):
+            return "l1"
+        return "elasticnet"
 
     def fit(self, X, y, sample_weight=None, **params):
-        """Cross-validate ``Cs``, then (``refit``) fit the best on all of ``X``. ``params`` go
-        to the splitter and the scorer (with metadata routing enabled, as they request)."""
+        """Cross-validate ``Cs`` (and ``l1_ratios``), then (``refit``) fit the best on all of
+        ``X``. ``params`` go to the splitter and the scorer (with metadata routing enabled,
+        as they request)."""
         _raise_for_params(params, self, "fit")
         self._warn_deprecations()
         device, requested = _check_common(self)
         grid, l1_ratios_, keep_l1 = self._grid()
+        penalty = self._penalty_of(l1_ratios_)
+        _check_solver(self.solver, penalty, self.dual)
+        # The L1 share fitted at each l1 ratio of the grid (without one, the penalty's).
+        shares = [
+            float(r) if r is not None and penalty == "elasticnet" else float(penalty == "l1")
+            for r in l1_ratios_
+        ]
+        liblinear = self.solver == "liblinear"
+        scaling = float(self.intercept_scaling) if liblinear else None
         world = _world(self.device)
         if world is not None:
             device = world.device
@@ -138,6 +164,8 @@ class LogisticRegressionCV(LogisticRegression):
         classes, y_index = self._classes(y, None)
         self.classes_ = classes
         n_classes = len(classes)
+        if liblinear:
+            _check_liblinear(X, n_classes)
         binary = n_classes == 2
         class_weight = self.class_weight
         if isinstance(class_weight, dict):
@@ -176,6 +204,7 @@ class LogisticRegressionCV(LogisticRegression):
                     "rows, features": X.shape,
                     "data": _fingerprint(X, y_index, sw_all),
                     "Cs": [float(c) for c in grid],
+                    "l1_ratios": shares,
                     "cv": len(folds),
                     "dtype": self.dtype,
                 }
@@ -187,35 +216,44 @@ class LogisticRegressionCV(LogisticRegression):
         unconverged = None  # (iterations, objective) of a path fit stopped by max_iter
         rows = 1 if binary else n_classes
         n_dof = X.shape[1] + int(self.fit_intercept)
-        paths = np.zeros((len(folds), len(grid), rows, n_dof))
-        scores = np.zeros((len(folds), len(grid)))
-        n_iter = np.zeros((len(folds), len(grid)), dtype=np.int32)
+        n_l1 = len(shares)
+        paths = np.zeros((len(folds), len(grid), n_l1, rows, n_dof))
+        scores = np.zeros((len(folds), len(grid), n_l1))
+        n_iter = np.zeros((len(folds), len(grid), n_l1), dtype=np.int32)
         for f in mine:
             train, test = folds[f]
             sw_train = None if sw_all is None else sw_all[train]
             sw = _weights(self, X[train], y[train], classes, sw_train, class_weight)
             problem = _Problem(
-                X[train], y_index[train], sw, n_classes, self.fit_intercept, device, dtype
+                X[train],
+                y_index[train],
+                sw,
+                n_classes,
+                self.fit_intercept,
+                device,
+                dtype,
+                intercept_scaling=scaling,
             )
-            init = None
             fold_params = _check_method_params(X, params=score_params, indices=test)
-            for i, C in enumerate(grid):
-                coef, intercept, it, converged, objective = problem.fit(
-                    float(C), init, tol, max_iter
-                )
-                if not converged and it >= max_iter:
-                    unconverged = (it, objective)
-                init = (coef, intercept)
-                n_iter[f, i] = it
-                paths[f, i, :, : X.shape[1]] = coef
-                if self.fit_intercept:
-                    paths[f, i, :, -1] = intercept
-                est = LogisticRegression()._set_fitted(coef, intercept, classes, X.shape[1])
-                if scorer is None:
-                    sw_test = None if sw_all is None else sw_all[test]
-                    scores[f, i] = est.score(X[test], y[test], sample_weight=sw_test)
-                else:
-                    scores[f, i] = scorer(est, X[test], y[test], **fold_params)
+            for j, share in enumerate(shares):
+                init = None  # each l1 ratio's path over Cs, warm-started along the Cs
+                for i, C in enumerate(grid):
+                    coef, intercept, it, converged, objective = problem.fit(
+                        float(C), init, tol, max_iter, l1_ratio=share
+                    )
+                    if not converged and it >= max_iter:
+                        unconverged = (it, objective)
+                    init = (coef, intercept)
+                    n_iter[f, i, j] = it
+                    paths[f, i, j, :, : X.shape[1]] = coef
+                    if self.fit_intercept:
+                        paths[f, i, j, :, -1] = intercept
+                    est = LogisticRegression()._set_fitted(coef, intercept, classes, X.shape[1])
+                    if scorer is None:
+                        sw_test = None if sw_all is None else sw_all[test]
+                        scores[f, i, j] = est.score(X[test], y[test], sample_weight=sw_test)
+                    else:
+                        scores[f, i, j] = scorer(est, X[test], y[test], **fold_params)
         if world is not None:  # each fold's numbers from the rank that fitted it
             paths = _summed(world, paths, "gathering the folds' paths")
             scores = _summed(world, scores, "gathering the folds' scores")
@@ -224,40 +262,52 @@ class LogisticRegressionCV(LogisticRegression):
             _warn_unconverged(False, unconverged[0], max_iter, self.solver, unconverged[1])
         self.Cs_ = grid
         if self.refit:
-            best = int(np.argmax(scores.sum(axis=0)))
+            summed = scores.sum(axis=0)  # (Cs, l1 ratios): the first best, as scikit-learn's
+            best, best_l1 = np.unravel_index(int(np.argmax(summed)), summed.shape)
             C_ = float(grid[best])
-            mean = paths[:, best].mean(axis=0)  # (rows, n_dof)
+            l1_best = l1_ratios_[best_l1]
+            mean = paths[:, best, best_l1].mean(axis=0)  # (rows, n_dof)
             init = (mean[:, : X.shape[1]], mean[:, -1] if self.fit_intercept else np.zeros(rows))
             sw = _weights(self, X, y, classes, sw_all, class_weight)
-            problem = _Problem(X, y_index, sw, n_classes, self.fit_intercept, device, dtype)
-            coef, intercept, it, converged, objective = problem.fit(C_, init, tol, max_iter)
+            problem = _Problem(
+                X,
+                y_index,
+                sw,
+                n_classes,
+                self.fit_intercept,
+                device,
+                dtype,
+                intercept_scaling=scaling,
+            )
+            coef, intercept, it, converged, objective = problem.fit(
+                C_, init, tol, max_iter, l1_ratio=shares[best_l1]
+            )
             if world is not None:  # every rank refitted the same; rank 0's bits for all
                 coef, intercept = world.broadcast(
                     (coef, intercept) if world.is_main else None, "sharing the refit"
                 )
             _warn_unconverged(converged, it, max_iter, self.solver, objective)
         else:
-            best_each = np.argmax(scores, axis=1)
-            mean = np.mean([paths[f, best_each[f]] for f in range(len(folds))], axis=0)
+            flat = scores.reshape(len(folds), -1)
+            each = [np.unravel_index(int(i), scores.shape[1:]) for i in np.argmax(flat, axis=1)]
+            mean = np.mean([paths[f, i, j] for f, (i, j) in enumerate(each)], axis=0)
             coef = mean[:, : X.shape[1]]
             intercept = mean[:, -1] if self.fit_intercept else np.zeros(rows)
-            C_ = float(np.mean(grid[best_each]))
+            C_ = float(np.mean([grid[i] for i, _ in each]))
+            l1_best = float(np.mean([l1_ratios_[j] for _, j in each])) if keep_l1 else None
         self.coef_, self.intercept_ = coef, intercept
-        self._cv_attributes(paths, scores, n_iter, C_, l1_ratios_, keep_l1, use_legacy, binary)
+        self._cv_attributes(paths, scores, n_iter, C_, l1_best, l1_ratios_, use_legacy, binary)
         return self
 
-    def _cv_attributes(self, paths, scores, n_iter, C_, l1_ratios_, keep_l1, legacy, binary):
+    def _cv_attributes(self, paths, scores, n_iter, C_, l1_best, l1_ratios_, legacy, binary):
         """scikit-learn 1.9's shapes of ``coefs_paths_``, ``scores_``, ``n_iter_``, ``C_``,
-        ``l1_ratio_``, ``l1_ratios_`` (legacy or new, with or without the l1 dimension)."""
-        n_folds, n_cs, rows, n_dof = paths.shape
-        n_l1 = len(l1_ratios_)
+        ``l1_ratio_``, ``l1_ratios_`` (legacy or new; without ``l1_ratios``, legacy drops the
+        l1 dimension). ``paths`` is (folds, Cs, l1 ratios, rows, dof)."""
+        keep_l1 = l1_ratios_ != [None]
         keys = self.classes_[1:] if binary else self.classes_
-        # (rows, folds, cs, l1, dof) / (folds, cs, l1): the l1 fits are one fit repeated.
-        p = np.repeat(np.moveaxis(paths, 2, 0)[:, :, :, None, :], n_l1, axis=3)
-        s = np.repeat(scores[:, :, None], n_l1, axis=2)
-        it = np.repeat(n_iter[:, :, None], n_l1, axis=2)
+        p = np.moveaxis(paths, 3, 0)  # (rows, folds, cs, l1, dof)
+        s, it = scores, n_iter  # (folds, cs, l1)
         self.l1_ratios_ = np.asarray(l1_ratios_)
-        l1_value = l1_ratios_[0]
         if legacy:
             if not keep_l1:
                 p, s, it = p[:, :, :, 0], s[:, :, 0], it[:, :, 0]
@@ -265,13 +315,13 @@ class LogisticRegressionCV(LogisticRegression):
             self.scores_ = {k: s.copy() for k in keys}
             self.n_iter_ = it[None, ...]
             self.C_ = np.full(len(keys), C_)
-            self.l1_ratio_ = np.asarray([l1_value] * len(keys))
+            self.l1_ratio_ = np.asarray([l1_best] * len(keys))
         else:
             self.coefs_paths_ = np.moveaxis(p, (0, 1, 3), (3, 0, 1))
             self.scores_ = np.moveaxis(s, (1, 2), (2, 1))
             self.n_iter_ = np.moveaxis(it, (1, 2), (2, 1))
             self.C_ = C_
-            self.l1_ratio_ = 0.0 if l1_value is None else float(l1_value)
+            self.l1_ratio_ = 0.0 if l1_best is None else float(l1_best)
 
     def _warn_deprecations(self) -> None:
         """scikit-learn 1.9's FutureWarnings for the "warn" defaults and the deprecated

@@ -19,6 +19,8 @@ from ._common import (
     _answer_dtype,
     _check_C,
     _check_common,
+    _check_liblinear,
+    _check_solver,
     _json_params,
     _penalty,
     _warn_n_jobs,
@@ -36,11 +38,14 @@ _WARN_AT_CALLER = 4
 class LogisticRegression(
     CallbackSupportMixin, LinearClassifierMixin, SparseCoefMixin, BaseEstimator
 ):
-    """scikit-learn 1.9's ``LogisticRegression`` (multinomial, L2 or no penalty), in torch.
+    """scikit-learn 1.9's ``LogisticRegression``, in torch.
 
     Parameters as scikit-learn's (``penalty`` deprecated there too: ``C=np.inf`` means no
-    penalty, ``l1_ratio`` must be 0); ``intercept_scaling``, ``random_state`` and ``n_jobs``
-    are accepted and have no effect, as with scikit-learn's lbfgs (``n_jobs`` warns, as
+    penalty, ``l1_ratio`` 1 the L1 penalty, between 0 and 1 the elastic net, with
+    ``solver="saga"`` as scikit-learn asks). ``solver="liblinear"`` fits liblinear's model
+    (two classes; the intercept a penalised feature of value ``intercept_scaling``; ``dual``
+    accepted with the L2 penalty: the same minimiser, solved in the primal).
+    ``random_state`` and ``n_jobs`` are accepted and have no effect (``n_jobs`` warns, as
     there). Sparse ``X`` (scipy.sparse; CSR, or converted to it as scikit-learn does) is
     solved as it is, never densified, on the CPU. Extra: ``device`` ("auto": cuda when
     available) and ``dtype``: None (scikit-learn's rule: float32 rows give a float32 fit,
@@ -115,8 +120,12 @@ class LogisticRegression(
         rank's rows."""
         C = _check_C(self.C)
         # Warnings are shown at the caller of fit: past it and its callbacks' wrapper.
-        penalty = _penalty(self, self.penalty, self.l1_ratio, C, stacklevel=_WARN_AT_CALLER)
+        penalty, l1_share = _penalty(
+            self, self.penalty, self.l1_ratio, C, stacklevel=_WARN_AT_CALLER
+        )
         device, requested = _check_common(self)
+        _check_solver(self.solver, penalty, self.dual)
+        liblinear = self.solver == "liblinear"
         _warn_n_jobs(self.n_jobs, stacklevel=_WARN_AT_CALLER)
         world = _world(self.device)
         X, y = self._validate(X, y)
@@ -125,6 +134,8 @@ class LogisticRegression(
             world.check_same({"n_features": X.shape[1], "C": C, "dtype": self.dtype})
         classes, y_index = self._classes(y, world)
         self.classes_ = classes
+        if liblinear:
+            _check_liblinear(X, len(classes))
         callbacks = self._init_callback_context()  # the fit is one task (a leaf)
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
         callbacks.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
@@ -138,10 +149,20 @@ class LogisticRegression(
                     f"{(rows, X.shape[1])}"
                 )
             init = (_dense(self.coef_), self.intercept_)
-        problem = _Problem(X, y_index, sw, len(classes), self.fit_intercept, device, dtype, world)
+        problem = _Problem(
+            X,
+            y_index,
+            sw,
+            len(classes),
+            self.fit_intercept,
+            device,
+            dtype,
+            world,
+            intercept_scaling=float(self.intercept_scaling) if liblinear else None,
+        )
         C_ = np.inf if penalty is None else C
         coef, intercept, n_iter, converged, objective = problem.fit(
-            C_, init, float(self.tol), int(self.max_iter), self.verbose
+            C_, init, float(self.tol), int(self.max_iter), self.verbose, l1_ratio=l1_share
         )
         _warn_unconverged(
             converged, n_iter, int(self.max_iter), self.solver, objective, _WARN_AT_CALLER
