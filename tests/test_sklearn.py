@@ -30,6 +30,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+from sklearn_helpers import assert_cv_attribute_shapes_equal  # noqa: E402
 
 from softmax_regression.runs import artifacts  # noqa: E402
 from softmax_regression.sklearn import LogisticRegression, LogisticRegressionCV  # noqa: E402
@@ -382,13 +383,7 @@ def test_cv_attribute_shapes_are_sklearns(legacy, l1_ratios, k):
         warnings.simplefilter("ignore", (FutureWarning, ConvergenceWarning))
         ours = LogisticRegressionCV(**params).fit(X, y)
         ref = linear_model.LogisticRegressionCV(**params).fit(X, y)
-    for name in ("coefs_paths_", "scores_", "n_iter_", "C_", "l1_ratio_", "l1_ratios_"):
-        a, b = getattr(ours, name), getattr(ref, name)
-        if isinstance(b, dict):
-            assert list(a) == list(b)
-            assert [np.shape(v) for v in a.values()] == [np.shape(v) for v in b.values()]
-        else:
-            assert np.shape(a) == np.shape(b), name
+    assert_cv_attribute_shapes_equal(ours, ref)
 
 
 # --------------------------------------------------------------------------- the ecosystem

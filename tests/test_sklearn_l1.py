@@ -18,6 +18,7 @@ pytest.importorskip("sklearn")
 from sklearn import linear_model, multiclass  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.utils.class_weight import compute_class_weight  # noqa: E402
+from sklearn_helpers import assert_cv_attribute_shapes_equal  # noqa: E402
 
 from softmax_regression.sklearn import (  # noqa: E402
     LogisticRegression,
@@ -240,13 +241,7 @@ def test_cv_attribute_shapes_with_l1_ratios_are_sklearns(legacy, k):
         warnings.simplefilter("ignore", (FutureWarning, ConvergenceWarning))
         ours = LogisticRegressionCV(**params).fit(X, y)
         ref = linear_model.LogisticRegressionCV(**params).fit(X, y)
-    for name in ("coefs_paths_", "scores_", "n_iter_", "C_", "l1_ratio_", "l1_ratios_"):
-        a, b = getattr(ours, name), getattr(ref, name)
-        if isinstance(b, dict):
-            assert list(a) == list(b)
-            assert [np.shape(v) for v in a.values()] == [np.shape(v) for v in b.values()]
-        else:
-            assert np.shape(a) == np.shape(b), name
+    assert_cv_attribute_shapes_equal(ours, ref)
 
 
 # --------------------------------------------------------------------------- errors
