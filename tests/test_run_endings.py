@@ -441,6 +441,30 @@ def test_sigterm_ends_seeds_and_a_sweep_in_one_line(features, tmp_path) -> None:
             assert artifacts.read_status(tmp_path / status_dir)["status"] == "terminated"
 
 
+def test_a_signal_after_the_command_has_its_answer_is_no_traceback(tmp_path) -> None:
+    """torchrun stops the ranks of a failed job with SIGTERM, which can reach a rank that has
+    printed its one line and is shutting down: it leaves with its own status, quietly."""
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import os, signal, sys, threading, time\n"
+        "from softmax_regression.cli import main\n"
+        f"code = main(['evaluate', {str(tmp_path / 'none')!r}])\n"
+        "def late():\n"
+        "    time.sleep(0.3)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(0.3)\n"
+        "threading.Thread(target=late).start()  # the interpreter's exit waits for it\n"
+        "sys.exit(code)\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "error:" in done.stderr, done.stderr
+
+
 # --------------------------------------------------------------------------- who writes a run
 
 

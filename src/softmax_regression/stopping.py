@@ -11,6 +11,10 @@ number, as a shell reports for a program the signal ended.
 
 The first termination signal raises; later ones while the run is ending are ignored, so a
 second ``kill`` cannot cut the final status short (SIGKILL still ends the process at once).
+Once the command has its answer (:func:`ending`), a first signal is only recorded: the process
+is already on its way out with its own status and one line, and a signal arriving while the
+interpreter shuts down (torchrun stopping the ranks of a failed job) must not print a
+traceback there.
 A SIGHUP that the parent ignores (``nohup``) stays ignored.
 
 :func:`pause_point` is the test suite's way to stop a real run at a point it chooses: with
@@ -63,6 +67,7 @@ def signal_name(signum: int) -> str:
 
 
 _received: int | None = None
+_ending = False
 
 
 def received() -> int | None:
@@ -75,14 +80,25 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     if _received is not None:
         return  # already ending: let the final status be written
     _received = signum
+    if _ending:
+        return  # the command has its answer and is on its way out
     raise Terminated(signum)
+
+
+def ending() -> None:
+    """The command has its answer (a status, or the error it ends with): from here on a
+    termination signal is recorded, not raised."""
+    global _ending
+    _ending = True
 
 
 def install() -> None:
     """Make SIGTERM and SIGHUP raise :class:`Terminated` in this (the main) thread; nothing
     elsewhere, and an ignored SIGHUP (``nohup``) stays ignored."""
+    global _ending
     if threading.current_thread() is not threading.main_thread():
         return
+    _ending = False
     for sig in TERMINATING:
         if signal.getsignal(sig) is signal.SIG_IGN:
             continue

@@ -62,11 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = argv  # for --nproc, which starts this same command again as each rank
         try:
             code = int(args.func(args) or 0)
+            stopping.ending()
             sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
             return code
         except KeyboardInterrupt as e:
+            stopping.ending()
             return _stopped(e, is_rank_0())
         except Exception as e:
+            stopping.ending()
             if stopping.received() is not None:
                 # A rank whose peer stopped first fails in a collective: the signal's doing.
                 return _stopped(e, is_rank_0())
