@@ -457,9 +457,7 @@ def test_a_signal_after_the_command_has_its_answer_is_no_traceback(tmp_path) -> 
         "sys.exit(code)\n",
         encoding="utf-8",
     )
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 4, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     assert len(done.stderr.splitlines()) == 1 and "error:" in done.stderr, done.stderr
