@@ -218,6 +218,89 @@ def test_default_tol_ends_no_worse_than_sklearns_default():
     assert ours.n_iter_.shape == (1,) and ours.n_iter_.dtype == np.int32
 
 
+@pytest.mark.parametrize("C", [1.0, np.inf])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_newton_solvers_take_newton_steps(C, fit_intercept):
+    """``newton-cg``/``newton-cholesky`` on a small float64 problem: Newton's method, each step
+    decided by the current point alone (two steps at once are one and one warm-started), to
+    scikit-learn's optimum."""
+    X, y = blobs(300, 4, 3, 7)
+    params = {"C": C, "fit_intercept": fit_intercept, "solver": "newton-cholesky"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        two = LogisticRegression(**params, max_iter=2).fit(X, y)
+        stepwise = LogisticRegression(**params, max_iter=1, warm_start=True).fit(X, y).fit(X, y)
+    np.testing.assert_allclose(stepwise.coef_, two.coef_, rtol=1e-9)
+    np.testing.assert_allclose(stepwise.intercept_, two.intercept_, rtol=1e-9, atol=1e-12)
+    ours = LogisticRegression(**params).fit(X, y)
+    assert ours.n_iter_[0] <= 15  # Newton's few steps, not L-BFGS's tens
+    ref = linear_model.LogisticRegression(**params, **TIGHT).fit(X, y)
+    if np.isfinite(C):
+        assert objective(ours, X, y, C) <= objective(ref, X, y, C) * (1 + 1e-12)
+        np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-5, atol=1e-7)
+    else:  # unpenalised: the class weights summing to 0 pick the one answer, scikit-learn's
+        np.testing.assert_allclose(ours.coef_.sum(axis=0), 0, atol=1e-12)
+        np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-6)
+
+
+def test_no_intercept_is_held_at_zero_by_the_newton_steps():
+    """A fit without an intercept: the Newton steps that finish a float64 fit move the weights
+    alone (a bias in the Hessian would pull them off scikit-learn's optimum)."""
+    X, y = np.array([[-1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), np.array([0, 1, 1])
+    ref = linear_model.LogisticRegression(fit_intercept=False, tol=1e-12).fit(X, y)
+    for solver in ("lbfgs", "newton-cg"):
+        ours = LogisticRegression(fit_intercept=False, solver=solver, tol=5e-4).fit(X, y)
+        np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-7)
+        assert ours.intercept_.tolist() == [0.0]
+
+
+def test_unpenalised_multinomial_weights_sum_to_zero_in_float32_input_too():
+    X, y = blobs(200, 5, 4, 3, dtype=np.float32)
+    ours = LogisticRegression(C=np.inf, max_iter=500).fit(X, y)
+    assert np.abs(ours.coef_.sum(axis=0)).max() <= 1e-6 * np.abs(ours.coef_).max()
+
+
+def test_cv_refit_from_zero_is_the_plain_fit_for_liblinear_and_l1():
+    X, y = blobs(150, 5, 2, 11)
+    for params, l1 in (({"solver": "liblinear"}, {}), ({"solver": "saga", "tol": 1e-8}, 1.0)):
+        cv = LogisticRegressionCV(
+            Cs=[0.5],
+            cv=3,
+            use_legacy_attributes=False,
+            scoring="neg_log_loss",
+            **params,
+            **({"l1_ratios": (l1,)} if l1 else {}),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            cv.fit(X, y)
+        plain = LogisticRegression(C=0.5, **params, **({"l1_ratio": l1} if l1 else {}))
+        plain.fit(X, y)
+        np.testing.assert_array_equal(cv.coef_, plain.coef_)
+        np.testing.assert_array_equal(cv.intercept_, plain.intercept_)
+
+
+def test_elastic_net_cv_without_l1_ratios_names_them():
+    X, y = blobs(60, 3, 2, 1)
+    cv = LogisticRegressionCV(penalty="elasticnet", solver="saga", l1_ratios=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        with pytest.raises(ValueError, match="l1_ratios must be .* penalty='elasticnet'"):
+            cv.fit(X, y)
+
+
+def test_liblinear_answers_in_float64_as_scikit_learns():
+    X, y = blobs(100, 3, 2, 5, dtype=np.float32)
+    for fit in (
+        LogisticRegression(solver="liblinear"),
+        linear_model.LogisticRegression(solver="liblinear"),
+    ):
+        assert fit.fit(X, y).coef_.dtype == np.float64
+    assert (
+        LogisticRegression(solver="liblinear", dtype="float32").fit(X, y).coef_.dtype == np.float32
+    )
+
+
 # --------------------------------------------------------------------------- sparse rows, dtypes
 
 

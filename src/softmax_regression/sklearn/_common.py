@@ -21,6 +21,8 @@ from ..linear_loss import is_sparse
 # does "liblinear" for its own model (penalised intercept; one-vs-rest under
 # :class:`OneVsRestClassifier`).
 SOLVERS = ("lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga")
+# Newton's method itself where it is cheap (a small dense float64 L2 fit), L-BFGS elsewhere.
+NEWTON_SOLVERS = ("newton-cg", "newton-cholesky")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -203,11 +205,14 @@ def _weights(
     return sw
 
 
-def _answer_dtype(requested: torch.dtype | None, X) -> torch.dtype:
+def _answer_dtype(requested: torch.dtype | None, X, solver: str | None = None) -> torch.dtype:
     """scikit-learn's rule unless ``dtype`` was given: float32 rows give a float32 fit, float64
-    rows (integers are validated into float64) a float64 one."""
+    rows (integers are validated into float64) a float64 one; liblinear's model always a
+    float64 one (scikit-learn's liblinear computes in float64 whatever the rows)."""
     if requested is not None:
         return requested
+    if solver == "liblinear":
+        return torch.float64
     return torch.float32 if X.dtype == np.float32 else torch.float64
 
 

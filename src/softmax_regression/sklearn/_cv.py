@@ -43,7 +43,8 @@ class LogisticRegressionCV(LogisticRegression):
     For every fold and every l1 ratio of ``l1_ratios`` the path over ``Cs`` is fitted in
     order, each C warm-started from the previous one, and scored on the held-out rows
     (``scoring``; None: accuracy); the best (C, l1 ratio) (summed over folds) is refitted on
-    all rows from the folds' mean, as scikit-learn does.
+    all rows from the folds' mean, as scikit-learn does (from 0 with liblinear's model or an
+    L1 term: then the refit is ``LogisticRegression``'s fit at the best C, to the bit).
     The "warn" defaults of ``l1_ratios``, ``scoring`` and ``use_legacy_attributes`` mean what
     they mean in 1.9 (no elastic-net dimension, accuracy, the legacy attributes), with 1.9's
     FutureWarnings. Metadata routing as scikit-learn's: ``fit``'s extra parameters go to the
@@ -146,6 +147,11 @@ class LogisticRegressionCV(LogisticRegression):
         device, requested = _check_common(self)
         grid, l1_ratios_, keep_l1 = self._grid()
         penalty = self._penalty_of(l1_ratios_)
+        if penalty == "elasticnet" and l1_ratios_ == [None]:
+            raise ValueError(
+                "l1_ratios must be an array-like of numbers between 0 and 1 when "
+                f"penalty='elasticnet'; got (l1_ratios={self.l1_ratios!r})"
+            )
         _check_solver(self.solver, penalty, self.dual)
         # The L1 share fitted at each l1 ratio of the grid (without one, the penalty's).
         shares = [
@@ -160,7 +166,7 @@ class LogisticRegressionCV(LogisticRegression):
         scoring = None if isinstance(self.scoring, str) and self.scoring == "warn" else self.scoring
         use_legacy = self.use_legacy_attributes is not False
         X, y = self._validate(X, y)
-        dtype = _answer_dtype(requested, X)
+        dtype = _answer_dtype(requested, X, self.solver)
         classes, y_index = self._classes(y, None)
         self.classes_ = classes
         n_classes = len(classes)
@@ -268,6 +274,11 @@ class LogisticRegressionCV(LogisticRegression):
             l1_best = l1_ratios_[best_l1]
             mean = paths[:, best, best_l1].mean(axis=0)  # (rows, n_dof)
             init = (mean[:, : X.shape[1]], mean[:, -1] if self.fit_intercept else np.zeros(rows))
+            if self.solver == "liblinear" or shares[best_l1] > 0:
+                # liblinear starts from 0 (scikit-learn's cannot warm-start), and so does an
+                # L1 fit: the folds' mean is a denser start than 0, and started from 0 the
+                # refit is LogisticRegression's own fit at C_, to the bit.
+                init = None
             sw = _weights(self, X, y, classes, sw_all, class_weight)
             problem = _Problem(
                 X,

@@ -16,6 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._common import (
+    NEWTON_SOLVERS,
     _answer_dtype,
     _check_C,
     _check_common,
@@ -129,7 +130,7 @@ class LogisticRegression(
         _warn_n_jobs(self.n_jobs, stacklevel=_WARN_AT_CALLER)
         world = _world(self.device)
         X, y = self._validate(X, y)
-        dtype = _answer_dtype(requested, X)
+        dtype = _answer_dtype(requested, X, self.solver)
         if world is not None:
             world.check_same({"n_features": X.shape[1], "C": C, "dtype": self.dtype})
         classes, y_index = self._classes(y, world)
@@ -162,13 +163,21 @@ class LogisticRegression(
         )
         C_ = np.inf if penalty is None else C
         coef, intercept, n_iter, converged, objective = problem.fit(
-            C_, init, float(self.tol), int(self.max_iter), self.verbose, l1_ratio=l1_share
+            C_,
+            init,
+            float(self.tol),
+            int(self.max_iter),
+            self.verbose,
+            l1_ratio=l1_share,
+            newton=self.solver in NEWTON_SOLVERS,
         )
         _warn_unconverged(
             converged, n_iter, int(self.max_iter), self.solver, objective, _WARN_AT_CALLER
         )
-        self.coef_ = coef.astype(X.dtype, copy=False)
-        self.intercept_ = intercept.astype(X.dtype, copy=False)
+        # the rows' dtype, as scikit-learn's (float64 from its liblinear, whatever the rows)
+        answer = np.float64 if liblinear and requested is None else X.dtype
+        self.coef_ = coef.astype(answer, copy=False)
+        self.intercept_ = intercept.astype(answer, copy=False)
         self.n_iter_ = np.asarray([n_iter], dtype=np.int32)
         callbacks.call_on_fit_task_end(
             estimator=self, X=X, y=y, metadata=metadata, reconstruction_attributes={}

@@ -54,7 +54,7 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
         _check_solver(est.solver, penalty, est.dual)
         liblinear = est.solver == "liblinear"
         X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C")
-        dtype = _answer_dtype(requested, X)
+        dtype = _answer_dtype(requested, X, est.solver)
         y = np.asarray(y)
         self.label_binarizer_ = binarizer
         self.classes_ = classes = binarizer.classes_
@@ -95,7 +95,8 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
             C_, None, float(est.tol), int(est.max_iter), est.verbose, l1_ratio=l1_share
         )
         _warn_unconverged(converged, n_iter, int(est.max_iter), est.solver, objective)
-        coef, intercept = coef.astype(X.dtype), intercept.astype(X.dtype)
+        answer = np.float64 if liblinear and requested is None else X.dtype
+        coef, intercept = coef.astype(answer), intercept.astype(answer)
         self.estimators_ = []
         for k in range(len(classes)):
             fitted = clone(est)._set_fitted(

@@ -40,6 +40,11 @@ TOL_REPEATS = 2
 POLISH_STEPS = 4
 POLISH_MAX_PARAMETERS = 600
 POLISH_BUDGET = 1e8
+# ``solver="newton-cg"`` or ``"newton-cholesky"`` on a dense float64 L2 (or unpenalised) fit
+# of at most POLISH_MAX_PARAMETERS parameters: Newton's method itself from the start, each
+# iteration one Newton step with a backtracking line search (Armijo's rule, this constant),
+# a step that depends on the current point alone, as scikit-learn's Newton solvers' do.
+ARMIJO = 1e-4
 # ... to a gradient no larger than this: the optimum to float64's precision (a step or two of
 # Newton's from tol; a fit started there takes none).
 POLISHED = 1e-12
@@ -154,10 +159,12 @@ class _Problem:
         max_iter: int,
         verbose: int = 0,
         l1_ratio: float = 0.0,
+        newton: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, int, bool, float]:
         """(coef, intercept, iterations, converged, objective) at ``C`` and ``l1_ratio`` (the
         elastic-net mix; liblinear's model: 1 for its L1 penalty, 0 for L2), in
-        scikit-learn's shapes: (K, D) and (K,), or (1, D) and (1,) for two classes."""
+        scikit-learn's shapes: (K, D) and (K,), or (1, D) and (1,) for two classes.
+        ``newton``: Newton's method where it is cheap (see ``ARMIJO``), L-BFGS elsewhere."""
         loss = self.loss
         rows, d = (1 if self.binary else self.n_classes), loss.rows.shape[1]
         device = loss.rows.device
@@ -186,6 +193,14 @@ class _Problem:
             w, b, iterations, converged, objective = self._fit_l1(
                 C, l1_ratio, (w, b), tol, max_iter, callback
             )
+        elif newton and self._newton_is_cheap(w, b):
+            phases = []
+            loss.dtype = self.dtype
+            # on to the optimum itself, as every cheap float64 fit (POLISHED)
+            w, b, iterations, converged = self._newton(
+                w.to(self.dtype), b.to(self.dtype), tol, min(tol, POLISHED), max_iter, callback
+            )
+            objective = float(loss.loss_gradient(w, b)[0])
         for dtype in phases:
             last = dtype == self.dtype
             loss.dtype = dtype
@@ -230,6 +245,12 @@ class _Problem:
         w, b = w.double(), b.double()
         if self.mean is not None:
             b = b - w @ self.mean.double()
+        if not self.binary and not loss.one_vs_rest and l1_ratio == 0:
+            # Likewise one vector added to every class's weights: without a penalty the
+            # answer is the one whose class weights sum to 0 (scikit-learn's, whose gradient
+            # steps from 0 keep that sum; here a float32 phase leaves rounding in it), and
+            # with the L2 penalty the optimum is that one already.
+            w = w - w.mean(0, keepdim=True)
         if not loss.fit_intercept:
             b = torch.zeros_like(b)
         elif not self.binary and not loss.one_vs_rest:
@@ -378,6 +399,82 @@ class _Problem:
         shared = world.broadcast([t.cpu() for t in tensors] if world.is_main else None, what)
         return tuple(t.to(o.device) for t, o in zip(shared, tensors, strict=True))
 
+    def _newton_is_cheap(self, w: torch.Tensor, b: torch.Tensor) -> bool:
+        n_params = w.numel() + b.numel()
+        return (
+            self.dtype == torch.float64
+            and not self.loss.rows.sparse
+            and n_params <= POLISH_MAX_PARAMETERS
+            and self.loss.rows.shape[0] * n_params**2 <= POLISH_BUDGET
+        )
+
+    def _newton(self, w, b, tol: float, target: float, max_iter: int, callback=None):
+        """Newton's method from ``(w, b)``: up to ``max_iter`` steps, each the Newton step at
+        the current point (:meth:`_newton_step`) shortened by halves until it lowers the
+        objective by Armijo's rule, until the gradient's largest component is at most
+        ``target``. (weight, bias, steps, converged: at most ``tol``)."""
+        loss, (k, d) = self.loss, w.shape
+
+        def evaluate(theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+            f, gw, gb = loss.loss_gradient(theta[: k * d].view(k, d), theta[k * d :])
+            return float(f), torch.cat([gw.reshape(-1), gb])
+
+        theta = torch.cat([w.reshape(-1), b])
+        f, g = evaluate(theta)
+        steps = 0
+        while self._largest(g, k, d) > target and steps < max_iter:
+            step = self._newton_step(theta, g, k, d)
+            slope = float(g @ step)
+            if not slope < 0:
+                break  # no descent left at float64's precision
+            t = 1.0
+            for _ in range(60):
+                new = theta + t * step
+                f_new, g_new = evaluate(new)
+                if f_new <= f + ARMIJO * t * slope:
+                    break
+                t /= 2
+            else:
+                break
+            if not (f_new < f or self._largest(g_new, k, d) < self._largest(g, k, d)):
+                break  # at float64's floor: the objective flat, the gradient no smaller
+            theta, f, g, steps = new, f_new, g_new, steps + 1
+            if callback is not None:
+                callback(steps, f)
+        converged = self._largest(g, k, d) <= tol
+        return theta[: k * d].view(k, d).clone(), theta[k * d :].clone(), steps, converged
+
+    def _largest(self, g: torch.Tensor, k: int, d: int) -> float:
+        return self.loss.largest_component(g[: k * d].view(k, d), g[k * d :])
+
+    def _newton_step(self, theta: torch.Tensor, g: torch.Tensor, k: int, d: int) -> torch.Tensor:
+        """``-H^+ g`` at ``theta``, the Hessian from central differences of the exact gradient
+        (two gradient passes per parameter) and its pseudo-inverse: the intercepts' common
+        shift (and, without a penalty, the weights') is a direction of no curvature at all,
+        left where it is. From the eigendecomposition with an explicit cut, not a
+        rank-revealing least squares (LAPACK's gelsy), whose rank decision on such a matrix
+        varies between calls. The same on every rank (rank 0's)."""
+        loss = self.loss
+
+        def gradient(x: torch.Tensor) -> torch.Tensor:
+            _, gw, gb = loss.loss_gradient(x[: k * d].view(k, d), x[k * d :])
+            return torch.cat([gw.reshape(-1), gb])
+
+        # Without an intercept the bias is no parameter (held at 0): out of the Hessian.
+        free = len(theta) if loss.fit_intercept else k * d
+        h = 1e-5 * max(1.0, float(theta.abs().max()))
+        eye = torch.eye(free, len(theta), dtype=theta.dtype, device=theta.device) * h
+        hessian = torch.stack(
+            [((gradient(theta + e) - gradient(theta - e)) / (2 * h))[:free] for e in eye]
+        )
+        hessian = (hessian + hessian.T) / 2
+        curvature, q = torch.linalg.eigh(hessian.cpu())
+        keep = curvature > curvature.max() * 1e-9
+        step = torch.zeros(len(theta), dtype=theta.dtype)
+        step[:free] = -(q[:, keep] @ ((q[:, keep].T @ g[:free].cpu()) / curvature[keep]))
+        (step,) = self._same((step,), "sharing the Newton step")
+        return step.to(theta.device)
+
     def _polish(
         self, w: torch.Tensor, b: torch.Tensor, tol: float, target: float, max_steps: int
     ) -> tuple[torch.Tensor, torch.Tensor, int, bool]:
@@ -395,27 +492,13 @@ class _Problem:
             return torch.cat([gw.reshape(-1), gb])
 
         def largest(g: torch.Tensor) -> float:
-            return loss.largest_component(g[: k * d].view(k, d), g[k * d :])
+            return self._largest(g, k, d)
 
         theta = torch.cat([w.reshape(-1), b])
         g = gradient(theta)
         steps = 0
         while largest(g) > target and steps < min(POLISH_STEPS, max_steps):
-            h = 1e-5 * max(1.0, float(theta.abs().max()))
-            eye = torch.eye(len(theta), dtype=theta.dtype, device=theta.device) * h
-            hessian = torch.stack(
-                [(gradient(theta + e) - gradient(theta - e)) / (2 * h) for e in eye]
-            )
-            hessian = (hessian + hessian.T) / 2
-            # The pseudo-inverse: the intercepts' common shift (and, without a penalty, the
-            # weights') is a direction of no curvature at all, left where it is. From the
-            # eigendecomposition with an explicit cut, not a rank-revealing least squares
-            # (LAPACK's gelsy), whose rank decision on such a matrix varies between calls.
-            curvature, q = torch.linalg.eigh(hessian.cpu())
-            keep = curvature > curvature.max() * 1e-9
-            step = -(q[:, keep] @ ((q[:, keep].T @ g.cpu()) / curvature[keep]))
-            (step,) = self._same((step,), "sharing the Newton step")
-            new = theta + step.to(theta.device)
+            new = theta + self._newton_step(theta, g, k, d)
             g_new = gradient(new)
             if not largest(g_new) < largest(g):
                 break
