@@ -627,16 +627,31 @@ def test_sparsify_densify_and_the_mixins_methods():
     np.testing.assert_allclose(est._predict_proba_lr(X), ovr / ovr.sum(1, keepdims=True))
 
 
-def test_callbacks_see_the_fit_as_one_task():
+def test_callbacks_see_each_lbfgs_iteration_as_a_task():
+    """scikit-learn 1.9's callbacks: the fit a task; with lbfgs each iteration a subtask whose
+    fitted estimator is the fit stopped there (``max_iter`` that many), and one empty one."""
     from sklearn.callback.tests._utils import RecordingCallback
 
     X, y = blobs(100, 4, 3, 24)
     cb = RecordingCallback()
     est = LogisticRegression().set_callbacks(cb).fit(X, y)
     names = [r["name"] for r in cb.record]
-    assert names == ["setup", "on_fit_task_begin", "on_fit_task_end", "teardown"]
-    fitted = cb.record[2]["kwargs"]["fitted_estimator"]
-    np.testing.assert_array_equal(fitted.predict(X), est.predict(X))
+    n = int(est.n_iter_[0])
+    assert names[:2] == ["setup", "on_fit_task_begin"] and names[-1] == "teardown"
+    assert names.count("on_fit_task_begin") == names.count("on_fit_task_end") == n + 2
+    ends = [r for r in cb.record if r["name"] == "on_fit_task_end"]
+    root = ends[-1]["kwargs"]["fitted_estimator"]
+    np.testing.assert_array_equal(root.predict(X), est.predict(X))
+    assert ends[-2]["kwargs"]["fitted_estimator"] is None  # the empty last iteration task
+    for i in (1, 2, n):
+        after = ends[i - 1]["kwargs"]["fitted_estimator"]
+        stopped = LogisticRegression(max_iter=i)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            stopped.fit(X, y)
+        np.testing.assert_allclose(after.coef_, stopped.coef_, rtol=1e-12)
+    with pytest.warns(UserWarning, match="only supported .* for solver='lbfgs'"):
+        LogisticRegression(solver="saga").set_callbacks(RecordingCallback())
 
 
 def test_cv_scores_every_class_when_a_fold_lacks_some():

@@ -272,6 +272,8 @@ def minimize(
     on_nonfinite: Callable[[float, int], BaseException] | None = None,
     callback: Callable[[int, float], None] | None = None,
     checkpoint: Any = None,  # passed to lbfgs: a fit that can be continued (its docstring)
+    on_iterate: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+    max_eval: int | None = None,
 ) -> Solution:
     """Minimise ``loss`` over (W, b) from ``init`` with :func:`lbfgs`, on ``W = V P`` when a
     ``preconditioner`` ``(P, P^-1)`` is given.
@@ -282,6 +284,8 @@ def minimize(
     of the solver's own gradient (in ``V``) is at most ``tolerance_grad``, or when a step
     changes the objective by less than ``tolerance_change``. ``on_nonfinite(loss, n)`` makes
     the error raised when an evaluation is not finite (default: ``FloatingPointError``).
+    ``on_iterate(w, b)`` after each iteration, with the iterate (views: copy to keep).
+    ``max_eval``: :func:`lbfgs`'s budget of evaluations (None: torch's, ``max_iter * 5 // 4``).
     """
     start = time.perf_counter()
     w0, b0 = init
@@ -323,17 +327,26 @@ def minimize(
         # scikit-learn's lbfgs takes none); after a step, ``tol_repeats`` in a row.
         return passed >= (1 if asked == 1 else tol_repeats)
 
+    each = callback
+    if on_iterate is not None:
+
+        def each(n: int, value: float) -> None:
+            if callback is not None:
+                callback(n, value)
+            on_iterate(*unpack(x))
+
     with torch.no_grad():
         result = lbfgs(
             fun,
             x,
             max_iter=max_iter,
+            max_eval=max_eval,
             segments=(k * d, k),
             history_size=history_size,
             tolerance_grad=tolerance_grad,
             tolerance_change=tolerance_change,
             converged=small_enough if tol is not None else None,
-            callback=callback,
+            callback=each,
             checkpoint=checkpoint,
         )
         w, b = unpack(result.x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,9 @@ class LogisticRegression(
     in float64), or "float32" / "float64" to choose. scikit-learn's mixins, as its class has
     them: ``sparsify``/``densify`` (a CSR ``coef_`` for predictions), ``score``, and
     ``set_callbacks`` (scikit-learn 1.9's callbacks: ``setup``, the fit as one task begun
-    and ended, the fitted estimator at its end, ``teardown``; the solver's iterations are
-    not reported as tasks of their own).
+    and ended, ``teardown``; with ``solver="lbfgs"``, as there, each iteration a task of its
+    own with the estimator as it stands after it; other solvers warn that their iterations
+    are not reported).
     """
 
     def __init__(
@@ -115,6 +117,18 @@ class LogisticRegression(
             )
         return classes, np.searchsorted(classes, y)
 
+    def set_callbacks(self, *callbacks):
+        """Set scikit-learn callbacks (scikit-learn 1.9's ``set_callbacks``); as there, the
+        solver's iterations are reported with ``solver="lbfgs"`` alone."""
+        if self.solver != "lbfgs":
+            warnings.warn(
+                f"Callbacks are only supported in {type(self).__name__} for solver='lbfgs'. "
+                f"This estimator has solver='{self.solver}', callbacks will be ignored during "
+                "the solving of the regression.",
+                stacklevel=2,
+            )
+        return super().set_callbacks(*callbacks)
+
     @with_callbacks
     def fit(self, X, y, sample_weight=None):
         """Fit the model on ``X`` (n_samples, n_features) and ``y``; under torchrun, this
@@ -137,7 +151,12 @@ class LogisticRegression(
         self.classes_ = classes
         if liblinear:
             _check_liblinear(X, len(classes))
-        callbacks = self._init_callback_context()  # the fit is one task (a leaf)
+        # The fit is one task; with lbfgs, as scikit-learn's, one subtask per iteration (at
+        # least one) and one more, empty, at the end.
+        per_iteration = self.solver == "lbfgs"
+        callbacks = self._init_callback_context(
+            max_subtasks=max(int(self.max_iter), 1) + 1 if per_iteration else 0
+        )
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
         callbacks.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
         sw = self._sample_weights(X, y, y_index, sample_weight, world)
@@ -162,6 +181,11 @@ class LogisticRegression(
             intercept_scaling=float(self.intercept_scaling) if liblinear else None,
         )
         C_ = np.inf if penalty is None else C
+        # the rows' dtype, as scikit-learn's (float64 from its liblinear, whatever the rows)
+        answer = np.float64 if liblinear and requested is None else X.dtype
+        tasks = None
+        if per_iteration and getattr(self, "_skl_callbacks", None):
+            tasks = _IterationTasks(callbacks, self, X, y, metadata, answer, init, len(classes))
         coef, intercept, n_iter, converged, objective = problem.fit(
             C_,
             init,
@@ -170,12 +194,13 @@ class LogisticRegression(
             self.verbose,
             l1_ratio=l1_share,
             newton=self.solver in NEWTON_SOLVERS,
+            on_iterate=None if tasks is None else tasks.iteration,
         )
+        if tasks is not None:
+            tasks.close(n_iter, coef, intercept)
         _warn_unconverged(
             converged, n_iter, int(self.max_iter), self.solver, objective, _WARN_AT_CALLER
         )
-        # the rows' dtype, as scikit-learn's (float64 from its liblinear, whatever the rows)
-        answer = np.float64 if liblinear and requested is None else X.dtype
         self.coef_ = coef.astype(answer, copy=False)
         self.intercept_ = intercept.astype(answer, copy=False)
         self.n_iter_ = np.asarray([n_iter], dtype=np.int32)
@@ -328,3 +353,55 @@ class LogisticRegression(
 def _dense(coef):
     """``coef_`` as an array, whether :meth:`~LogisticRegression.sparsify` made it CSR or not."""
     return coef.toarray() if sparse.issparse(coef) else coef
+
+
+class _IterationTasks:
+    """scikit-learn 1.9's per-iteration callback tasks of an lbfgs fit: a subtask begun with
+    the starting point, ended and the next begun after each iteration (the estimator as it
+    would be, had the fit stopped there), and the last, begun after the last iteration, ended
+    empty. An iteration that took no step (the solver found no descent) is reported at the
+    point where it ended, after the others: one task per iteration counted in ``n_iter_``."""
+
+    def __init__(self, context, estimator, X, y, metadata, dtype, init, n_classes) -> None:
+        self.context, self.estimator, self.X, self.y = context, estimator, X, y
+        self.metadata, self.dtype = metadata, dtype
+        self.reported = 0
+        rows = 1 if n_classes == 2 else n_classes
+        if init is None:
+            coef, intercept = np.zeros((rows, X.shape[1])), np.zeros(rows)
+        else:
+            coef, intercept = np.asarray(init[0]), np.asarray(init[1])
+        self.task = self._begin(coef, intercept)
+
+    def _attributes(self, coef: np.ndarray, intercept: np.ndarray) -> dict:
+        return {
+            "coef_": np.array(coef, dtype=self.dtype),
+            "intercept_": np.array(intercept, dtype=self.dtype),
+        }
+
+    def _begin(self, coef: np.ndarray, intercept: np.ndarray):
+        task = self.context.subcontext(task_name="lbfgs-iter")
+        task.call_on_fit_task_begin(
+            estimator=self.estimator,
+            X=self.X,
+            y=self.y,
+            metadata=self.metadata,
+            reconstruction_attributes=self._attributes(coef, intercept),
+        )
+        return task
+
+    def iteration(self, coef: np.ndarray, intercept: np.ndarray) -> None:
+        self.task.call_on_fit_task_end(
+            estimator=self.estimator,
+            X=self.X,
+            y=self.y,
+            metadata=self.metadata,
+            reconstruction_attributes=self._attributes(coef, intercept),
+        )
+        self.reported += 1
+        self.task = self._begin(coef, intercept)
+
+    def close(self, n_iter: int, coef: np.ndarray, intercept: np.ndarray) -> None:
+        while self.reported < max(n_iter, 1):
+            self.iteration(coef, intercept)
+        self.task.call_on_fit_task_end(estimator=self.estimator)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -48,6 +49,11 @@ ARMIJO = 1e-4
 # ... to a gradient no larger than this: the optimum to float64's precision (a step or two of
 # Newton's from tol; a fit started there takes none).
 POLISHED = 1e-12
+# The evaluations L-BFGS may spend, per iteration it may take (its line search's own limit):
+# not torch's 5/4, which cuts the line searches of a fit of few iterations short, so that a
+# fit stopped by ``max_iter`` at i iterations ends where a longer one was after i (the
+# estimator scikit-learn's callbacks report after each iteration).
+EVALUATIONS_PER_ITERATION = 25
 # A float64 fit's float32 phase stops at ``tol`` or at this, whichever is larger: float32's
 # gradients are good to far better than this, and the float64 phase finishes the rest.
 FLOAT32_TOL = 1e-6
@@ -160,11 +166,14 @@ class _Problem:
         verbose: int = 0,
         l1_ratio: float = 0.0,
         newton: bool = False,
+        on_iterate: Callable[[np.ndarray, np.ndarray], None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int, bool, float]:
         """(coef, intercept, iterations, converged, objective) at ``C`` and ``l1_ratio`` (the
         elastic-net mix; liblinear's model: 1 for its L1 penalty, 0 for L2), in
         scikit-learn's shapes: (K, D) and (K,), or (1, D) and (1,) for two classes.
-        ``newton``: Newton's method where it is cheap (see ``ARMIJO``), L-BFGS elsewhere."""
+        ``newton``: Newton's method where it is cheap (see ``ARMIJO``), L-BFGS elsewhere.
+        ``on_iterate(coef, intercept)``: after each iteration of L-BFGS or Newton's method,
+        the iterate as the answer would be (scikit-learn's per-iteration callbacks)."""
         loss = self.loss
         rows, d = (1 if self.binary else self.n_classes), loss.rows.shape[1]
         device = loss.rows.device
@@ -180,6 +189,12 @@ class _Problem:
         if self.mean is not None:
             b = b + w @ self.mean.double()  # the centred parametrisation's intercept
         callback = None
+        step = None
+        if on_iterate is not None:
+
+            def step(w_: torch.Tensor, b_: torch.Tensor) -> None:
+                on_iterate(*self._answer(w_, b_, l1_ratio))
+
         if verbose:
 
             def callback(n: int, value: float) -> None:
@@ -198,7 +213,13 @@ class _Problem:
             loss.dtype = self.dtype
             # on to the optimum itself, as every cheap float64 fit (POLISHED)
             w, b, iterations, converged = self._newton(
-                w.to(self.dtype), b.to(self.dtype), tol, min(tol, POLISHED), max_iter, callback
+                w.to(self.dtype),
+                b.to(self.dtype),
+                tol,
+                min(tol, POLISHED),
+                max_iter,
+                callback,
+                step,
             )
             objective = float(loss.loss_gradient(w, b)[0])
         for dtype in phases:
@@ -221,6 +242,8 @@ class _Problem:
                     tolerance_grad=0.0,
                     tolerance_change=TOLERANCE_CHANGE[dtype],
                     callback=callback,
+                    on_iterate=step,
+                    max_eval=EVALUATIONS_PER_ITERATION * max(budget, 1),
                 )
                 w, b = sol.weight, sol.bias
                 iterations += sol.iterations
@@ -238,10 +261,20 @@ class _Problem:
             if n_params <= POLISH_MAX_PARAMETERS and (cheap or not converged):
                 # Cheap: on to the float64 optimum itself (POLISHED), past tol; else to tol.
                 w, b, steps, converged = self._polish(
-                    w, b, tol, min(tol, POLISHED) if cheap else tol, max_iter - iterations
+                    w, b, tol, min(tol, POLISHED) if cheap else tol, max_iter - iterations, step
                 )
                 iterations += steps
                 objective = float(loss.loss_gradient(w, b)[0])
+        coef, intercept = self._answer(w, b, l1_ratio)
+        return (coef, intercept, iterations, converged, objective)
+
+    def _answer(
+        self, w: torch.Tensor, b: torch.Tensor, l1_ratio: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(coef, intercept), float64 numpy, of the solver's ``(w, b)``: the inputs' mean
+        taken back out of the intercept, and of the directions that change no probability,
+        the one scikit-learn's fit ends at."""
+        loss = self.loss
         w, b = w.double(), b.double()
         if self.mean is not None:
             b = b - w @ self.mean.double()
@@ -258,7 +291,7 @@ class _Problem:
             # objective: the one answer is the one whose intercepts sum to 0 (as scikit-learn's
             # fit, started at 0, keeps them), so that decision_function is determined too.
             b = b - b.mean()
-        return (w.cpu().numpy(), b.cpu().numpy(), iterations, converged, objective)
+        return w.cpu().numpy(), b.cpu().numpy()
 
     def _fit_l1(self, C, l1_ratio, init, tol, max_iter, callback):
         """OWL-QN (:func:`minimize_l1`) for an L1 term, or for liblinear's penalised intercept.
@@ -408,7 +441,9 @@ class _Problem:
             and self.loss.rows.shape[0] * n_params**2 <= POLISH_BUDGET
         )
 
-    def _newton(self, w, b, tol: float, target: float, max_iter: int, callback=None):
+    def _newton(
+        self, w, b, tol: float, target: float, max_iter: int, callback=None, on_iterate=None
+    ):
         """Newton's method from ``(w, b)``: up to ``max_iter`` steps, each the Newton step at
         the current point (:meth:`_newton_step`) shortened by halves until it lowers the
         objective by Armijo's rule, until the gradient's largest component is at most
@@ -441,6 +476,8 @@ class _Problem:
             theta, f, g, steps = new, f_new, g_new, steps + 1
             if callback is not None:
                 callback(steps, f)
+            if on_iterate is not None:
+                on_iterate(theta[: k * d].view(k, d), theta[k * d :])
         converged = self._largest(g, k, d) <= tol
         return theta[: k * d].view(k, d).clone(), theta[k * d :].clone(), steps, converged
 
@@ -476,7 +513,13 @@ class _Problem:
         return step.to(theta.device)
 
     def _polish(
-        self, w: torch.Tensor, b: torch.Tensor, tol: float, target: float, max_steps: int
+        self,
+        w: torch.Tensor,
+        b: torch.Tensor,
+        tol: float,
+        target: float,
+        max_steps: int,
+        on_iterate=None,
     ) -> tuple[torch.Tensor, torch.Tensor, int, bool]:
         """Newton steps on a float64 fit, until the gradient's largest component is at most
         ``target`` or a step no longer lowers it: after L-BFGS stopped short of ``tol``
@@ -503,6 +546,8 @@ class _Problem:
             if not largest(g_new) < largest(g):
                 break
             theta, g, steps = new, g_new, steps + 1
+            if on_iterate is not None:
+                on_iterate(theta[: k * d].view(k, d), theta[k * d :])
         return theta[: k * d].view(k, d).clone(), theta[k * d :].clone(), steps, largest(g) <= tol
 
 
