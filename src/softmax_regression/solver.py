@@ -6,13 +6,16 @@ scikit-learn estimators (:mod:`softmax_regression.sklearn`). The book's SGD reci
 own exact loop. The split follows scikit-learn's: :mod:`~softmax_regression.linear_loss` is the
 objective (loss, gradient, input statistics; scikit-learn's ``_linear_loss.py``), this module
 the solvers over it (its lbfgs call and ``_newton_solver.py``): :func:`lbfgs` and
-:func:`minimize`, preconditioned L-BFGS for the smooth objective; :func:`owlqn` and
+:func:`minimize`, preconditioned L-BFGS for the smooth objective; :func:`newton`, Newton's
+method with conjugate gradient for independent binary problems (liblinear's L2 model);
+:func:`owlqn` and
 :func:`minimize_l1`, OWL-QN for the objective plus an L1 term (and liblinear's penalised
 intercept).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +24,7 @@ from typing import Any
 import torch
 from torch.optim.lbfgs import _strong_wolfe
 
-from .linear_loss import SoftmaxLoss
+from .linear_loss import DenseRows, SoftmaxLoss
 
 
 @dataclass
@@ -348,6 +351,163 @@ def minimize(
         time.perf_counter() - start,
         iterations=result.iterations,
         converged=result.converged,
+    )
+
+
+# --------------------------------------------------------------------------- Newton
+
+
+def newton(
+    loss: SoftmaxLoss,
+    init: tuple[torch.Tensor, torch.Tensor],
+    max_iter: int,
+    *,
+    l2: tuple[float, float] = (0.0, 0.0),
+    converged: Callable[[torch.Tensor, torch.Tensor], bool] | None = None,
+    cg_tol: float = 0.1,
+    max_cg: int = 250,
+    float32_products: bool = True,
+    jacobi: bool = True,
+    callback: Callable[[int, float], None] | None = None,
+) -> Solution:
+    """Newton's method on independent binary problems (``loss.one_vs_rest``, or
+    ``loss.binary``: one), each row of (W, b) its own problem and its own step, all ``K``
+    together: liblinear's trust-region Newton method for its L2 model, with a line search.
+
+    The objective is ``loss`` plus ``l2 = (l2_w, l2_b)`` times half the squares of ``W`` and
+    of ``b``. Each iteration: one pass for every problem's loss, gradient and curvature
+    (:meth:`SoftmaxLoss.problem_terms`), then the Newton direction of each problem by
+    conjugate gradient on Hessian-vector products (:meth:`SoftmaxLoss.hessian_vector`, one
+    pass for all ``K``), ``jacobi``: preconditioned by the Hessian's diagonal (one more pass),
+    stopped when each problem's residual is ``cg_tol`` times its gradient's norm (liblinear's
+    0.1; measured on digits, 64 features, cheaper than each problem's whole Hessian and a
+    Cholesky solve: 0.07 s against 0.12 s, the ``K (D + 1)^2`` products dominating). Then a
+    backtracking (Armijo) line search on each problem's own objective, all ``K`` evaluated by
+    one pass; the unit step is taken almost always, and its pass is the next iteration's.
+    Stops when ``converged(grad_w, grad_b)`` says so (asked at the start and after each
+    step), after ``max_iter`` iterations, or when no problem's step moves it any more.
+    """
+    start = time.perf_counter()
+    dtype = loss.dtype
+    given = loss
+    if not loss.rows.sparse and loss.rows.dtype != dtype:
+        # Every iteration reads the rows several times: converted once, not block by block.
+        loss = dataclasses.replace(loss, x=DenseRows(loss.rows.x.to(dtype)))
+    # The products of conjugate gradient in float32 (twice the arithmetic rate, half the
+    # traffic): a direction asked to cg_tol = 0.1 needs nothing like float64's precision.
+    # Sparse rows keep float32 values beside their own; dense ones are copied once.
+    hv_loss = loss
+    if dtype == torch.float64 and float32_products:
+        if loss.rows.sparse:
+            hv_loss = dataclasses.replace(loss, dtype=torch.float32)
+        else:
+            rows32 = given.rows if given.rows.dtype == torch.float32 else None
+            x32 = rows32.x if rows32 is not None else loss.rows.x.float()
+            hv_loss = dataclasses.replace(loss, x=DenseRows(x32), dtype=torch.float32)
+    w = init[0].to(dtype).clone()
+    b = init[1].to(dtype).clone()
+    k, d = w.shape
+    l2_w, l2_b = float(l2[0]), float(l2[1]) if loss.fit_intercept else 0.0
+    if not loss.fit_intercept:
+        b.zero_()
+    evaluations = 0
+
+    def terms(w: torch.Tensor, b: torch.Tensor):
+        nonlocal evaluations
+        evaluations += 1
+        f, gw, gb, h = loss.problem_terms(w, b, curvature=True)
+        if not torch.isfinite(f).all():
+            raise FloatingPointError(f"the objective became {float(f.sum())}")
+        f = f + 0.5 * (l2_w * (w * w).sum(1) + l2_b * b * b).to(f.dtype)
+        return f, gw + l2_w * w, gb + l2_b * b, h
+
+    def hessian_vector(h, v_w, v_b):
+        out_w, out_b = hv_loss.hessian_vector(h, v_w, v_b)
+        return out_w.to(dtype) + l2_w * v_w, out_b.to(dtype) + l2_b * v_b
+
+    def conjugate_gradient(h, gw, gb):
+        # All K problems at once, each with its own step sizes; a problem whose residual is
+        # small enough stops moving (its step 0) while the others go on.
+        h = h.to(hv_loss.dtype)
+        if jacobi:
+            m_w, m_b = hv_loss.hessian_diagonal(h)
+            m_w = 1.0 / (m_w.to(dtype) + l2_w + loss.weight_decay).clamp_min(1e-300)
+            m_b = 1.0 / (m_b.to(dtype) + l2_b).clamp_min(1e-300)
+        else:
+            m_w = m_b = 1.0
+        x_w, x_b = torch.zeros_like(gw), torch.zeros_like(gb)
+        r_w, r_b = -gw, -gb
+        z_w, z_b = m_w * r_w, m_b * r_b
+        p_w, p_b = z_w.clone(), z_b.clone()
+        rz = (r_w * z_w).sum(1) + r_b * z_b
+        target = cg_tol**2 * ((r_w * r_w).sum(1) + r_b * r_b)
+        active = torch.ones_like(rz, dtype=torch.bool)
+        for _ in range(max_cg):
+            active &= (r_w * r_w).sum(1) + r_b * r_b > target
+            if not bool(active.any()):
+                break
+            hp_w, hp_b = hessian_vector(h, p_w, p_b)
+            php = (p_w * hp_w).sum(1) + p_b * hp_b
+            alpha = torch.where(active & (php > 0), rz / torch.where(php > 0, php, 1.0), 0.0)
+            x_w += alpha.unsqueeze(1) * p_w
+            x_b += alpha * p_b
+            r_w -= alpha.unsqueeze(1) * hp_w
+            r_b -= alpha * hp_b
+            z_w, z_b = m_w * r_w, m_b * r_b
+            rz_new = (r_w * z_w).sum(1) + r_b * z_b
+            beta = torch.where(active, rz_new / torch.where(rz > 0, rz, 1.0), 0.0)
+            p_w = z_w + beta.unsqueeze(1) * p_w
+            p_b = z_b + beta * p_b
+            rz = rz_new
+        return x_w, x_b
+
+    with torch.no_grad():
+        f, gw, gb, h = terms(w, b)
+        iterations, done = 0, False
+        while True:
+            if converged is not None and converged(gw, gb):
+                done = True
+                break
+            if iterations >= max_iter:
+                break
+            iterations += 1
+            s_w, s_b = conjugate_gradient(h, gw, gb)
+            if not loss.fit_intercept:
+                s_b = torch.zeros_like(s_b)
+            slope = ((gw * s_w).sum(1) + gb * s_b).to(f.dtype)
+            # A rise within rounding of the objective is no rise: near the optimum the
+            # change is below float64's resolution of f.
+            slack = 16 * torch.finfo(f.dtype).eps * f.abs()
+            t = torch.ones_like(f)
+            for _ in range(30):
+                tt = t.to(dtype)
+                new_w, new_b = w + tt.unsqueeze(1) * s_w, b + tt * s_b
+                f_new, gw_new, gb_new, h_new = terms(new_w, new_b)
+                fine = f_new <= f + 1e-4 * t * slope + slack
+                if bool(fine.all()):
+                    break
+                t = torch.where(fine, t, t / 2)
+            else:
+                t = torch.where(fine, t, 0.0)
+                tt = t.to(dtype)
+                new_w, new_b = w + tt.unsqueeze(1) * s_w, b + tt * s_b
+                f_new, gw_new, gb_new, h_new = terms(new_w, new_b)
+            moved = (tt.unsqueeze(1) * s_w).abs().amax(1).maximum((tt * s_b).abs())
+            size = w.abs().amax(1).maximum(b.abs())
+            w, b, f, gw, gb, h = new_w, new_b, f_new, gw_new, gb_new, h_new
+            if callback is not None:
+                callback(iterations, float(f.sum()))
+            if bool((moved <= 1e-15 * size.clamp_min(1e-300)).all()):
+                done = converged is not None and converged(gw, gb)
+                break
+    return Solution(
+        w,
+        b,
+        float(f.sum()),
+        evaluations,
+        time.perf_counter() - start,
+        iterations=iterations,
+        converged=done,
     )
 
 
