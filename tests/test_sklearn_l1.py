@@ -312,6 +312,11 @@ def test_newton_hessian_products_match_the_gradient():
         torch.testing.assert_close(diag_w[:, j], hv_w[:, j])
     _, hv_b = loss.hessian_vector(h, torch.zeros(3, 5, dtype=torch.float64), torch.ones(3))
     torch.testing.assert_close(diag_b, hv_b)
+    whole = loss.hessians(h)  # (K, D + 1, D + 1), the bias last
+    v = torch.cat([v_w, v_b.unsqueeze(1)], 1)
+    hv_w, hv_b = loss.hessian_vector(h, v_w, v_b)
+    product = (whole @ v.unsqueeze(2)).squeeze(2)
+    torch.testing.assert_close(product, torch.cat([hv_w, hv_b.unsqueeze(1)], 1))
 
 
 # --------------------------------------------------------------------------- the CV

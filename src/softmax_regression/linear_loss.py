@@ -274,8 +274,8 @@ class SoftmaxLoss:
         None). The objective is the sum of the ``K``; each row of the gradient is its own
         problem's, and the Hessian of problem ``k`` is ``X~^T diag(curvature[k]) X~`` (``X~``
         the rows with a column of ones for the bias) plus the penalty's
-        (:meth:`hessian_vector`, :meth:`hessian_diagonal`). One pass over the rows, as
-        :meth:`loss_gradient`."""
+        (:meth:`hessian_vector`, :meth:`hessian_diagonal`, :meth:`hessians`). One pass over
+        the rows, as :meth:`loss_gradient`."""
         if not (self.one_vs_rest or self.binary) or self.margin:
             raise ValueError("problem_terms is for independent binary problems")
         return self._evaluate(w, b, True, curvature)
@@ -410,6 +410,28 @@ class SoftmaxLoss:
             rows.add_gradient(acc, curvature[:, lo:hi], squares)
         out_b = curvature.sum(1) if self.fit_intercept else torch.zeros_like(curvature[:, 0])
         return rows.gradient(acc), out_b
+
+    def hessians(self, curvature: torch.Tensor) -> torch.Tensor:
+        """Each binary problem's whole Hessian of the data term, ``(K, D + 1, D + 1)``, the
+        bias last (a column of ones; zero rows and columns without a bias), from dense raw
+        rows: one batched product per block, ``K (D + 1)^2`` products per row. No penalty."""
+        if self.rows.sparse or self.center is not None or self.scale is not None:
+            raise ValueError("hessians takes dense raw rows")
+        rows, dtype = self.rows, self.dtype
+        n, d = rows.shape
+        k = curvature.shape[0]
+        step = n if self.block_rows is None else max(1, int(self.block_rows))
+        out = torch.zeros(k, d + 1, d + 1, dtype=dtype, device=rows.device)
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            xb = rows.block(lo, hi, dtype)
+            xa = torch.cat([xb, torch.ones(hi - lo, 1, dtype=dtype, device=xb.device)], 1)
+            weighted = xa.t().unsqueeze(0) * curvature[:, lo:hi].unsqueeze(1)  # (K, D+1, rows)
+            out.baddbmm_(weighted, xa.unsqueeze(0).expand(k, -1, -1))
+        if not self.fit_intercept:
+            out[:, d, :] = 0
+            out[:, :, d] = 0
+        return out
 
     def _logistic(
         self, z: torch.Tensor, labels: torch.Tensor, curvature: bool
