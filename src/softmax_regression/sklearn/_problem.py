@@ -142,7 +142,8 @@ class _Problem:
         )
         # The diagonal first (one cheap pass): the full covariance only for a fit that
         # turns out slow (:meth:`_preconditioner`).
-        second, mean = moments(self.loss, diagonal=True)
+        with cpu_threads(self._liblinear_threads() if intercept_scaling is not None else None):
+            second, mean = moments(self.loss, diagonal=True)
         self.total = self.loss.total_weight or float(self.loss.rows.shape[0])
         self.mean = None
         self.raw_mean = mean
