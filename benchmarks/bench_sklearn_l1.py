@@ -5,7 +5,9 @@ side by side in one run.
 (text)   TF-IDF of the Python files of the packages installed beside this one (a file's class
          is its package: the 30 packages with the most files, at most 60 files each), the
          ``--vocabulary`` most frequent terms, as a dense array;
-(digits) scikit-learn's 8x8 digits, 10 classes, raw (0..16).
+(digits) scikit-learn's 8x8 digits, 10 classes, raw (0..16);
+(sparse-text, not by default) ``benchmarks/text_corpus.py``'s corpus at full size, every
+         term, as a scipy CSR matrix (liblinear's rows only).
 
 scikit-learn as people run it, default ``tol``: ``saga`` (``max_iter=1000``) for the
 multinomial L1 and elastic-net fits (``l1_ratio`` 1 and 0.5), and
@@ -17,7 +19,9 @@ problems, float64 for liblinear's: its model is solved in float64), one-vs-rest 
 beside the objective's relative gap to scikit-learn's (evaluated in float64 numpy;
 negative: ours ends lower) and the share of exact zeros.
 
-    .venv/bin/python benchmarks/bench_sklearn_l1.py [--only pixels,text,digits] [--rows 2000]
+    .venv/bin/python benchmarks/bench_sklearn_l1.py [--only pixels,text,digits,sparse-text]
+        [--rows 2000] [--vocabulary 2000] [--repeats 3] [--liblinear-only]
+        [--liblinear-l1-ratios 1,0]
 """
 
 from __future__ import annotations
@@ -53,9 +57,10 @@ def multinomial_objective(est, X, y, C, l1_ratio) -> float:
 def ovr_objective(ovr, X, y, C, l1_ratio, scaling=1.0) -> float:
     """The sum of the binary problems' liblinear objectives (intercept a penalised feature)."""
     total = 0.0
+    X = X.astype(np.float64) if hasattr(X, "tocsr") else np.asarray(X, np.float64)
     for k, est in enumerate(ovr.estimators_):
         yk = (y == ovr.classes_[k]).astype(np.float64)
-        z = np.asarray(X, np.float64) @ est.coef_.ravel() + est.intercept_[0]
+        z = X @ np.asarray(est.coef_, np.float64).ravel() + est.intercept_[0]
         theta = np.append(est.coef_.ravel(), est.intercept_[0] / scaling)
         loss = np.logaddexp(0, z) - z * yk
         total += C * loss.sum() + l1_ratio * np.abs(theta).sum()
@@ -124,8 +129,8 @@ def saga_side_by_side(title, X, y, repeats, C):
         report(f"{title}: l1_ratio={l1_ratio}, C={C}", rows)
 
 
-def liblinear_side_by_side(title, X, y, repeats, C):
-    for l1_ratio in (1.0, 0.0):
+def liblinear_side_by_side(title, X, y, repeats, C, l1_ratios=(1.0, 0.0)):
+    for l1_ratio in l1_ratios:
         params = {"C": C, "l1_ratio": l1_ratio, "solver": "liblinear"}
         rows = []
         for name, make in (
@@ -153,25 +158,41 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2000, help="Fashion-MNIST rows")
     ap.add_argument("--vocabulary", type=int, default=2000, help="TF-IDF terms")
     ap.add_argument("--repeats", type=int, default=3, help="fits per case, best taken")
+    ap.add_argument(
+        "--liblinear-only", action="store_true", help="only liblinear's rows (no saga fits)"
+    )
+    ap.add_argument(
+        "--liblinear-l1-ratios",
+        default="1,0",
+        help="liblinear's penalties to run: 1 (L1), 0 (L2), or both",
+    )
     args = ap.parse_args()
     only = set(args.only.split(","))
+    saga = not args.liblinear_only
+    ratios = tuple(float(r) for r in args.liblinear_l1_ratios.split(","))
     print(
         f"scikit-learn {sklearn.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), {platform.machine()}; saga fitted once, the "
         f"others best of {args.repeats}"
     )
-    if "pixels" in only:
+    if "pixels" in only and saga:
         X, y = pixels(args.rows)
         saga_side_by_side(f"Fashion-MNIST pixels {X.shape}", X, y, args.repeats, 0.05)
-    if "text" in only or "digits" in only:
+    if "text" in only:
         X, y = text(args.vocabulary)
-        if "text" in only:
-            title = f"text TF-IDF {X.shape}, {len(set(y))} classes"
+        title = f"text TF-IDF {X.shape}, {len(set(y))} classes"
+        if saga:
             saga_side_by_side(title, X, y, args.repeats, 10.0)
-            liblinear_side_by_side(title, X, y, args.repeats, 10.0)
+        liblinear_side_by_side(title, X, y, args.repeats, 10.0, ratios)
     if "digits" in only:
         X, y = load_digits(return_X_y=True)
-        liblinear_side_by_side(f"digits {X.shape}", X, y, args.repeats, 0.1)
+        liblinear_side_by_side(f"digits {X.shape}", X, y, args.repeats, 0.1, ratios)
+    if "sparse-text" in only:
+        from text_corpus import tfidf
+
+        X, y, _ = tfidf()
+        title = f"sparse text TF-IDF {X.shape} ({X.nnz:,} non-zeros), {len(set(y))} classes"
+        liblinear_side_by_side(title, X, y, args.repeats, 10.0, ratios)
 
 
 if __name__ == "__main__":

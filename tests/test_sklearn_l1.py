@@ -210,6 +210,115 @@ def test_one_vs_rest_fits_the_binary_problems_at_once(params):
     np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-4)
 
 
+def _text_like(n=400, d=300, k=5, seed=40):
+    """Sparse rows of unit norm, a few informative terms per class (TF-IDF's shape)."""
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    X = sp.random(n, d, density=0.05, format="lil", random_state=rng)
+    for i, c in enumerate(y):
+        X[i, rng.integers(0, 10, 3) + 10 * c] = rng.uniform(0.5, 1.5, 3)
+    X = X.tocsr()
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    return sp.diags(1.0 / np.maximum(norms, 1e-12)) @ X, y
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "digits",
+        "digits-weighted",
+        "text-sparse",
+        "text-sparse-weighted",
+        "text-dense-no-intercept",
+    ],
+)
+def test_liblinear_l2_one_vs_rest_at_default_tol_ends_at_or_below_liblinears(case):
+    """liblinear's L2 model at scikit-learn's default tol, by Newton's method: scikit-learn's
+    objective at our coefficients at most its own at liblinear's (+1e-6 relative), every
+    binary problem, in a handful of Newton iterations."""
+    if case.startswith("digits"):
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        C = 0.1
+    else:
+        X, y = _text_like()
+        C = 10.0
+        if "dense" in case:
+            X = X.toarray()
+    weighted = "weighted" in case
+    sw = np.random.default_rng(3).uniform(0.2, 3.0, len(y)) if weighted else None
+    params = {"C": C, "solver": "liblinear", "class_weight": "balanced" if weighted else None}
+    params["fit_intercept"] = "no-intercept" not in case
+    params["intercept_scaling"] = 2.0 if weighted else 1.0
+    import sklearn
+
+    with sklearn.config_context(enable_metadata_routing=True):
+        ours_est = LogisticRegression(dtype="float64", **params)
+        ref_est = linear_model.LogisticRegression(**params)
+        for est in (ours_est, ref_est):
+            est.set_fit_request(sample_weight=True)
+        ours, ref = _fit_both(
+            OneVsRestClassifier(ours_est),
+            multiclass.OneVsRestClassifier(ref_est),
+            X,
+            y,
+            sw,
+        )
+    dense = X.toarray() if hasattr(X, "toarray") else np.asarray(X, np.float64)
+    scaling = params["intercept_scaling"]
+    for k, (a, b) in enumerate(zip(ours.estimators_, ref.estimators_, strict=True)):
+        yk = (y == ours.classes_[k]).astype(int)
+        s = weights_of(np.array([0, 1]), yk, sw, params["class_weight"])
+        got = objective(a.coef_, a.intercept_, dense, yk, np.array([0, 1]), C, 0.0, s, scaling)
+        want = objective(b.coef_, b.intercept_, dense, yk, np.array([0, 1]), C, 0.0, s, scaling)
+        assert got <= want * (1 + RELATIVE), (k, got, want)
+    assert ours.estimators_[0].n_iter_[0] <= 15
+
+
+def test_newton_hessian_products_match_the_gradient():
+    """The one-vs-rest objective's Hessian-vector products and Hessian diagonal, which
+    liblinear's L2 fit steps by, against central differences of its exact gradient."""
+    import torch
+
+    from softmax_regression.linear_loss import SoftmaxLoss
+
+    X, y = blobs(120, 5, 3, 41)
+    rng = np.random.default_rng(4)
+    x = torch.tensor(X)
+    sw = torch.tensor(rng.uniform(0.5, 2.0, len(y)))
+    factors = torch.tensor(rng.uniform(0.5, 2.0, (2, 3)))
+    loss = SoftmaxLoss(
+        x, torch.tensor(y), 0.01, sample_weight=sw, one_vs_rest=True, class_factors=factors
+    )
+    w, b = torch.tensor(rng.normal(size=(3, 5)) * 0.3), torch.tensor(rng.normal(size=3))
+    f, gw, gb, h = loss.problem_terms(w, b, curvature=True)
+    total, *_ = loss.loss_gradient(w, b)
+    torch.testing.assert_close(f.sum(), total)
+    v_w, v_b = torch.tensor(rng.normal(size=(3, 5))), torch.tensor(rng.normal(size=3))
+    eps = 1e-6
+    _, gw_p, gb_p = loss.loss_gradient(w + eps * v_w, b + eps * v_b)
+    _, gw_m, gb_m = loss.loss_gradient(w - eps * v_w, b - eps * v_b)
+    hv_w, hv_b = loss.hessian_vector(h, v_w, v_b)
+    torch.testing.assert_close(hv_w, (gw_p - gw_m) / (2 * eps), rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(hv_b, (gb_p - gb_m) / (2 * eps), rtol=1e-6, atol=1e-8)
+    loss.weight_decay = 0.0
+    diag_w, diag_b = loss.hessian_diagonal(h)
+    for j in range(5):
+        e = torch.zeros(3, 5, dtype=torch.float64)
+        e[:, j] = 1.0
+        hv_w, _ = loss.hessian_vector(h, e, torch.zeros(3, dtype=torch.float64))
+        torch.testing.assert_close(diag_w[:, j], hv_w[:, j])
+    _, hv_b = loss.hessian_vector(h, torch.zeros(3, 5, dtype=torch.float64), torch.ones(3))
+    torch.testing.assert_close(diag_b, hv_b)
+    whole = loss.hessians(h)  # (K, D + 1, D + 1), the bias last
+    v = torch.cat([v_w, v_b.unsqueeze(1)], 1)
+    hv_w, hv_b = loss.hessian_vector(h, v_w, v_b)
+    product = (whole @ v.unsqueeze(2)).squeeze(2)
+    torch.testing.assert_close(product, torch.cat([hv_w, hv_b.unsqueeze(1)], 1))
+
+
 # --------------------------------------------------------------------------- the CV
 
 

@@ -262,14 +262,40 @@ class SoftmaxLoss:
         once per evaluation instead of twice: on CPU, blocks of about a thousand rows halve
         the time of an evaluation.
         """
+        return self._evaluate(w, b, False, False)[:3]
+
+    def problem_terms(
+        self, w: torch.Tensor, b: torch.Tensor, curvature: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`loss_gradient` of independent binary problems (``one_vs_rest``, or
+        ``binary``: one problem), problem by problem: (objective of each ``(K,)``, gradient in
+        ``w``, gradient in ``b``, and with ``curvature`` each row's second derivative of each
+        problem's loss in its logit, ``s_i c_ik p (1 - p) / sum_i s_i``, ``(K, N)``; else
+        None). The objective is the sum of the ``K``; each row of the gradient is its own
+        problem's, and the Hessian of problem ``k`` is ``X~^T diag(curvature[k]) X~`` (``X~``
+        the rows with a column of ones for the bias) plus the penalty's
+        (:meth:`hessian_vector`, :meth:`hessian_diagonal`, :meth:`hessians`). One pass over
+        the rows, as :meth:`loss_gradient`."""
+        if not (self.one_vs_rest or self.binary) or self.margin:
+            raise ValueError("problem_terms is for independent binary problems")
+        return self._evaluate(w, b, True, curvature)
+
+    def _evaluate(self, w, b, per_problem: bool, want_curvature: bool):
         rows, y, sw, dtype = self.rows, self.y, self.sample_weight, self.dtype
         n = rows.shape[0]
+        logistic = self.one_vs_rest or (self.binary and per_problem)
         step = n if self.block_rows is None else max(1, int(self.block_rows))
         w_eff, b_eff = self.effective(w.to(dtype), b.to(dtype))
         acc = rows.gradient_buffer(w_eff)
         grad_b = torch.zeros_like(b_eff)
         loss_dtype = self.loss_dtype or dtype
         data_loss = torch.zeros((), dtype=loss_dtype, device=rows.device)
+        per_problem = (
+            torch.zeros(w.shape[0], dtype=loss_dtype, device=rows.device) if per_problem else None
+        )
+        curvature = (
+            torch.empty(w.shape[0], n, dtype=dtype, device=rows.device) if want_curvature else None
+        )
         bias = b_eff.unsqueeze(1)
         weights = rows.weights(w_eff)
         # Made once, sliced per block (the last block may be shorter).
@@ -280,19 +306,26 @@ class SoftmaxLoss:
             xb, labels = rows.block(lo, hi, dtype), y[lo:hi].unsqueeze(0)
             k = hi - lo
             z = rows.logits(xb, weights, bias)  # (K, rows), or (1, rows) binary
+            if logistic:  # independent binary problems, one per row of W
+                losses, g, h = self._logistic(z, labels, curvature is not None)
+                if sw is not None:
+                    losses = losses * sw[lo:hi]
+                    g.mul_(sw[lo:hi])
+                    if h is not None:
+                        h.mul_(sw[lo:hi])
+                if per_problem is not None:
+                    per_problem += losses.sum(1, dtype=loss_dtype)
+                else:
+                    data_loss += losses.sum(dtype=loss_dtype)
+                if h is not None:
+                    curvature[:, lo:hi] = h
+                rows.add_gradient(acc, g, xb)
+                grad_b += g.sum(1)
+                continue
             if self.binary:
                 z = torch.cat([torch.zeros_like(z), z])  # class 0's logit held at 0
             if minus_margin is not None:
                 z.scatter_add_(0, labels, minus_margin[:, :k])
-            if self.one_vs_rest:
-                picked, g = self._one_vs_rest(z, labels)
-                if sw is not None:
-                    picked = picked * sw[lo:hi]
-                    g.mul_(sw[lo:hi])
-                data_loss -= picked.sum(dtype=loss_dtype)
-                rows.add_gradient(acc, g, xb)
-                grad_b += g.sum(1)
-                continue
             lsm = torch.log_softmax(z, 0)
             picked = lsm.gather(0, labels)
             if sw is not None:
@@ -306,7 +339,11 @@ class SoftmaxLoss:
             rows.add_gradient(acc, g, xb)
             grad_b += g.sum(1)
         grad_w = rows.gradient(acc)
+        if per_problem is not None:
+            data_loss = per_problem
         if self.parallel:
+            if curvature is not None:
+                raise ValueError("curvature is not summed over ranks")
             data_loss, grad_w, grad_b = self._all_reduce(data_loss, grad_w, grad_b)
         total = n if self.total_weight is None else self.total_weight
         if self.center is not None:
@@ -315,40 +352,122 @@ class SoftmaxLoss:
             grad_w /= self.scale.to(dtype)
         w = w.to(dtype)
         wr = w if self.penalty is None else w @ self.penalty
-        loss = data_loss / total + 0.5 * self.weight_decay * (w * wr).sum()
+        penalty = (w * wr).sum() if per_problem is None else (w * wr).sum(1)
+        loss = data_loss / total + 0.5 * self.weight_decay * penalty
         grad_w = grad_w.div_(total).add_(wr, alpha=self.weight_decay)
         grad_b = grad_b.div_(total)
         if not self.fit_intercept:
             grad_b.zero_()
-        return loss, grad_w, grad_b
+        if curvature is not None:
+            curvature.div_(total)
+        return loss, grad_w, grad_b, curvature
 
-    def _one_vs_rest(
-        self, z: torch.Tensor, rows: torch.Tensor
+    def hessian_vector(
+        self, curvature: torch.Tensor, v_w: torch.Tensor, v_b: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Minus the rows' losses summed over the ``K`` binary problems ``(1, rows)``, and the
-        gradient at the logits ``(K, rows)``: ``sigmoid(z) - onehot``, each problem weighted
-        by its ``class_factors``."""
-        onehot = torch.zeros_like(z).scatter_(0, rows, 1.0)
+        """Each binary problem's Hessian (at the point :meth:`problem_terms` gave
+        ``curvature`` for) times its own row of ``(v_w, v_b)``, all ``K`` in one pass over the
+        rows: ``X~^T diag(curvature[k]) X~ v_k`` plus the weight decay's term; the bias part
+        is zero without a bias. Raw rows only (no ``center``/``scale``)."""
+        if self.center is not None or self.scale is not None:
+            raise ValueError("hessian_vector takes raw rows (no center or scale)")
+        rows, dtype = self.rows, self.dtype
+        n = rows.shape[0]
+        step = n if self.block_rows is None else max(1, int(self.block_rows))
+        v_w, v_b = v_w.to(dtype), v_b.to(dtype)
+        if not self.fit_intercept:
+            v_b = torch.zeros_like(v_b)
+        acc = rows.gradient_buffer(v_w)
+        out_b = torch.zeros_like(v_b)
+        weights, bias = rows.weights(v_w), v_b.unsqueeze(1)
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            xb = rows.block(lo, hi, dtype)
+            g = rows.logits(xb, weights, bias).mul_(curvature[:, lo:hi])
+            rows.add_gradient(acc, g, xb)
+            out_b += g.sum(1)
+        out_w = rows.gradient(acc)
+        wr = v_w if self.penalty is None else v_w @ self.penalty
+        out_w = out_w.add_(wr, alpha=self.weight_decay)
+        if not self.fit_intercept:
+            out_b.zero_()
+        return out_w, out_b
+
+    def hessian_diagonal(self, curvature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The diagonal of each binary problem's Hessian of the data term (no penalty), in
+        ``w`` ``(K, D)`` and in ``b`` ``(K,)``: ``curvature @ (X * X)``, one pass. Raw rows
+        only."""
+        if self.center is not None or self.scale is not None:
+            raise ValueError("hessian_diagonal takes raw rows (no center or scale)")
+        rows, dtype = self.rows, self.dtype
+        n = rows.shape[0]
+        step = n if self.block_rows is None else max(1, int(self.block_rows))
+        acc = rows.gradient_buffer(torch.empty(curvature.shape[0], rows.shape[1], dtype=dtype))
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            xb = rows.block(lo, hi, dtype)
+            squares = xb.multiply(xb) if rows.sparse else xb * xb
+            rows.add_gradient(acc, curvature[:, lo:hi], squares)
+        out_b = curvature.sum(1) if self.fit_intercept else torch.zeros_like(curvature[:, 0])
+        return rows.gradient(acc), out_b
+
+    def hessians(self, curvature: torch.Tensor) -> torch.Tensor:
+        """Each binary problem's whole Hessian of the data term, ``(K, D + 1, D + 1)``, the
+        bias last (a column of ones; zero rows and columns without a bias), from dense raw
+        rows: one batched product per block, ``K (D + 1)^2`` products per row. No penalty."""
+        if self.rows.sparse or self.center is not None or self.scale is not None:
+            raise ValueError("hessians takes dense raw rows")
+        rows, dtype = self.rows, self.dtype
+        n, d = rows.shape
+        k = curvature.shape[0]
+        step = n if self.block_rows is None else max(1, int(self.block_rows))
+        out = torch.zeros(k, d + 1, d + 1, dtype=dtype, device=rows.device)
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            xb = rows.block(lo, hi, dtype)
+            xa = torch.cat([xb, torch.ones(hi - lo, 1, dtype=dtype, device=xb.device)], 1)
+            weighted = xa.t().unsqueeze(0) * curvature[:, lo:hi].unsqueeze(1)  # (K, D+1, rows)
+            out.baddbmm_(weighted, xa.unsqueeze(0).expand(k, -1, -1))
+        if not self.fit_intercept:
+            out[:, d, :] = 0
+            out[:, :, d] = 0
+        return out
+
+    def _logistic(
+        self, z: torch.Tensor, labels: torch.Tensor, curvature: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The rows' losses in each of the ``K`` binary problems ``(K, rows)``, the gradient
+        at the logits ``(K, rows)``: ``sigmoid(z) - onehot``, and with ``curvature`` the
+        second derivative ``p (1 - p)``; each problem weighted by its ``class_factors``.
+        ``binary``: one problem, positive where the label is 1."""
+        if self.binary:
+            onehot = (labels == 1).to(z.dtype)
+        else:
+            onehot = torch.zeros_like(z).scatter_(0, labels, 1.0)
         losses = torch.nn.functional.softplus(z) - z * onehot
-        g = torch.sigmoid(z) - onehot
+        p = torch.sigmoid(z)
+        h = p * (1 - p) if curvature else None
+        g = p.sub_(onehot)
         if self.class_factors is not None:
             factors = self.class_factors.to(z.dtype)
             neg, pos = factors[0].unsqueeze(1), factors[1].unsqueeze(1)
             factor = neg + onehot * (pos - neg)
             losses, g = losses * factor, g * factor
-        return -losses.sum(0, keepdim=True), g
+            if h is not None:
+                h = h * factor
+        return losses, g, h
 
     def _all_reduce(self, data_loss, grad_w, grad_b):
         """One collective per evaluation: the loss sum and both gradient sums in one float64
         buffer, summed in rank order (:meth:`World.sum_same_`), so every rank has the same
         bits and takes the same steps."""
-        kd = grad_w.numel()
-        buf = torch.cat([data_loss.double().reshape(1), grad_w.double().reshape(-1)])
+        m, kd = data_loss.numel(), grad_w.numel()
+        buf = torch.cat([data_loss.double().reshape(-1), grad_w.double().reshape(-1)])
         buf = torch.cat([buf, grad_b.double()])
         self.world.sum_same_(buf, "summing the loss and its gradient")
-        loss = buf[0].to(data_loss.dtype)
-        gw = buf[1 : 1 + kd].view_as(grad_w).to(grad_w.dtype)
-        gb = buf[1 + kd :].to(grad_b.dtype)
+        loss = buf[:m].view_as(data_loss).to(data_loss.dtype)
+        gw = buf[m : m + kd].view_as(grad_w).to(grad_w.dtype)
+        gb = buf[m + kd :].to(grad_b.dtype)
         return loss, gw, gb
 
 

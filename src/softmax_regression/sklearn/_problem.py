@@ -10,7 +10,8 @@ import torch
 
 from .. import distributed
 from ..linear_loss import SoftmaxLoss, SparseRows, default_block_rows, is_sparse, moments
-from ..solver import Preconditioner, minimize, minimize_l1
+from ..solver import Preconditioner, minimize, minimize_l1, newton
+from ..train import cpu_threads
 from ._common import _tensor
 
 # L-BFGS memory: scikit-learn's L-BFGS-B keeps 10 pairs; 20 took fewer passes here.
@@ -64,6 +65,16 @@ FLOAT32_TOL = 1e-6
 # and its eigendecomposition cost more than they save.
 SWITCH_AFTER = 30
 FULL_MAX_FEATURES = 8192
+# liblinear's model on at most this many stored values (dense entries, or a sparse matrix's
+# non-zeros) is solved on one CPU thread (:meth:`_Problem._liblinear_threads`).
+SMALL_ROWS = 2**24
+# liblinear's L2 model stops where liblinear's own rule would with ``tol`` times this: the
+# rule on the same gradient norms, a little tighter, so that the answer ends at or below
+# liblinear's objective rather than about at it (liblinear's last trust-region step lands
+# further past the rule than a line-search step: on 2-class blobs with no intercept,
+# C = 100, 1.1e-6 above it at 1, 5.6e-7 below at 0.3; one more Newton iteration on digits
+# and on text, none on most).
+NEWTON_MARGIN = 0.3
 
 
 def _first_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -142,7 +153,8 @@ class _Problem:
         )
         # The diagonal first (one cheap pass): the full covariance only for a fit that
         # turns out slow (:meth:`_preconditioner`).
-        second, mean = moments(self.loss, diagonal=True)
+        with cpu_threads(self._liblinear_threads() if intercept_scaling is not None else None):
+            second, mean = moments(self.loss, diagonal=True)
         self.total = self.loss.total_weight or float(self.loss.rows.shape[0])
         self.mean = None
         self.raw_mean = mean
@@ -294,7 +306,9 @@ class _Problem:
         return w.cpu().numpy(), b.cpu().numpy()
 
     def _fit_l1(self, C, l1_ratio, init, tol, max_iter, callback):
-        """OWL-QN (:func:`minimize_l1`) for an L1 term, or for liblinear's penalised intercept.
+        """OWL-QN (:func:`minimize_l1`) for an L1 term, or for liblinear's penalised intercept;
+        liblinear's L2 model (no L1 term) by Newton's method (:func:`newton`), as liblinear
+        (one process: its curvature is not summed over torchrun's ranks).
 
         The covariance preconditioner of the L2 path, as a change of variables, would mix
         the coordinates that the L1 term treats one by one; here it is the quasi-Newton
@@ -313,6 +327,23 @@ class _Problem:
         augmented = a is not None and self.loss.fit_intercept
         if a is not None:  # the intercept, b = a w_a, the weight of a feature of value a
             l1_b, l2_b = l1_w / a, l2_w / a**2
+        if a is not None and l1_ratio == 0 and not self.loss.parallel:
+            self.loss.dtype = self.dtype
+            self.loss.weight_decay = 0.0
+            # liblinear's L2 model: Newton's method, as liblinear's own solver.
+            with cpu_threads(self._liblinear_threads()):
+                converged = self._liblinear_test(
+                    tol * NEWTON_MARGIN, (0.0, 0.0), a if self.loss.fit_intercept else 0.0
+                )
+                sol = newton(
+                    self.loss,
+                    (init[0].to(self.dtype), init[1].to(self.dtype)),
+                    max_iter,
+                    l2=(l2_w, l2_b),
+                    converged=converged,
+                    callback=callback,
+                )
+            return sol.weight, sol.bias, sol.iterations, sol.converged, sol.objective
         # The diagonal's on sparse rows too, so that a sparse fit takes a dense one's steps.
         if l1_ratio == 0 and self._can_go_full():
             if self.cov is None:
@@ -348,22 +379,32 @@ class _Problem:
             )
         else:
             converged = _saga_test(tol)
-        sol = minimize_l1(
-            self.loss,
-            (init[0].to(self.dtype), init[1].to(self.dtype)),
-            max_iter,
-            l1=(l1_w, l1_b),
-            l2=(l2_w, l2_b),
-            tol=tol,
-            tol_repeats=TOL_REPEATS,
-            history_size=HISTORY,
-            tolerance_change=TOLERANCE_CHANGE[self.dtype],
-            independent_rows=self.loss.one_vs_rest,
-            converged=converged,
-            precondition=precondition,
-            callback=callback,
-        )
+        with cpu_threads(self._liblinear_threads() if a is not None else None):
+            sol = minimize_l1(
+                self.loss,
+                (init[0].to(self.dtype), init[1].to(self.dtype)),
+                max_iter,
+                l1=(l1_w, l1_b),
+                l2=(l2_w, l2_b),
+                tol=tol,
+                tol_repeats=TOL_REPEATS,
+                history_size=HISTORY,
+                tolerance_change=TOLERANCE_CHANGE[self.dtype],
+                independent_rows=self.loss.one_vs_rest,
+                converged=converged,
+                precondition=precondition,
+                callback=callback,
+            )
         return sol.weight, sol.bias, sol.iterations, sol.converged, sol.objective
+
+    def _liblinear_threads(self) -> int | None:
+        """One intra-op thread for a fit of liblinear's model on rows of at most SMALL_ROWS
+        stored values on a CPU (None, torch's setting, otherwise): each of its many small products
+        split over threads waits for the slowest thread, and on a shared 2-core machine that
+        wait made the digits and text fits 3 to 10 times slower than on one thread."""
+        rows = self.loss.rows
+        size = rows.csr.nnz if rows.sparse else rows.shape[0] * rows.shape[1]
+        return 1 if rows.device.type == "cpu" and size <= SMALL_ROWS else None
 
     def _liblinear_test(self, tol: float, l1: tuple[float, float], a: float):
         """liblinear's stopping rule, so that ``tol`` means what it means there: each binary
