@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,17 @@ from sklearn.utils.extmath import safe_sparse_dot, softmax
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._checkpoint import Checkpoint, check_path, identity
 from ._common import (
     _answer_dtype,
     _check_C,
+    _check_checkpoint,
     _check_common,
     _check_liblinear,
     _check_solver,
+    _fingerprint,
     _json_params,
+    _names,
     _penalty,
     _warn_n_jobs,
     _warn_unconverged,
@@ -55,6 +60,18 @@ class LogisticRegression(
     ``set_callbacks`` (scikit-learn 1.9's callbacks: ``setup``, the fit as one task begun
     and ended, the fitted estimator at its end, ``teardown``; the solver's iterations are
     not reported as tasks of their own).
+
+    ``checkpoint`` (ours; scikit-learn has no equivalent): None, or a file path that makes a
+    long fit resumable. The fit writes its solver's state there at most every
+    ``softmax_regression.sklearn.CHECKPOINT_SECONDS`` (3 minutes) and when it is stopped by
+    Ctrl-C, SIGTERM or SIGHUP (it then raises KeyboardInterrupt, or
+    :class:`softmax_regression.stopping.Terminated` for the signals); ``fit`` called again
+    with the same path, data and parameters goes on from there to the answer the
+    uninterrupted fit reaches, and removes the file when it completes. A file of another
+    fit (other data or parameters) is refused with a
+    :class:`~softmax_regression.errors.ResumeError` naming what differs. Every solver path
+    keeps its state (L-BFGS in float32 then float64, OWL-QN for L1, the elastic net and
+    liblinear's model); not under a multi-rank ``torchrun``, which refuses it.
     """
 
     def __init__(
@@ -76,6 +93,7 @@ class LogisticRegression(
         n_jobs=None,
         device="auto",
         dtype=None,
+        checkpoint=None,
     ):
         self.penalty = penalty
         self.C = C
@@ -93,6 +111,7 @@ class LogisticRegression(
         self.n_jobs = n_jobs
         self.device = device
         self.dtype = dtype
+        self.checkpoint = checkpoint
 
     # ------------------------------------------------------------------ fitting
 
@@ -128,6 +147,7 @@ class LogisticRegression(
         liblinear = self.solver == "liblinear"
         _warn_n_jobs(self.n_jobs, stacklevel=_WARN_AT_CALLER)
         world = _world(self.device)
+        _check_checkpoint(self, world)
         X, y = self._validate(X, y)
         dtype = _answer_dtype(requested, X)
         if world is not None:
@@ -161,9 +181,21 @@ class LogisticRegression(
             intercept_scaling=float(self.intercept_scaling) if liblinear else None,
         )
         C_ = np.inf if penalty is None else C
-        coef, intercept, n_iter, converged, objective = problem.fit(
-            C_, init, float(self.tol), int(self.max_iter), self.verbose, l1_ratio=l1_share
+        kept = Checkpoint.open(
+            check_path(self.checkpoint),
+            lambda: identity(self, _fingerprint(X, y_index, sw), X.shape, classes=_names(classes)),
+            device,
         )
+        with kept.guard() if kept is not None else contextlib.nullcontext():
+            coef, intercept, n_iter, converged, objective = problem.fit(
+                C_,
+                init,
+                float(self.tol),
+                int(self.max_iter),
+                self.verbose,
+                l1_ratio=l1_share,
+                checkpoint=None if kept is None else kept.fit(0),
+            )
         _warn_unconverged(
             converged, n_iter, int(self.max_iter), self.solver, objective, _WARN_AT_CALLER
         )
