@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -70,6 +70,51 @@ class LbfgsState:
     ro: list[torch.Tensor]
     iterations: int
     evaluations: int
+    # What the caller's stopping test keeps from one iteration to the next (:func:`minimize`'s
+    # run of iterates that passed ``tol``), so that a continued fit stops where the
+    # uninterrupted one stops.
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class OwlqnState:
+    """Where :func:`owlqn` stands between two iterations: the iterate ``x``, the smooth part's
+    value and gradient ``g`` there, the whole objective's ``value``, the curvature pairs and
+    each block's scale ``gamma``; ``counters`` as :class:`LbfgsState`'s."""
+
+    x: torch.Tensor
+    g: torch.Tensor
+    value: float
+    steps: list[torch.Tensor]
+    changes: list[torch.Tensor]
+    rho: list[torch.Tensor]
+    gamma: torch.Tensor
+    iterations: int
+    evaluations: int
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+class Counted:
+    """A solver's ``checkpoint`` that also keeps a stopping test's counters: each snapshot it
+    passes on to ``outer`` carries ``read()`` in its ``counters`` (merged with what is there),
+    and :attr:`resumed` is what ``outer``'s state had, for the test to start from."""
+
+    def __init__(self, outer: Any, read: Callable[[], dict[str, int]]) -> None:
+        self.outer, self.read = outer, read
+        state = getattr(outer, "state", None)
+        self.resumed: dict[str, int] = dict(state.counters) if state is not None else {}
+
+    @property
+    def state(self) -> Any:
+        return getattr(self.outer, "state", None)
+
+    def offer(self, iteration: int, snapshot: Callable[[], Any]) -> None:
+        def counted() -> Any:
+            state = snapshot()
+            state.counters = {**state.counters, **self.read()}
+            return state
+
+        self.outer.offer(iteration, counted)
 
 
 def lbfgs(
@@ -320,6 +365,10 @@ def minimize(
 
     passed = 0  # consecutive iterates that passed the ``tol`` test
     asked = 0
+    if checkpoint is not None:  # a continued fit's test goes on from where it was
+        checkpoint = Counted(checkpoint, lambda: {"passed": passed, "asked": asked})
+        passed = checkpoint.resumed.get("passed", 0)
+        asked = checkpoint.resumed.get("asked", 0)
 
     def small_enough(g: torch.Tensor) -> bool:
         nonlocal passed, asked
@@ -591,6 +640,7 @@ def owlqn(
     precondition: Callable[[torch.Tensor], torch.Tensor] | None = None,
     converged: Callable[[torch.Tensor, torch.Tensor | None], bool] | None = None,
     callback: Callable[[int, float], None] | None = None,
+    checkpoint: Any = None,
 ) -> LbfgsResult:
     """Minimise ``f(x) + sum_j l1_j |x_j|`` over a flat ``x`` (updated in place), ``fun(x) ->
     (f, gradient of f)`` smooth, ``l1 >= 0`` per coordinate: OWL-QN (Andrew and Gao, 2007).
@@ -610,7 +660,7 @@ def owlqn(
     evaluation serves every block). ``converged(pseudo_gradient, step)`` is the stopping
     test (scikit-learn's ``tol``; ``step`` None at the start); it also ends when a step
     changes the objective by less than ``tolerance_change`` or no step along the direction
-    lowers it.
+    lowers it. ``checkpoint``: as :func:`lbfgs`'s, with an :class:`OwlqnState`.
     """
     preconditioned = precondition is not None
     free = l1 == 0  # coordinates without an L1 term: plain L-BFGS
@@ -627,16 +677,39 @@ def owlqn(
     def total(f: torch.Tensor, x: torch.Tensor) -> float:
         return float(f) + float((l1 * x.abs()).sum())
 
-    f, g = fun(x)
-    value = total(f, x)
-    pg = pseudo(x, g)
-    evaluations = 1
-    if converged is not None and converged(pg, None):
-        return LbfgsResult(x, value, 0, evaluations, True)
-    steps: list[torch.Tensor] = []
-    changes: list[torch.Tensor] = []
-    rho: list[torch.Tensor] = []
-    gamma = torch.ones(blocks, 1, dtype=x.dtype, device=x.device)
+    resumed = getattr(checkpoint, "state", None)
+    if resumed is None:
+        f, g = fun(x)
+        value = total(f, x)
+        pg = pseudo(x, g)
+        evaluations = 1
+        if converged is not None and converged(pg, None):
+            return LbfgsResult(x, value, 0, evaluations, True)
+        steps: list[torch.Tensor] = []
+        changes: list[torch.Tensor] = []
+        rho: list[torch.Tensor] = []
+        gamma = torch.ones(blocks, 1, dtype=x.dtype, device=x.device)
+        n_iter = 0
+    else:
+        x.copy_(resumed.x)
+        g, value = resumed.g.clone(), resumed.value
+        pg = pseudo(x, g)
+        evaluations, n_iter = resumed.evaluations, resumed.iterations
+        steps, changes, rho = list(resumed.steps), list(resumed.changes), list(resumed.rho)
+        gamma = resumed.gamma.clone()
+
+    def snapshot() -> OwlqnState:
+        return OwlqnState(
+            x.clone(),
+            g.clone(),
+            value,
+            list(steps),
+            list(changes),
+            list(rho),
+            gamma.clone(),
+            n_iter,
+            evaluations,
+        )
 
     def dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # per block, (blocks, 1)
         return (u.view(blocks, -1) * v.view(blocks, -1)).sum(1, keepdim=True)
@@ -644,7 +717,7 @@ def owlqn(
     def scaled(v: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
         return (v.view(blocks, -1) * by).reshape(-1)
 
-    n_iter, done = 0, False
+    done = False
     while n_iter < max_iter:
         n_iter += 1
         # The two-loop recursion on the pseudo-gradient, in each block on its own pairs.
@@ -709,6 +782,8 @@ def owlqn(
             break
         if change < tolerance_change:
             break
+        if checkpoint is not None:
+            checkpoint.offer(n_iter, snapshot)
     return LbfgsResult(x, value, n_iter, evaluations, done)
 
 
@@ -728,6 +803,7 @@ def minimize_l1(
     precondition: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
     | None = None,
     callback: Callable[[int, float], None] | None = None,
+    checkpoint: Any = None,
 ) -> Solution:
     """Minimise ``loss + sum l1 |theta| + sum l2 theta^2 / 2`` over ``theta = (W, b)`` from
     ``init`` with :func:`owlqn`; ``l1`` and ``l2`` are the weights of ``W`` and of ``b``
@@ -738,7 +814,8 @@ def minimize_l1(
     of the pseudo-gradient, in scikit-learn's coordinates, is at most ``tol`` at
     ``tol_repeats`` consecutive iterates (as :func:`minimize`'s ``tol``), or, given
     ``converged(pg_w, pg_b, theta_w, theta_b, step_w, step_b)`` (``step_*`` None at the
-    start), when that says so instead."""
+    start), when that says so instead. ``checkpoint``: :func:`owlqn`'s (a fit that can be
+    continued; the ``tol`` test's run of passes is kept with its state)."""
     start = time.perf_counter()
     dtype, device = loss.x.dtype, loss.x.device
     w0, b0 = init
@@ -775,6 +852,9 @@ def minimize_l1(
         return value, grad
 
     passed = 0
+    if checkpoint is not None:
+        checkpoint = Counted(checkpoint, lambda: {"passed": passed})
+        passed = checkpoint.resumed.get("passed", 0)
 
     def small_enough(pg: torch.Tensor, step: torch.Tensor | None) -> bool:
         nonlocal passed
@@ -802,6 +882,7 @@ def minimize_l1(
             precondition=flat_precondition,
             converged=small_enough if tol is not None or converged is not None else None,
             callback=callback,
+            checkpoint=checkpoint,
         )
     w, b = unpack(result.x)
     return Solution(

@@ -12,8 +12,9 @@ L-BFGS with the gradient written out, on the CPU or a GPU, and data-parallel und
 What differs from scikit-learn: the L1 and elastic-net penalties, ``dual`` and the liblinear
 solver (one-vs-rest, penalised intercept) are not here and raise a ValueError naming
 scikit-learn's class to use; every ``solver`` name that minimises this objective runs this
-solver; sparse input is not accepted. Two parameters are extra: ``device`` ("auto", "cpu",
-"cuda") and ``dtype`` ("float32", "float64").
+solver; sparse input is not accepted. Three parameters are extra: ``device`` ("auto", "cpu",
+"cuda"), ``dtype`` ("float32", "float64") and ``checkpoint`` (a file path: a fit that can be
+stopped and continued, written at most every :data:`CHECKPOINT_SECONDS`).
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank calls ``fit`` with its own rows (its shard;
 :func:`rank_rows` gives the contiguous share of a dataset that every rank holds whole); the
@@ -36,3 +37,8 @@ from ._logistic import LogisticRegression
 from ._ovr import OneVsRestClassifier
 
 __all__ = ["LogisticRegression", "LogisticRegressionCV", "OneVsRestClassifier", "rank_rows"]
+
+# How often a fit given ``checkpoint=`` writes its state, at most (seconds): every few
+# minutes, so that writing it costs nothing next to the fit (a fit stopped by a kill loses
+# at most this; Ctrl-C, SIGTERM and SIGHUP lose nothing). Read when a fit starts.
+CHECKPOINT_SECONDS = 180.0

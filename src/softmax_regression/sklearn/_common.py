@@ -15,6 +15,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import _check_sample_weight
 
 from .. import distributed
+from ..errors import ConfigError
 from ..linear_loss import is_sparse
 
 # scikit-learn's solvers. Every one that minimises the multinomial objective runs ours; so
@@ -179,6 +180,23 @@ def _check_common(estimator: Any) -> tuple[torch.device, torch.dtype]:
     else:
         device = torch.device(estimator.device)
     return device, DTYPES.get(estimator.dtype)
+
+
+def _check_checkpoint(estimator: Any, world: distributed.World | None) -> None:
+    """``checkpoint``: None or a file path (:func:`._checkpoint.check_path`), and not under a
+    multi-rank torchrun (each rank would keep its own file of one shared fit)."""
+    from ._checkpoint import check_path
+
+    if check_path(estimator.checkpoint) is not None and world is not None:
+        raise ConfigError(
+            "checkpoint= is not supported under torchrun with several ranks; fit in one "
+            "process to keep a checkpoint"
+        )
+
+
+def _names(classes: np.ndarray) -> list[str]:
+    """The classes as a checkpoint's identity names them."""
+    return [str(c) for c in classes]
 
 
 def _check_C(C: Any, what: str = "C") -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import numbers
 import warnings
@@ -20,13 +21,16 @@ from sklearn.utils.metadata_routing import (
 )
 from sklearn.utils.validation import _check_method_params, _check_sample_weight
 
+from ._checkpoint import Checkpoint, check_path, digest, identity
 from ._common import (
     _answer_dtype,
     _check_C,
+    _check_checkpoint,
     _check_common,
     _check_liblinear,
     _check_solver,
     _fingerprint,
+    _names,
     _penalty,
     _summed,
     _warn_unconverged,
@@ -51,6 +55,12 @@ class LogisticRegressionCV(LogisticRegression):
     splitter and the scorer. Under a multi-rank ``torchrun`` every rank passes all the rows:
     the folds are spread over the ranks (fold ``f`` on rank ``f % WORLD_SIZE``), their paths
     and scores summed over the ranks, and every rank refits the best C on all rows by itself.
+
+    ``checkpoint``: as :class:`LogisticRegression`'s, for the whole search: the file keeps the
+    paths, scores and iterations of the fits finished so far with the state of the one under
+    way (a fold's fit at one (C, l1 ratio), or the refit), so that a stopped search goes on
+    from that fit. The folds are part of what it is checked against: a splitter that
+    shuffles without a fixed ``random_state`` gives other folds, and the file is refused.
     """
 
     # score's sample_weight goes to the scorer, not to the estimator itself (scikit-learn's).
@@ -78,6 +88,7 @@ class LogisticRegressionCV(LogisticRegression):
         use_legacy_attributes="warn",
         device="auto",
         dtype=None,
+        checkpoint=None,
     ):
         self.Cs = Cs
         self.l1_ratios = l1_ratios
@@ -98,6 +109,7 @@ class LogisticRegressionCV(LogisticRegression):
         self.use_legacy_attributes = use_legacy_attributes
         self.device = device
         self.dtype = dtype
+        self.checkpoint = checkpoint
 
     def _grid(self) -> tuple[np.ndarray, list, bool]:
         Cs = self.Cs
@@ -161,6 +173,7 @@ class LogisticRegressionCV(LogisticRegression):
         liblinear = self.solver == "liblinear"
         scaling = float(self.intercept_scaling) if liblinear else None
         world = _world(self.device)
+        _check_checkpoint(self, world)
         if world is not None:
             device = world.device
         scoring = None if isinstance(self.scoring, str) and self.scoring == "warn" else self.scoring
@@ -226,86 +239,138 @@ class LogisticRegressionCV(LogisticRegression):
         paths = np.zeros((len(folds), len(grid), n_l1, rows, n_dof))
         scores = np.zeros((len(folds), len(grid), n_l1))
         n_iter = np.zeros((len(folds), len(grid), n_l1), dtype=np.int32)
-        for f in mine:
-            train, test = folds[f]
-            sw_train = None if sw_all is None else sw_all[train]
-            sw = _weights(self, X[train], y[train], classes, sw_train, class_weight)
-            problem = _Problem(
-                X[train],
-                y_index[train],
-                sw,
-                n_classes,
-                self.fit_intercept,
-                device,
-                dtype,
-                intercept_scaling=scaling,
-            )
-            fold_params = _check_method_params(X, params=score_params, indices=test)
-            for j, share in enumerate(shares):
-                init = None  # each l1 ratio's path over Cs, warm-started along the Cs
-                for i, C in enumerate(grid):
-                    coef, intercept, it, converged, objective = problem.fit(
-                        float(C), init, tol, max_iter, l1_ratio=share
+        kept = Checkpoint.open(
+            check_path(self.checkpoint),
+            lambda: identity(
+                self,
+                _fingerprint(X, y_index, sw_all),
+                X.shape,
+                classes=_names(classes),
+                folds=digest(
+                    *(a for fold in folds for a in fold), [len(a) for f in folds for a in f]
+                ),
+            ),
+            device,
+        )
+        guard = contextlib.nullcontext() if kept is None else kept.guard()
+        if kept is not None:
+            # The fits finished before it stopped, as they were (units in the order of the
+            # loops below: fold, l1 ratio, C; then the refit).
+            kept.results = {"paths": paths, "scores": scores, "n_iter": n_iter}
+            if kept.resume is not None:
+                for name, array in kept.results.items():
+                    kept.restore(name, array)
+                unconverged = kept.notes.get("unconverged")
+        with guard:
+            unit = -1
+            for f in mine:
+                problem = None  # made when the fold has a fit to do
+                for j, share in enumerate(shares):
+                    init = None  # each l1 ratio's path over Cs, warm-started along the Cs
+                    for i, C in enumerate(grid):
+                        unit += 1
+                        if kept is not None and kept.done(unit):
+                            coef = paths[f, i, j, :, : X.shape[1]].copy()
+                            intercept = np.zeros(rows)
+                            if self.fit_intercept:
+                                intercept = paths[f, i, j, :, -1].copy()
+                            init = (coef, intercept)
+                            continue
+                        if problem is None:
+                            train, test = folds[f]
+                            sw_train = None if sw_all is None else sw_all[train]
+                            sw = _weights(self, X[train], y[train], classes, sw_train, class_weight)
+                            problem = _Problem(
+                                X[train],
+                                y_index[train],
+                                sw,
+                                n_classes,
+                                self.fit_intercept,
+                                device,
+                                dtype,
+                                intercept_scaling=scaling,
+                            )
+                            fold_params = _check_method_params(X, params=score_params, indices=test)
+                        coef, intercept, it, converged, objective = problem.fit(
+                            float(C),
+                            init,
+                            tol,
+                            max_iter,
+                            l1_ratio=share,
+                            checkpoint=None if kept is None else kept.fit(unit),
+                        )
+                        if not converged and it >= max_iter:
+                            unconverged = (it, objective)
+                            if kept is not None:
+                                kept.notes["unconverged"] = unconverged
+                        init = (coef, intercept)
+                        n_iter[f, i, j] = it
+                        paths[f, i, j, :, : X.shape[1]] = coef
+                        if self.fit_intercept:
+                            paths[f, i, j, :, -1] = intercept
+                        est = LogisticRegression()._set_fitted(coef, intercept, classes, X.shape[1])
+                        if scorer is None:
+                            sw_test = None if sw_all is None else sw_all[test]
+                            scores[f, i, j] = est.score(X[test], y[test], sample_weight=sw_test)
+                        else:
+                            scores[f, i, j] = scorer(est, X[test], y[test], **fold_params)
+            if world is not None:  # each fold's numbers from the rank that fitted it
+                paths = _summed(world, paths, "gathering the folds' paths")
+                scores = _summed(world, scores, "gathering the folds' scores")
+                n_iter = _summed(world, n_iter, "gathering the folds' iterations").astype(np.int32)
+            refitted = None  # (converged, iterations, objective) of the refit
+            if self.refit:
+                summed = scores.sum(axis=0)  # (Cs, l1 ratios): the first best, as scikit-learn's
+                best, best_l1 = np.unravel_index(int(np.argmax(summed)), summed.shape)
+                C_ = float(grid[best])
+                l1_best = l1_ratios_[best_l1]
+                mean = paths[:, best, best_l1].mean(axis=0)  # (rows, n_dof)
+                init = (
+                    mean[:, : X.shape[1]],
+                    mean[:, -1] if self.fit_intercept else np.zeros(rows),
+                )
+                if self.solver == "liblinear" or shares[best_l1] > 0:
+                    # liblinear starts from 0 (scikit-learn's cannot warm-start), and so does
+                    # an L1 fit: the folds' mean is a denser start than 0, and started from 0
+                    # the refit is LogisticRegression's own fit at C_, to the bit.
+                    init = None
+                sw = _weights(self, X, y, classes, sw_all, class_weight)
+                problem = _Problem(
+                    X,
+                    y_index,
+                    sw,
+                    n_classes,
+                    self.fit_intercept,
+                    device,
+                    dtype,
+                    intercept_scaling=scaling,
+                )
+                coef, intercept, it, converged, objective = problem.fit(
+                    C_,
+                    init,
+                    tol,
+                    max_iter,
+                    l1_ratio=shares[best_l1],
+                    checkpoint=None if kept is None else kept.fit(unit + 1),
+                )
+                if world is not None:  # every rank refitted the same; rank 0's bits for all
+                    coef, intercept = world.broadcast(
+                        (coef, intercept) if world.is_main else None, "sharing the refit"
                     )
-                    if not converged and it >= max_iter:
-                        unconverged = (it, objective)
-                    init = (coef, intercept)
-                    n_iter[f, i, j] = it
-                    paths[f, i, j, :, : X.shape[1]] = coef
-                    if self.fit_intercept:
-                        paths[f, i, j, :, -1] = intercept
-                    est = LogisticRegression()._set_fitted(coef, intercept, classes, X.shape[1])
-                    if scorer is None:
-                        sw_test = None if sw_all is None else sw_all[test]
-                        scores[f, i, j] = est.score(X[test], y[test], sample_weight=sw_test)
-                    else:
-                        scores[f, i, j] = scorer(est, X[test], y[test], **fold_params)
-        if world is not None:  # each fold's numbers from the rank that fitted it
-            paths = _summed(world, paths, "gathering the folds' paths")
-            scores = _summed(world, scores, "gathering the folds' scores")
-            n_iter = _summed(world, n_iter, "gathering the folds' iterations").astype(np.int32)
+                refitted = (converged, it, objective)
+            else:
+                flat = scores.reshape(len(folds), -1)
+                each = [np.unravel_index(int(i), scores.shape[1:]) for i in np.argmax(flat, axis=1)]
+                mean = np.mean([paths[f, i, j] for f, (i, j) in enumerate(each)], axis=0)
+                coef = mean[:, : X.shape[1]]
+                intercept = mean[:, -1] if self.fit_intercept else np.zeros(rows)
+                C_ = float(np.mean([grid[i] for i, _ in each]))
+                l1_best = float(np.mean([l1_ratios_[j] for _, j in each])) if keep_l1 else None
         if unconverged is not None:  # scikit-learn warns for each such fit; once is enough
             _warn_unconverged(False, unconverged[0], max_iter, self.solver, unconverged[1])
+        if refitted is not None:
+            _warn_unconverged(refitted[0], refitted[1], max_iter, self.solver, refitted[2])
         self.Cs_ = grid
-        if self.refit:
-            summed = scores.sum(axis=0)  # (Cs, l1 ratios): the first best, as scikit-learn's
-            best, best_l1 = np.unravel_index(int(np.argmax(summed)), summed.shape)
-            C_ = float(grid[best])
-            l1_best = l1_ratios_[best_l1]
-            mean = paths[:, best, best_l1].mean(axis=0)  # (rows, n_dof)
-            init = (mean[:, : X.shape[1]], mean[:, -1] if self.fit_intercept else np.zeros(rows))
-            if self.solver == "liblinear" or shares[best_l1] > 0:
-                # liblinear starts from 0 (scikit-learn's cannot warm-start), and so does an
-                # L1 fit: the folds' mean is a denser start than 0, and started from 0 the
-                # refit is LogisticRegression's own fit at C_, to the bit.
-                init = None
-            sw = _weights(self, X, y, classes, sw_all, class_weight)
-            problem = _Problem(
-                X,
-                y_index,
-                sw,
-                n_classes,
-                self.fit_intercept,
-                device,
-                dtype,
-                intercept_scaling=scaling,
-            )
-            coef, intercept, it, converged, objective = problem.fit(
-                C_, init, tol, max_iter, l1_ratio=shares[best_l1]
-            )
-            if world is not None:  # every rank refitted the same; rank 0's bits for all
-                coef, intercept = world.broadcast(
-                    (coef, intercept) if world.is_main else None, "sharing the refit"
-                )
-            _warn_unconverged(converged, it, max_iter, self.solver, objective)
-        else:
-            flat = scores.reshape(len(folds), -1)
-            each = [np.unravel_index(int(i), scores.shape[1:]) for i in np.argmax(flat, axis=1)]
-            mean = np.mean([paths[f, i, j] for f, (i, j) in enumerate(each)], axis=0)
-            coef = mean[:, : X.shape[1]]
-            intercept = mean[:, -1] if self.fit_intercept else np.zeros(rows)
-            C_ = float(np.mean([grid[i] for i, _ in each]))
-            l1_best = float(np.mean([l1_ratios_[j] for _, j in each])) if keep_l1 else None
         self.coef_, self.intercept_ = coef, intercept
         self._cv_attributes(paths, scores, n_iter, C_, l1_best, l1_ratios_, use_legacy, binary)
         return self

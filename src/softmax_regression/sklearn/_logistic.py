@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -16,14 +17,18 @@ from sklearn.utils.extmath import safe_sparse_dot, softmax
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._checkpoint import Checkpoint, check_path, identity
 from ._common import (
     NEWTON_SOLVERS,
     _answer_dtype,
     _check_C,
+    _check_checkpoint,
     _check_common,
     _check_liblinear,
     _check_solver,
+    _fingerprint,
     _json_params,
+    _names,
     _penalty,
     _warn_n_jobs,
     _warn_unconverged,
@@ -58,6 +63,18 @@ class LogisticRegression(
     and ended, ``teardown``; with ``solver="lbfgs"``, as there, each iteration a task of its
     own with the estimator as it stands after it; other solvers warn that their iterations
     are not reported).
+
+    ``checkpoint`` (ours; scikit-learn has no equivalent): None, or a file path that makes a
+    long fit resumable. The fit writes its solver's state there at most every
+    ``softmax_regression.sklearn.CHECKPOINT_SECONDS`` (3 minutes) and when it is stopped by
+    Ctrl-C, SIGTERM or SIGHUP (it then raises KeyboardInterrupt, or
+    :class:`softmax_regression.stopping.Terminated` for the signals); ``fit`` called again
+    with the same path, data and parameters goes on from there to the answer the
+    uninterrupted fit reaches, and removes the file when it completes. A file of another
+    fit (other data or parameters) is refused with a
+    :class:`~softmax_regression.errors.ResumeError` naming what differs. Every solver path
+    keeps its state (L-BFGS in float32 then float64, OWL-QN for L1, the elastic net and
+    liblinear's L1 model; Newton's method's few steps are taken again); not under a multi-rank ``torchrun``, which refuses it.
     """
 
     def __init__(
@@ -79,6 +96,7 @@ class LogisticRegression(
         n_jobs=None,
         device="auto",
         dtype=None,
+        checkpoint=None,
     ):
         self.penalty = penalty
         self.C = C
@@ -96,6 +114,7 @@ class LogisticRegression(
         self.n_jobs = n_jobs
         self.device = device
         self.dtype = dtype
+        self.checkpoint = checkpoint
 
     # ------------------------------------------------------------------ fitting
 
@@ -143,6 +162,7 @@ class LogisticRegression(
         liblinear = self.solver == "liblinear"
         _warn_n_jobs(self.n_jobs, stacklevel=_WARN_AT_CALLER)
         world = _world(self.device)
+        _check_checkpoint(self, world)
         X, y = self._validate(X, y)
         dtype = _answer_dtype(requested, X, self.solver)
         if world is not None:
@@ -186,16 +206,23 @@ class LogisticRegression(
         tasks = None
         if per_iteration and getattr(self, "_skl_callbacks", None):
             tasks = _IterationTasks(callbacks, self, X, y, metadata, answer, init, len(classes))
-        coef, intercept, n_iter, converged, objective = problem.fit(
-            C_,
-            init,
-            float(self.tol),
-            int(self.max_iter),
-            self.verbose,
-            l1_ratio=l1_share,
-            newton=self.solver in NEWTON_SOLVERS,
-            on_iterate=None if tasks is None else tasks.iteration,
+        kept = Checkpoint.open(
+            check_path(self.checkpoint),
+            lambda: identity(self, _fingerprint(X, y_index, sw), X.shape, classes=_names(classes)),
+            device,
         )
+        with kept.guard() if kept is not None else contextlib.nullcontext():
+            coef, intercept, n_iter, converged, objective = problem.fit(
+                C_,
+                init,
+                float(self.tol),
+                int(self.max_iter),
+                self.verbose,
+                l1_ratio=l1_share,
+                newton=self.solver in NEWTON_SOLVERS,
+                on_iterate=None if tasks is None else tasks.iteration,
+                checkpoint=None if kept is None else kept.fit(0),
+            )
         if tasks is not None:
             tasks.close(n_iter, coef, intercept)
         _warn_unconverged(

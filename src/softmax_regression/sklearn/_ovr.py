@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from sklearn import multiclass
 from sklearn.base import clone
@@ -12,11 +14,15 @@ from sklearn.utils.metadata_routing import _raise_for_params, process_routing
 from sklearn.utils.validation import _check_sample_weight, check_array
 
 from .. import distributed
+from ..errors import ConfigError
+from ._checkpoint import Checkpoint, check_path, identity
 from ._common import (
     _answer_dtype,
     _check_C,
     _check_common,
     _check_solver,
+    _fingerprint,
+    _names,
     _penalty,
     _warn_unconverged,
 )
@@ -32,6 +38,10 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
     ``K`` fits. ``estimators_`` then holds the ``K`` fitted binary estimators, as
     scikit-learn's does. Any other estimator, a multilabel ``y``, or a multi-rank ``torchrun``
     (each binary problem then runs data-parallel in turn) is scikit-learn's own loop.
+
+    The estimator's ``checkpoint`` keeps the one fit of the ``K`` problems (as
+    :class:`LogisticRegression`'s keeps its fit); scikit-learn's loop, which would fit every
+    binary problem on the one file in turn, refuses it.
     """
 
     def fit(self, X, y, **fit_params):
@@ -47,6 +57,12 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
             and not distributed.launched()
         )
         if not together:
+            if isinstance(est, LogisticRegression) and check_path(est.checkpoint) is not None:
+                raise ConfigError(
+                    "checkpoint= is kept by OneVsRestClassifier only for a multiclass y in one "
+                    "process (one fit of the binary problems together); here each binary fit "
+                    "would share the file: fit without it"
+                )
             return super().fit(X, y, **fit_params)
         C = _check_C(est.C)
         penalty, l1_share = _penalty(est, est.penalty, est.l1_ratio, C)
@@ -91,9 +107,27 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
             class_factors=factors,
         )
         C_ = np.inf if penalty is None else C
-        coef, intercept, n_iter, converged, objective = problem.fit(
-            C_, None, float(est.tol), int(est.max_iter), est.verbose, l1_ratio=l1_share
+        kept = Checkpoint.open(
+            check_path(est.checkpoint),
+            lambda: identity(
+                est,
+                _fingerprint(X, y_index, sw),
+                X.shape,
+                name=f"{type(self).__name__}({type(est).__name__})",
+                classes=_names(classes),
+            ),
+            device,
         )
+        with kept.guard() if kept is not None else contextlib.nullcontext():
+            coef, intercept, n_iter, converged, objective = problem.fit(
+                C_,
+                None,
+                float(est.tol),
+                int(est.max_iter),
+                est.verbose,
+                l1_ratio=l1_share,
+                checkpoint=None if kept is None else kept.fit(0),
+            )
         _warn_unconverged(converged, n_iter, int(est.max_iter), est.solver, objective)
         answer = np.float64 if liblinear and requested is None else X.dtype
         coef, intercept = coef.astype(answer), intercept.astype(answer)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .. import distributed
 from ..linear_loss import SoftmaxLoss, SparseRows, default_block_rows, is_sparse, moments
-from ..solver import Preconditioner, minimize, minimize_l1, newton
+from ..solver import Counted, Preconditioner, minimize, minimize_l1, newton
 from ..train import cpu_threads
 from ._common import _tensor
+
+if TYPE_CHECKING:
+    from ._checkpoint import _FitCheckpoint
 
 # L-BFGS memory: scikit-learn's L-BFGS-B keeps 10 pairs; 20 took fewer passes here.
 HISTORY = 20
@@ -165,7 +169,8 @@ class _Problem:
             self.mean = mean.to(dtype)
             self.loss.center = self.mean
         self.variance = second - mean * mean if centred else second
-        self.cov = None  # the full covariance, once a fit asked for it
+        self.cov = None  # the full covariance, once a fit asked for it (:meth:`_covariance`)
+        self.cov_dtype: torch.dtype | None = None  # the dtype it was computed in
         self.full = False  # a fit of this problem needed the full covariance
         self.alpha = ALPHA_BINARY if self.binary or one_vs_rest else ALPHA
 
@@ -179,13 +184,22 @@ class _Problem:
         l1_ratio: float = 0.0,
         newton: bool = False,
         on_iterate: Callable[[np.ndarray, np.ndarray], None] | None = None,
+        checkpoint: _FitCheckpoint | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int, bool, float]:
         """(coef, intercept, iterations, converged, objective) at ``C`` and ``l1_ratio`` (the
         elastic-net mix; liblinear's model: 1 for its L1 penalty, 0 for L2), in
         scikit-learn's shapes: (K, D) and (K,), or (1, D) and (1,) for two classes.
         ``newton``: Newton's method where it is cheap (see ``ARMIJO``), L-BFGS elsewhere.
         ``on_iterate(coef, intercept)``: after each iteration of L-BFGS or Newton's method,
-        the iterate as the answer would be (scikit-learn's per-iteration callbacks)."""
+        the iterate as the answer would be (scikit-learn's per-iteration callbacks).
+
+        ``checkpoint`` (:meth:`softmax_regression.sklearn._checkpoint.Checkpoint.fit`) is
+        offered the solver's state after each iteration, with where the fit stands (the
+        phase, whether the full covariance's preconditioner is in use, the iterations before
+        the phase's solver started); when it holds the state of a fit that was stopped, the
+        fit goes on from there, through the steps the uninterrupted fit takes. (The Newton
+        polish is not kept: a fit stopped in it takes its few steps again; nor are Newton's
+        method's few steps, for newton-cg/newton-cholesky or liblinear's L2 model.)"""
         loss = self.loss
         rows, d = (1 if self.binary else self.n_classes), loss.rows.shape[1]
         device = loss.rows.device
@@ -215,10 +229,21 @@ class _Problem:
         iterations, converged, objective = 0, False, math.nan
         first = _first_dtype(self.dtype)
         phases = [first, self.dtype] if first != self.dtype else [self.dtype]
+        resume = None if checkpoint is None else checkpoint.resume
+        if resume is not None:  # where the stopped fit was: its phase, preconditioner, count
+            self.full, iterations = resume.full, resume.iterations
+            if resume.cov is not None and self.cov is None:
+                self._covariance(getattr(torch, resume.cov))  # the same bits as it had
         if l1_ratio > 0 or self.intercept_scaling is not None:
             phases = []  # OWL-QN, in the answer's dtype
             w, b, iterations, converged, objective = self._fit_l1(
-                C, l1_ratio, (w, b), tol, max_iter, callback
+                C,
+                l1_ratio,
+                (w, b),
+                tol,
+                max_iter,
+                callback,
+                checkpoint,
             )
         elif newton and self._newton_is_cheap(w, b):
             phases = []
@@ -234,7 +259,9 @@ class _Problem:
                 step,
             )
             objective = float(loss.loss_gradient(w, b)[0])
-        for dtype in phases:
+        for phase, dtype in enumerate(phases):
+            if resume is not None and phase < resume.phase:
+                continue  # done before it stopped: its answer is in the kept state
             last = dtype == self.dtype
             loss.dtype = dtype
             while True:
@@ -243,19 +270,24 @@ class _Problem:
                 # of this problem, along a path of C).
                 trial = not self.full and self._can_go_full()
                 budget = max_iter - iterations
+                pre = self._preconditioner(wd)
+                kept = None
+                if checkpoint is not None:
+                    kept = checkpoint.stage(phase, self.full, iterations, self._cov_name())
                 sol = minimize(
                     loss,
                     (w.to(dtype), b.to(dtype)),
                     min(budget, SWITCH_AFTER) if trial else budget,
                     tol=tol if last else max(tol, FLOAT32_TOL),
                     tol_repeats=TOL_REPEATS,
-                    preconditioner=self._preconditioner(wd),
+                    preconditioner=pre,
                     history_size=HISTORY,
                     tolerance_grad=0.0,
                     tolerance_change=TOLERANCE_CHANGE[dtype],
                     callback=callback,
                     on_iterate=step,
                     max_eval=EVALUATIONS_PER_ITERATION * max(budget, 1),
+                    checkpoint=kept,
                 )
                 w, b = sol.weight, sol.bias
                 iterations += sol.iterations
@@ -305,7 +337,7 @@ class _Problem:
             b = b - b.mean()
         return w.cpu().numpy(), b.cpu().numpy()
 
-    def _fit_l1(self, C, l1_ratio, init, tol, max_iter, callback):
+    def _fit_l1(self, C, l1_ratio, init, tol, max_iter, callback, checkpoint=None):
         """OWL-QN (:func:`minimize_l1`) for an L1 term, or for liblinear's penalised intercept;
         liblinear's L2 model (no L1 term) by Newton's method (:func:`newton`), as liblinear
         (one process: its curvature is not summed over torchrun's ranks).
@@ -317,6 +349,8 @@ class _Problem:
         With an L1 term only its diagonal: a dense one moves every coordinate at once, and
         the orthant rule then cuts most of its direction away (Fashion-MNIST, 10,000 rows,
         C = 0.01: 1,000 iterations not enough with the dense one, 332 with the diagonal).
+        ``checkpoint``: :meth:`fit`'s, for OWL-QN (phase -1), with saga's stopping test's
+        count.
         """
         strength = 1.0 / (C * self.total)  # the divided objective's: C sum_i s_i = 1
         l1_w, l2_w = strength * l1_ratio, strength * (1.0 - l1_ratio)
@@ -346,9 +380,7 @@ class _Problem:
             return sol.weight, sol.bias, sol.iterations, sol.converged, sol.objective
         # The diagonal's on sparse rows too, so that a sparse fit takes a dense one's steps.
         if l1_ratio == 0 and self._can_go_full():
-            if self.cov is None:
-                self.cov, _ = moments(self.loss)  # liblinear's rows are not centred
-            m = self.cov
+            m = self._covariance()  # liblinear's rows are not centred
             if augmented:
                 m = torch.zeros(d + 1, d + 1, dtype=torch.float64, device=m.device)
                 m[:d, :d] = self.cov
@@ -378,7 +410,12 @@ class _Problem:
                 tol, (l1_w, l1_b), (a if self.loss.fit_intercept else 0.0)
             )
         else:
-            converged = _saga_test(tol)
+            converged = _SagaTest(tol)
+        if checkpoint is not None:
+            checkpoint = checkpoint.stage(-1, self.full, 0, self._cov_name())
+            if isinstance(converged, _SagaTest):  # its run of small steps kept with the state
+                checkpoint = Counted(checkpoint, lambda: {"saga": converged.passed})
+                converged.passed = checkpoint.resumed.get("saga", 0)
         with cpu_threads(self._liblinear_threads() if a is not None else None):
             sol = minimize_l1(
                 self.loss,
@@ -394,6 +431,7 @@ class _Problem:
                 converged=converged,
                 precondition=precondition,
                 callback=callback,
+                checkpoint=checkpoint,
             )
         return sol.weight, sol.bias, sol.iterations, sol.converged, sol.objective
 
@@ -455,13 +493,28 @@ class _Problem:
         if self.loss.rows.sparse:
             return None
         if self.full:
-            if self.cov is None:
-                second, mean = moments(self.loss)
-                self.cov = second - torch.outer(mean, mean) if self.mean is not None else second
-            pre = Preconditioner(self.cov, wd, self.alpha)
+            pre = Preconditioner(self._covariance(), wd, self.alpha)
         else:
             pre = Preconditioner(self.variance, wd, self.alpha)
         return self._same((pre.p, pre.p_inv), "sharing the preconditioner")
+
+    def _covariance(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The inputs' full covariance (the second moment when the rows are not centred),
+        computed once, when a fit first asks for it, in the dtype the loss is in then (or
+        ``dtype``: a continued fit rebuilding the one the stopped fit had)."""
+        if self.cov is None:
+            kept = self.loss.dtype
+            self.loss.dtype = dtype or kept
+            try:
+                second, mean = moments(self.loss)
+            finally:
+                self.cov_dtype, self.loss.dtype = self.loss.dtype, kept
+            self.cov = second - torch.outer(mean, mean) if self.mean is not None else second
+        return self.cov
+
+    def _cov_name(self) -> str | None:
+        """:attr:`cov_dtype` by name, for a checkpoint (None: not computed)."""
+        return None if self.cov_dtype is None else str(self.cov_dtype).removeprefix("torch.")
 
     def _same(self, tensors: tuple[torch.Tensor, ...], what: str) -> tuple[torch.Tensor, ...]:
         """Rank 0's ``tensors`` on every rank under torchrun (as they are otherwise): LAPACK's
@@ -607,22 +660,22 @@ def _diagonal_inverse(variance: torch.Tensor, weight_decay: float, alpha: float)
     return 1.0 / m.clamp_min(top * 1e-10)
 
 
-def _saga_test(tol: float):
+class _SagaTest:
     """saga's stopping rule, so that ``tol`` means what it means there: the largest change
     of a coefficient (intercepts included) in a step at most ``tol`` times the largest
     coefficient, here at ``TOL_REPEATS`` consecutive steps. (The gradient test of the L2
     path is no measure here: in the divided objective the L1 weight ``1 / (C sum_i s_i)`` can
     be smaller than ``tol`` itself, and text at C = 10 then stopped 3.5e-4 above saga's
-    objective.)"""
-    passed = 0
+    objective.) ``passed``: the consecutive steps that passed so far."""
 
-    def converged(pg_w, pg_b, w, b, step_w, step_b) -> bool:
-        nonlocal passed
+    def __init__(self, tol: float) -> None:
+        self.tol, self.passed = tol, 0
+
+    def __call__(self, pg_w, pg_b, w, b, step_w, step_b) -> bool:
         if step_w is None:
             return False
         largest = max(float(w.abs().max()), float(b.abs().max()))
         change = max(float(step_w.abs().max()), float(step_b.abs().max()))
-        passed = passed + 1 if largest > 0 and change <= tol * largest else 0
-        return passed >= TOL_REPEATS
-
-    return converged
+        ok = largest > 0 and change <= self.tol * largest
+        self.passed = self.passed + 1 if ok else 0
+        return self.passed >= TOL_REPEATS
