@@ -13,7 +13,12 @@ from sklearn.linear_model._base import LinearClassifierMixin, SparseCoefMixin
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.extmath import safe_sparse_dot, softmax
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from ._common import (
     _answer_dtype,
@@ -29,6 +34,7 @@ from ._common import (
     _world,
 )
 from ._problem import _Problem
+from ._streamed import decision, is_streamed, open_streamed
 
 # The frames between a warning's helper and the user's ``LogisticRegression.fit`` call: the
 # helper, ``fit``, and the ``with_callbacks`` wrapper around it.
@@ -103,6 +109,35 @@ class LogisticRegression(
         check_classification_targets(y)
         return X, y
 
+    def _inputs(self, X, y, sample_weight, world, device):
+        """(X, y, the rows the problem takes, sample_weight): validated in memory as
+        scikit-learn does, or, for rows read from disk (:mod:`._streamed`), opened without
+        reading them; ``X`` is then an ``(n, 0)`` stand-in of the dtype the rows are stored
+        in (what the checks and the answer's dtype look at; ``n_features_in_`` is set)."""
+        if not is_streamed(X):
+            X, y = self._validate(X, y)
+            return X, y, X, sample_weight
+        data = open_streamed(X, y, world, device)
+        y = column_or_1d(data.y, warn=True)
+        check_classification_targets(y)
+        self._set_n_features(data.n_features)
+        if sample_weight is not None and np.ndim(sample_weight) == 1:
+            sample_weight = np.asarray(sample_weight)
+            if len(sample_weight) == data.total:  # weights for every row: this rank's
+                sample_weight = sample_weight[data.part]
+        return np.empty((data.rows.shape[0], 0), data.stored), y, data.rows, sample_weight
+
+    def _set_n_features(self, n_features: int, reset: bool = True) -> None:
+        if reset:
+            self.n_features_in_ = n_features
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+
     def _classes(self, y: np.ndarray, world) -> tuple[np.ndarray, np.ndarray]:
         classes = np.unique(y)
         if world is not None:
@@ -128,29 +163,30 @@ class LogisticRegression(
         liblinear = self.solver == "liblinear"
         _warn_n_jobs(self.n_jobs, stacklevel=_WARN_AT_CALLER)
         world = _world(self.device)
-        X, y = self._validate(X, y)
+        given = X
+        X, y, rows, sample_weight = self._inputs(X, y, sample_weight, world, device)
         dtype = _answer_dtype(requested, X)
         if world is not None:
-            world.check_same({"n_features": X.shape[1], "C": C, "dtype": self.dtype})
+            world.check_same({"n_features": self.n_features_in_, "C": C, "dtype": self.dtype})
         classes, y_index = self._classes(y, world)
         self.classes_ = classes
         if liblinear:
             _check_liblinear(X, len(classes))
         callbacks = self._init_callback_context()  # the fit is one task (a leaf)
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
-        callbacks.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
+        callbacks.call_on_fit_task_begin(estimator=self, X=given, y=y, metadata=metadata)
         sw = self._sample_weights(X, y, y_index, sample_weight, world)
         init = None
         if self.warm_start and hasattr(self, "coef_"):
-            rows = 1 if len(classes) == 2 else len(classes)
-            if self.coef_.shape != (rows, X.shape[1]):
+            n_rows = 1 if len(classes) == 2 else len(classes)
+            if self.coef_.shape != (n_rows, self.n_features_in_):
                 raise ValueError(
                     f"Initialization coef is of shape {self.coef_.shape}, expected shape "
-                    f"{(rows, X.shape[1])}"
+                    f"{(n_rows, self.n_features_in_)}"
                 )
             init = (_dense(self.coef_), self.intercept_)
         problem = _Problem(
-            X,
+            rows,
             y_index,
             sw,
             len(classes),
@@ -171,7 +207,7 @@ class LogisticRegression(
         self.intercept_ = intercept.astype(X.dtype, copy=False)
         self.n_iter_ = np.asarray([n_iter], dtype=np.int32)
         callbacks.call_on_fit_task_end(
-            estimator=self, X=X, y=y, metadata=metadata, reconstruction_attributes={}
+            estimator=self, X=given, y=y, metadata=metadata, reconstruction_attributes={}
         )
         return self
 
@@ -199,6 +235,9 @@ class LogisticRegression(
         """Confidence scores: (n_samples,) for two classes, (n_samples, n_classes) else; with
         ``coef_`` dense or sparse (:meth:`sparsify`)."""
         check_is_fitted(self)
+        if is_streamed(X):  # read block by block: only the (n, classes) scores are made
+            scores = decision(X, _dense(self.coef_), self.intercept_, self.n_features_in_)
+            return scores.ravel() if scores.shape[1] == 1 else scores
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
         scores = safe_sparse_dot(X, self.coef_.T, dense_output=True) + self.intercept_
         return scores.ravel() if scores.shape[1] == 1 else scores
