@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.utils.validation import check_consistent_length
 
 from ..data import stream
 from ..errors import DataError
@@ -117,6 +118,7 @@ def open_streamed(X, y, world=None, device="cpu") -> Streamed:
     if isinstance(X, np.ndarray):  # memory-mapped: this rank's rows, as in memory
         if y is None:
             raise DataError("a memory-mapped X needs its labels y")
+        check_consistent_length(X, y)  # scikit-learn's ValueError, as in memory
         source = stream.RowSource.from_arrays(X, np.asarray(y), where="X")
         stored = np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
         return Streamed(
