@@ -67,7 +67,13 @@ from .config import resolve_device
 from .data import FashionMNIST
 from .distributed import World, share
 from .errors import ConfigError, NonFiniteLossError
-from .linear_loss import SoftmaxLoss, StreamedRows, moments, objective_and_gradient
+from .linear_loss import (
+    STAT_VALUES,
+    SoftmaxLoss,
+    StreamedRows,
+    moments,
+    objective_and_gradient,
+)
 from .solver import Solution
 
 __all__ = [
@@ -223,8 +229,9 @@ _STAT_ROWS = 8192  # rows per float64 block of the statistics summed over the ra
 
 def _blocks(x: torch.Tensor | StreamedRows):
     """``x``'s rows in float64 blocks of :data:`_STAT_ROWS`, in order (one pass)."""
-    if isinstance(x, StreamedRows):
-        for _, _, xb in x.iterate(_STAT_ROWS, torch.float64):
+    if isinstance(x, StreamedRows):  # float64 blocks of about 2 MB, whatever the width
+        step = max(1, min(_STAT_ROWS, STAT_VALUES // max(1, x.shape[1])))
+        for _, _, xb in x.iterate(step, torch.float64):
             yield xb
         return
     for lo in range(0, x.shape[0], _STAT_ROWS):

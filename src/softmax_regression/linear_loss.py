@@ -446,6 +446,11 @@ def objective_and_gradient(
     return loss.loss_gradient(w, b)
 
 
+# Values per block of :func:`moments` over rows read from disk: its float64 temporaries stay
+# near 2 MB each, whatever the width (a fit under a memory cap counts them).
+STAT_VALUES = 1 << 18
+
+
 def moments(
     loss: SoftmaxLoss, block_rows: int = 8192, diagonal: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -458,6 +463,8 @@ def moments(
     second = None
     total = torch.zeros(d + 1, dtype=torch.float64)  # weighted sums, weight
     dtype = torch.float64 if rows.sparse else loss.dtype
+    if isinstance(rows, StreamedRows):  # float64 copies of a block: at most STAT_VALUES
+        block_rows = max(1, min(block_rows, STAT_VALUES // max(1, d)))
     for lo, hi, xb in rows.iterate(block_rows, dtype):
         part = None if sw is None else sw[lo:hi]
         s, sums, weight = rows.statistics(xb, part, diagonal)
