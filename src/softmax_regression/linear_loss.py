@@ -201,19 +201,13 @@ class StreamedRows(DenseRows):
 
     def block(self, lo: int, hi: int, dtype: torch.dtype) -> torch.Tensor:
         """Rows ``lo:hi`` read on their own (a few rows: a test's or a check's)."""
+        read = self._read_dtype(dtype)
         if self.index is None:
-            x = self.source.read(lo, hi, dtype=self._read_dtype(dtype))
+            x = self.source.read(lo, hi, dtype=read)
         else:
-            x = (
-                np.stack(
-                    [
-                        self.source.read(int(i), int(i) + 1, dtype=self._read_dtype(dtype))[0]
-                        for i in self.index[lo:hi]
-                    ]
-                )
-                if hi > lo
-                else np.empty((0, self.shape[1]), self._read_dtype(dtype))
-            )
+            x = np.empty((max(0, hi - lo), self.shape[1]), read)
+            for j, i in enumerate(self.index[lo:hi].tolist()):
+                self.source.read(i, i + 1, x[j : j + 1], read)
         return torch.from_numpy(x).to(device=self.device, dtype=dtype)
 
     def _read_dtype(self, dtype: torch.dtype):
