@@ -15,6 +15,11 @@ passes over the rows (evaluations and statistics), MB/s (passes x file size / se
 process's peak resident memory (VmHWM: mapped file pages count there too) and, under a cap,
 the cgroup's peak. The file is deleted at the end unless ``--keep``.
 
+``--folds K`` measures instead how ``LogisticRegressionCV`` should read a fold of a streamed
+source: one evaluation of the objective on fold 0's training rows of ``K`` folds, as an index
+into the file (what it does) and as the whole file with sample weights zero on the held-out
+rows (the alternative), each the median of 5 passes, the file in the page cache.
+
     .venv/bin/python benchmarks/bench_fullbatch_stream.py --dir /tmp/fb --gigabytes 1
     .venv/bin/python benchmarks/bench_fullbatch_stream.py --dir /tmp/fb --gigabytes 9 \\
         --width 1024 --classes 100 --cap-gigabytes 2.5 --no-memory --iterations 3
@@ -63,6 +68,38 @@ print(json.dumps({"mode": mode, "load_seconds": load, "seconds": seconds,
                   "passes": passes[0], "iterations": int(est.n_iter_[0]),
                   "bytes": int(x.nbytes), "peak_rss": int(hwm) * 1024,
                   "coef_sum": float(np.abs(est.coef_).sum())}))
+"""
+
+
+FOLDS = r"""
+import json, sys, time
+import numpy as np, torch
+from softmax_regression.data import stream
+from softmax_regression.linear_loss import SoftmaxLoss, StreamedRows
+
+path, labels, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+source = stream.RowSource.from_arrays(np.load(path, mmap_mode="r"), np.load(labels))
+y = torch.from_numpy(source.own_labels().astype(np.int64))
+n, classes = len(y), int(y.max()) + 1
+held = np.zeros(n, bool)
+held[: n // k] = True  # fold 0 held out
+index = np.flatnonzero(~held)
+ways = {
+    "index": SoftmaxLoss(StreamedRows(source, index), y[index], 1e-4, block_rows=1024),
+    "zero weights": SoftmaxLoss(StreamedRows(source), y, 1e-4, block_rows=1024,
+                                sample_weight=torch.from_numpy((~held).astype(np.float32))),
+}
+w = torch.zeros(classes, source.width)
+b = torch.zeros(classes)
+out = {}
+for name, loss in ways.items():
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        value = float(loss.loss_gradient(w, b)[0])
+        times.append(time.perf_counter() - t0)
+    out[name] = {"seconds": sorted(times)[2], "objective": value}
+print(json.dumps(out))
 """
 
 
@@ -136,12 +173,22 @@ def main() -> None:
     p.add_argument("--cap-gigabytes", type=float, default=None)
     p.add_argument("--no-memory", action="store_true", help="skip the in-memory fit")
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--folds", type=int, default=None, help="measure a fold's pass (see above)")
     args = p.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     path, labels = write(args.dir, args.gigabytes, args.width, args.classes)
     print(f"wrote {path.stat().st_size / 2**30:.2f} GiB in {time.perf_counter() - t0:.0f} s")
     try:
+        if args.folds is not None:
+            argv = [sys.executable, "-c", FOLDS, str(path), str(labels), str(args.folds)]
+            r = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+            for name, m in r.items():
+                print(
+                    f"fold 0 of {args.folds} as {name}: {m['seconds']:.3f} s a pass "
+                    f"(objective {m['objective']:.8g})"
+                )
+            return
         cap = None if args.cap_gigabytes is None else int(args.cap_gigabytes * 2**30)
         modes = ["memmap"] if args.no_memory else ["memory", "memmap"]
         for mode in modes:
