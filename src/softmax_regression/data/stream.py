@@ -476,8 +476,8 @@ def _mapped_piece(x: np.ndarray) -> _RawPiece | None:
     """A memory-mapped array whose rows lie one after another in its file (``np.load(...,
     mmap_mode="r")``, an ``np.memmap``, or a run of their rows), read with plain file reads at
     its offset, as a ``.npy`` file is: sequential reads of a block at a time rather than a
-    page fault per page of the map, and pages the kernel need not unmap to reclaim (under a
-    memory cap, several times faster). None for anything else."""
+    page fault per page of the map, and pages the kernel need not unmap to reclaim them.
+    None for anything else."""
     import mmap
 
     root = x
