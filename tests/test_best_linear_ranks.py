@@ -3,7 +3,8 @@ the loopback): the single-process answer, written and printed by rank 0 alone.
 
 Small seeded synthetic sets (``.npz``) keep each job to seconds: 8x8 uint8 images (the
 standardised copy and its pixel correlations) and float features (standardisation folded
-into every evaluation, the correlations from the solver's moments). Every job is bounded in
+into every evaluation, the correlations from the solver's moments), the features also as a
+shard directory, read from disk block by block. Every job is bounded in
 time and killed as a process group (``distributed_helpers.py``).
 """
 
@@ -54,9 +55,26 @@ def write_set(path: Path, kind: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["images", "features"])
+def write_shards(path: Path) -> Path:
+    """The features set as a shard directory (read block by block from disk: each rank reads
+    its own share of the rows)."""
+    arrays = np.load(write_set(path.with_suffix(".npz"), "features"))
+    path.mkdir()
+    for k, (lo, hi) in enumerate([(0, 1000), (1000, 1700), (1700, N_TRAIN)]):
+        np.save(path / f"x_train-{k:05d}.npy", arrays["x_train"][lo:hi])
+        np.save(path / f"y_train-{k:05d}.npy", arrays["y_train"][lo:hi])
+    np.save(path / "x_test-00000.npy", arrays["x_test"])
+    np.save(path / "y_test-00000.npy", arrays["y_test"])
+    return path
+
+
+@pytest.mark.parametrize("kind", ["images", "features", "shards"])
 def test_two_ranks_end_at_the_single_process_fit(tmp_path: Path, kind: str) -> None:
-    data = write_set(tmp_path / f"{kind}.npz", kind)
+    if kind == "shards":
+        data = write_shards(tmp_path / "shards")
+        kind = "features"
+    else:
+        data = write_set(tmp_path / f"{kind}.npz", kind)
     args = [*CLI, "--data", str(data), "--device", "cpu", "--no-plots", "--no-report"]
     one, two = tmp_path / "one", tmp_path / "two"
     done = [

@@ -4,7 +4,9 @@ capped below the size of its data file, by a cgroup v1 memory controller.
 The cap is the memory a process that has imported torch and the package needs (measured in
 the same cgroup), plus less than half the file: a process with the same imports that reads
 the file whole is killed under it (checked first, so that the cap is known to bind), and the
-streamed fit (two epochs and an evaluation) finishes under it. Needs root and
+streamed fit (two epochs and an evaluation) finishes under it; so does a full-batch
+``LogisticRegression`` fit on a memory-mapped file (a few L-BFGS iterations: every one a pass
+over the file, read block by block). Needs root and
 cgroup v1's memory controller at /sys/fs/cgroup/memory; elsewhere it skips, saying why.
 """
 
@@ -37,6 +39,17 @@ result = fit(TrainConfig(epochs=2, batch_size=512, lr=0.05), data.train, data.te
 ev = evaluate(result.model, data.test)
 print(type(data.train).__name__, len(data.train), result.history.last.train_loss, ev.accuracy)
 """
+LOGISTIC = """
+import sys, time
+import numpy as np
+from softmax_regression.sklearn import LogisticRegression
+
+x = np.load(sys.argv[1], mmap_mode="r")
+y = np.load(sys.argv[2])
+start = time.perf_counter()
+est = LogisticRegression(device="cpu", max_iter=3).fit(x, y)
+print(type(x).__name__, est.coef_.shape[0], est.score(x, y), time.perf_counter() - start)
+"""
 # Its own high-water mark (VmHWM): getrusage's ru_maxrss would be the parent's when that was
 # larger, since a child started by subprocess inherits it across exec.
 BASELINE = """
@@ -44,6 +57,19 @@ import torch
 import softmax_regression.train, softmax_regression.evaluation, softmax_regression.data.streamed
 hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
 print(int(hwm.split()[1]) * 1024)
+"""
+LOGISTIC_BASELINE = """
+import torch
+import softmax_regression.sklearn
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+print(int(hwm.split()[1]) * 1024)
+"""
+LOGISTIC_READ_WHOLE = """
+import sys
+import numpy, torch
+import softmax_regression.sklearn
+x = numpy.load(sys.argv[1])
+print(float(x.sum()))
 """
 # The same imports as the fit, then the file read whole: what the cap must not allow.
 READ_WHOLE = """
@@ -146,5 +172,43 @@ def test_a_fit_capped_below_its_file_size(cgroup, tmp_path):
     kind, rows, loss, acc = done.stdout.split()
     assert kind == "StreamedDataset" and int(rows) == ROWS
     assert float(acc) > 0.9  # it learned
+    peak = int((cgroup.path / "memory.max_usage_in_bytes").read_text())
+    assert peak <= limit
+
+
+def test_logistic_regression_on_a_memmap_capped_below_its_file_size(cgroup, tmp_path):
+    """``LogisticRegression.fit`` on ``np.load(..., mmap_mode="r")`` of a file twice the
+    cap's headroom: the rows are read block by block by every pass, never held whole."""
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(CLASSES, WIDTH)).astype(np.float32)
+    y = rng.integers(0, CLASSES, ROWS)
+    features = tmp_path / "x.npy"
+    x = np.empty((ROWS, WIDTH), np.float32)
+    for lo in range(0, ROWS, 10_000):
+        part = y[lo : lo + 10_000]
+        x[lo : lo + 10_000] = centers[part] + rng.normal(size=(len(part), WIDTH)) * 3
+    _write_uncached(features, x)
+    del x
+    np.save(tmp_path / "y.npy", y)
+    file_bytes = features.stat().st_size
+
+    # The baseline as the cgroup is charged for it (shared libraries already in the page
+    # cache are not charged again): the cap is that plus HEADROOM.
+    usage = cgroup.path / "memory.max_usage_in_bytes"
+    usage.write_text("0")
+    base = cgroup([sys.executable, "-c", LOGISTIC_BASELINE], 4 << 30)
+    assert base.returncode == 0, base.stderr
+    limit = int(usage.read_text()) + HEADROOM
+    assert file_bytes / 2 > HEADROOM
+    # the cap binds: the same file read whole is killed
+    killed = cgroup([sys.executable, "-c", LOGISTIC_READ_WHOLE, str(features)], limit)
+    assert killed.returncode != 0, "the cap did not stop a process reading the file whole"
+
+    usage.write_text("0")
+    done = cgroup([sys.executable, "-c", LOGISTIC, str(features), str(tmp_path / "y.npy")], limit)
+    assert done.returncode == 0, done.stderr[-2000:]
+    kind, rows, accuracy, _ = done.stdout.split()
+    assert kind == "memmap" and int(rows) == CLASSES
+    assert float(accuracy) > 0.9  # it learned, in a few passes
     peak = int((cgroup.path / "memory.max_usage_in_bytes").read_text())
     assert peak <= limit

@@ -67,7 +67,13 @@ from .config import resolve_device
 from .data import FashionMNIST
 from .distributed import World, share
 from .errors import ConfigError, NonFiniteLossError
-from .linear_loss import SoftmaxLoss, moments, objective_and_gradient
+from .linear_loss import (
+    STAT_VALUES,
+    SoftmaxLoss,
+    StreamedRows,
+    moments,
+    objective_and_gradient,
+)
 from .solver import Solution
 
 __all__ = [
@@ -158,15 +164,13 @@ class BestLinearConfig:
         return self.block_rows if device.type == "cpu" else None
 
 
-def pixels(data: FashionMNIST, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def pixels(data: FashionMNIST, dtype: torch.dtype = torch.float32) -> torch.Tensor | StreamedRows:
     """(N, inputs) as the model sees them after Flatten: pixels in [0, 1], or the features
-    as they are (not copied when they are already ``dtype``)."""
+    as they are (not copied when they are already ``dtype``); features read from disk block
+    by block (a :class:`~softmax_regression.data.streamed.StreamedDataset`) stay there, as
+    :class:`~softmax_regression.linear_loss.StreamedRows` that every pass reads."""
     if getattr(data, "streamed", False):
-        raise ConfigError(
-            "the best-linear recipe holds its rows in memory; features read from disk block "
-            "by block (a shard directory, --stream always) train with the book recipe, or "
-            "pass them as one .npy file with --stream never"
-        )
+        return StreamedRows(data.source, None if data.index is None else data.index.numpy())
     x = data.images.reshape(len(data), data.num_inputs)  # (a rank's share may have no rows)
     if not data.is_image:
         return x.to(dtype)
@@ -186,9 +190,10 @@ class Standardizer:
     ) -> Standardizer:
         """The statistics of ``x``'s rows; with a ``world`` of several ranks, of every rank's
         rows together (``x`` is this rank's share): float64 sums over the ranks, the same
-        mean and std on every rank."""
-        if _parallel(world):
-            std, mean = _std_mean(x, world)
+        mean and std on every rank. Rows read from disk (:class:`StreamedRows`) are read
+        twice, block by block (the mean, then the squared deviations from it)."""
+        if _parallel(world) or isinstance(x, StreamedRows):
+            std, mean = _std_mean(x, world if _parallel(world) else None)
         else:
             # In x's dtype: whatever (mean, std) are used, folding them into the weights is
             # exact.
@@ -222,23 +227,41 @@ def _parallel(world: World | None) -> bool:
 _STAT_ROWS = 8192  # rows per float64 block of the statistics summed over the ranks
 
 
-def _std_mean(x: torch.Tensor, world: World) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.std_mean(x, dim=0)`` of all ranks' rows together (``x`` is this rank's share):
-    the mean, then the sum of squared deviations from it, each summed in float64 over the
-    ranks; returned in ``x``'s dtype."""
+def _blocks(x: torch.Tensor | StreamedRows):
+    """``x``'s rows in float64 blocks of :data:`_STAT_ROWS`, in order (one pass)."""
+    if isinstance(x, StreamedRows):  # float64 blocks of about 2 MB, whatever the width
+        step = max(1, min(_STAT_ROWS, STAT_VALUES // max(1, x.shape[1])))
+        for _, _, xb in x.iterate(step, torch.float64):
+            yield xb
+        return
+    for lo in range(0, x.shape[0], _STAT_ROWS):
+        yield x[lo : lo + _STAT_ROWS].double()
+
+
+def _std_mean(
+    x: torch.Tensor | StreamedRows, world: World | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.std_mean(x, dim=0)`` of all ranks' rows together (``x`` is this rank's share;
+    ``world`` None: one process): the mean, then the sum of squared deviations from it, each
+    summed in float64 over the blocks and the ranks; returned in ``x``'s dtype (float64 for
+    rows read from disk)."""
     d = x.shape[1]
     total = torch.zeros(d + 1, dtype=torch.float64, device=x.device)  # column sums, rows
-    for lo in range(0, x.shape[0], _STAT_ROWS):
-        total[:d] += x[lo : lo + _STAT_ROWS].double().sum(0)
+    for xb in _blocks(x):
+        total[:d] += xb.sum(0)
     total[d] = float(x.shape[0])
-    world.sum_same_(total, "summing the inputs' means")
+    if world is not None:
+        world.sum_same_(total, "summing the inputs' means")
     n = total[d]
     mean = total[:d] / n
     squares = torch.zeros(d, dtype=torch.float64, device=x.device)
-    for lo in range(0, x.shape[0], _STAT_ROWS):
-        squares += (x[lo : lo + _STAT_ROWS].double() - mean).square_().sum(0)
-    world.sum_same_(squares, "summing the inputs' variances")
+    for xb in _blocks(x):
+        squares += (xb - mean).square_().sum(0)
+    if world is not None:
+        world.sum_same_(squares, "summing the inputs' variances")
     std = (squares / (n - 1)).sqrt_()  # torch.std's default: the unbiased estimate
+    if isinstance(x, StreamedRows):  # the caller's dtype, from float64
+        return std, mean
     return std.to(x.dtype), mean.to(x.dtype)
 
 
@@ -300,6 +323,7 @@ def solve(
     scale: torch.Tensor | None = None,
     world: World | None = None,
     checkpoint: Any = None,
+    dtype: torch.dtype | None = None,
 ) -> Solution:
     """Minimise mean cross-entropy (with ``margin``) + weight_decay / 2 * tr(W R W^T) over
     (W, b) with L-BFGS (:func:`softmax_regression.solver.minimize`).
@@ -312,8 +336,10 @@ def solve(
     several ranks, ``x`` and ``y`` are this rank's rows and every evaluation sums the loss and
     its gradient over the ranks (``spectrum`` must then be the same on every rank).
     ``checkpoint`` is :func:`softmax_regression.solver.lbfgs`'s (a fit that can be continued).
+    ``x`` may be rows read from disk (:class:`StreamedRows`): every evaluation is then one
+    pass over the files, in ``dtype`` (default: ``x``'s).
     """
-    dtype = x.dtype
+    dtype = x.dtype if dtype is None else dtype
     penalty = None if spectrum is None else spectrum.penalty()
     penalty = None if penalty is None else penalty.to(dtype)
     pre = None
@@ -332,6 +358,7 @@ def solve(
         center=None if center is None else center.to(dtype),
         scale=None if scale is None else scale.to(dtype),
         world=world if _parallel(world) else None,
+        dtype=dtype,
     )
 
     def nonfinite(value: float, evaluation: int) -> NonFiniteLossError:
@@ -366,7 +393,10 @@ def _accuracy_and_loss(
 ) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of logits ``W x + b`` over the rows of ``x``; with a
     ``world`` of several ranks over every rank's rows (the counts and the loss summed in
-    float64: the same numbers on every rank)."""
+    float64: the same numbers on every rank). Rows read from disk: one pass, block by block,
+    in ``w``'s dtype."""
+    if isinstance(x, StreamedRows):
+        return _streamed_accuracy_and_loss(w, b, x, y, world)
     with torch.no_grad():
         z = torch.addmm(b.to(x.dtype).unsqueeze(1), w.to(x.dtype), x.t())  # (K, N)
         right = (z.argmax(0) == y).double()
@@ -377,6 +407,24 @@ def _accuracy_and_loss(
             [right.sum(), -picked.sum(), torch.tensor(float(y.shape[0]), device=right.device)]
         )
         world.sum_same_(sums, "summing the accuracy and the loss")
+    return float(sums[0] / sums[2]), float(sums[1] / sums[2])
+
+
+def _streamed_accuracy_and_loss(
+    w: torch.Tensor, b: torch.Tensor, x: StreamedRows, y: torch.Tensor, world: World | None
+) -> tuple[float, float]:
+    sums = torch.zeros(3, dtype=torch.float64)  # right, minus log-likelihood, rows
+    with torch.no_grad():
+        for lo, hi, xb in x.iterate(8192, w.dtype):
+            z = torch.addmm(b.unsqueeze(1), w, xb.t())
+            labels = y[lo:hi].to(z.device)
+            sums[0] += float((z.argmax(0) == labels).sum())
+            sums[1] -= float(torch.log_softmax(z, 0).gather(0, labels.unsqueeze(0)).double().sum())
+        sums[2] = float(x.shape[0])
+    if _parallel(world):
+        sums = world.sum_same_(sums.to(world.device), "summing the accuracy and the loss").cpu()
+    if sums[2] == 0:
+        return float("nan"), float("nan")
     return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
 
@@ -477,10 +525,11 @@ class _Inputs:
     """One split's inputs for the solver: standardised (images, a float copy), or raw with
     the standardisation to fold into each evaluation (features, no standardised copy)."""
 
-    x: torch.Tensor
+    x: torch.Tensor | StreamedRows  # rows read from disk stay there (features only)
     scaler: Standardizer
     folded: bool
     world: World | None = None  # several ranks: x is this rank's share of the split's rows
+    dtype: torch.dtype | None = None  # what the rows are computed in
 
     @classmethod
     def of(
@@ -490,14 +539,21 @@ class _Inputs:
         the statistics of all of them."""
         world = world if _parallel(world) else None
         x = pixels(data, dtype)
+        if isinstance(x, StreamedRows):
+            x.device = data.labels.device
+            scaler = Standardizer.fit(x, min_std, world=world)
+            scaler = Standardizer(scaler.mean.to(dtype), scaler.std.to(dtype))
+            return cls(x, scaler, True, world, dtype)
         scaler = Standardizer.fit(x, min_std, world=world)
         if data.is_image:
-            return cls(scaler(x).contiguous(), scaler, False, world)
-        return cls(x.contiguous(), scaler, True, world)
+            return cls(scaler(x).contiguous(), scaler, False, world, dtype)
+        return cls(x.contiguous(), scaler, True, world, dtype)
 
-    def other(self, data: FashionMNIST, dtype: torch.dtype) -> torch.Tensor:
+    def other(self, data: FashionMNIST, dtype: torch.dtype) -> torch.Tensor | StreamedRows:
         """Another split's inputs under this split's standardisation, held the same way."""
         x = pixels(data, dtype)
+        if isinstance(x, StreamedRows):
+            return x
         return x.contiguous() if self.folded else self.scaler(x).contiguous()
 
     @property
@@ -510,7 +566,9 @@ class _Inputs:
         if not self.folded and self.world is None:
             return Spectrum(self.x, power, floor)
         # E[x x^T] (and E[x]) over every rank's rows, summed in float64.
-        loss = SoftmaxLoss(self.x, torch.zeros(0, dtype=torch.long), world=self.world)
+        loss = SoftmaxLoss(
+            self.x, torch.zeros(0, dtype=torch.long), world=self.world, dtype=self.dtype
+        )
         second, mean = moments(loss)
         if not self.folded:  # standardised on these rows: E[x x^T] is their correlation
             return Spectrum(None, power, floor, correlation=second)
@@ -539,6 +597,8 @@ def _rank_share(data: FashionMNIST, world: World | None) -> FashionMNIST:
     """This rank's contiguous share of ``data``'s rows (all of them without several ranks)."""
     if not _parallel(world):
         return data
+    if getattr(data, "streamed", False):  # reads only the files its rows lie in
+        return data.share(world.size, world.rank)
     lo, hi = share(len(data), world.size, world.rank)
     return data.subset(torch.arange(lo, hi, device=data.device))
 
@@ -582,6 +642,7 @@ def _select(
             margin=config.margin,
             world=world,
             checkpoint=progress.stage(stage),
+            dtype=dtype,
             **inputs.transform,
         )
         state = solutions[wd] = (sol.weight, sol.bias)
@@ -740,6 +801,7 @@ def fit_best_linear(
         margin=config.margin,
         world=world,
         checkpoint=progress.stage(len(config.weight_decays)),
+        dtype=dtype,
         **inputs.transform,
     )
     held = inputs.model(sol.weight, sol.bias)

@@ -64,6 +64,11 @@ class DenseRows:
         xb = self.x[lo:hi]
         return xb if xb.dtype == dtype else xb.to(dtype)
 
+    def iterate(self, step: int | None, dtype: torch.dtype):
+        """``(lo, hi, rows lo:hi in dtype)`` for every block of ``step`` rows (None: all), in
+        order: one pass over the rows."""
+        yield from _iterate(self, step, dtype)
+
     def weights(self, w: torch.Tensor) -> torch.Tensor:
         return w
 
@@ -79,12 +84,9 @@ class DenseRows:
     def gradient(self, acc: torch.Tensor) -> torch.Tensor:
         return acc
 
-    def statistics(
-        self, lo: int, hi: int, sw: torch.Tensor | None, dtype: torch.dtype, diagonal: bool
-    ):
-        """(sum_i s_i x_i x_i^T, or only its diagonal; sum_i s_i x_i; sum_i s_i) over rows
-        ``lo:hi``, float64."""
-        xb = self.block(lo, hi, dtype)
+    def statistics(self, xb: torch.Tensor, sw: torch.Tensor | None, diagonal: bool):
+        """(sum_i s_i x_i x_i^T, or only its diagonal; sum_i s_i x_i; sum_i s_i) over the
+        block of rows ``xb``, float64."""
         xw = xb if sw is None else xb * sw.to(xb.dtype).unsqueeze(1)
         weight = float(xb.shape[0]) if sw is None else sw.double().sum()
         if diagonal:
@@ -144,20 +146,91 @@ class SparseRows:
     def gradient(self, acc: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(acc.T))
 
-    def statistics(
-        self, lo: int, hi: int, sw: torch.Tensor | None, dtype: torch.dtype, diagonal: bool
-    ):
+    def iterate(self, step: int | None, dtype: torch.dtype):
+        """As :meth:`DenseRows.iterate`."""
+        yield from _iterate(self, step, dtype)
+
+    def statistics(self, xb, sw: torch.Tensor | None, diagonal: bool):
         """(sum_i s_i x_i^2 per feature (the diagonal only, whatever ``diagonal`` says),
-        sum_i s_i x_i, sum_i s_i) over rows ``lo:hi``, float64: no ``D x D`` matrix for
-        sparse rows."""
-        xb = self.block(lo, hi, torch.float64)
-        s = np.ones(hi - lo) if sw is None else sw.double().cpu().numpy()
+        sum_i s_i x_i, sum_i s_i) over the block ``xb`` (float64), float64: no ``D x D``
+        matrix for sparse rows."""
+        s = np.ones(xb.shape[0]) if sw is None else sw.double().cpu().numpy()
         squares = torch.from_numpy(np.asarray(xb.multiply(xb).T @ s).ravel())
         sums = torch.from_numpy(np.asarray(xb.T @ s).ravel())
         return squares, sums, float(s.sum())
 
 
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _iterate(rows, step: int | None, dtype: torch.dtype):
+    n = rows.shape[0]
+    step = n if step is None else max(1, int(step))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        yield lo, hi, rows.block(lo, hi, dtype)
+
+
+class StreamedRows(DenseRows):
+    """Rows read from disk block by block (a :class:`~softmax_regression.data.stream.RowSource`),
+    never held whole: one pass (:meth:`iterate`) reads the source's blocks in order, the next
+    one read ahead by a thread while this one is computed on, and cuts each into sub-blocks
+    of ``step`` rows (cache-sized) for the products. Memory: a few of the source's blocks,
+    whatever the number of rows. Every pass checks first and last that no file changed
+    (:meth:`RowSource.blocks`), so a file rewritten while a fit reads it is one
+    :class:`~softmax_regression.errors.DataError`, not a wrong answer.
+
+    ``index`` (increasing row numbers, optional) keeps only those rows of the source: a
+    held-out split or a cross-validation fold, read from the same files (every block is
+    read, the fold's rows computed on). Rows stored in float64 are read in float64 for a
+    pass in float64, and in float32 (converted while read) for a pass in float32; anything
+    else is read as float32. On a GPU each block is copied there as it is read.
+    """
+
+    sparse = False
+
+    def __init__(self, source, index=None, device: torch.device | str = "cpu") -> None:
+        self.source = source
+        self.index = None if index is None else np.asarray(index, dtype=np.int64)
+        if self.index is not None and len(self.index) > 1 and (np.diff(self.index) <= 0).any():
+            raise ValueError("streamed rows take their index in increasing order")
+        n = len(source) if self.index is None else len(self.index)
+        self.shape = (n, source.width)
+        self.device = torch.device(device)
+        self.dtype = torch.float64 if source.stored_dtype == np.float64 else torch.float32
+
+    def block(self, lo: int, hi: int, dtype: torch.dtype) -> torch.Tensor:
+        """Rows ``lo:hi`` read on their own (a few rows: a test's or a check's)."""
+        read = self._read_dtype(dtype)
+        if self.index is None:
+            x = self.source.read(lo, hi, dtype=read)
+        else:
+            x = np.empty((max(0, hi - lo), self.shape[1]), read)
+            for j, i in enumerate(self.index[lo:hi].tolist()):
+                self.source.read(i, i + 1, x[j : j + 1], read)
+        return torch.from_numpy(x).to(device=self.device, dtype=dtype)
+
+    def _read_dtype(self, dtype: torch.dtype):
+        wide = dtype == torch.float64 and self.dtype == torch.float64
+        return np.float64 if wide else np.float32
+
+    def iterate(self, step: int | None, dtype: torch.dtype):
+        """One pass: ``(lo, hi, rows lo:hi)`` in order, sub-blocks of ``step`` rows (None: a
+        whole block of the source) of each block read from disk."""
+        index = self.index
+        for first, x in self.source.blocks(reuse=True, dtype=self._read_dtype(dtype)):
+            if index is None:
+                a, rows = first, x
+            else:
+                a, b = np.searchsorted(index, [first, first + len(x)])
+                a, rows = int(a), x[index[a:b] - first]
+            t = torch.from_numpy(rows)
+            if t.device != self.device:
+                t = t.to(self.device)
+            size = len(t) if step is None else max(1, int(step))
+            for s in range(0, len(t), size):
+                xb = t[s : s + size]
+                yield a + s, a + s + len(xb), (xb if xb.dtype == dtype else xb.to(dtype))
 
 
 def as_rows(x) -> DenseRows | SparseRows:
@@ -301,9 +374,8 @@ class SoftmaxLoss:
         # Made once, sliced per block (the last block may be shorter).
         minus_one = torch.full((1, min(step, n)), -1.0, dtype=dtype, device=rows.device)
         minus_margin = minus_one * self.margin if self.margin else None
-        for lo in range(0, n, step):
-            hi = min(n, lo + step)
-            xb, labels = rows.block(lo, hi, dtype), y[lo:hi].unsqueeze(0)
+        for lo, hi, xb in rows.iterate(step, dtype):
+            labels = y[lo:hi].unsqueeze(0)
             k = hi - lo
             z = rows.logits(xb, weights, bias)  # (K, rows), or (1, rows) binary
             if logistic:  # independent binary problems, one per row of W
@@ -487,6 +559,11 @@ def objective_and_gradient(
     return loss.loss_gradient(w, b)
 
 
+# Values per block of :func:`moments` over rows read from disk: its float64 temporaries stay
+# near 2 MB each, whatever the width (a fit under a memory cap counts them).
+STAT_VALUES = 1 << 18
+
+
 def moments(
     loss: SoftmaxLoss, block_rows: int = 8192, diagonal: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -498,10 +575,12 @@ def moments(
     n, d = rows.shape
     second = None
     total = torch.zeros(d + 1, dtype=torch.float64)  # weighted sums, weight
-    for lo in range(0, n, block_rows):
-        hi = min(n, lo + block_rows)
+    dtype = torch.float64 if rows.sparse else loss.dtype
+    if isinstance(rows, StreamedRows):  # float64 copies of a block: at most STAT_VALUES
+        block_rows = max(1, min(block_rows, STAT_VALUES // max(1, d)))
+    for lo, hi, xb in rows.iterate(block_rows, dtype):
         part = None if sw is None else sw[lo:hi]
-        s, sums, weight = rows.statistics(lo, hi, part, loss.dtype, diagonal)
+        s, sums, weight = rows.statistics(xb, part, diagonal)
         second = s if second is None else second.add_(s)
         total[:d] += sums.cpu()
         total[d] += weight

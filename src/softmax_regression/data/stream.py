@@ -111,8 +111,14 @@ class _Piece:
     stamp: Stamp | None = None
 
     def read(self, lo: int, hi: int, out: np.ndarray) -> None:  # pragma: no cover - abstract
-        """Rows ``[lo, hi)`` of this piece into ``out``, float32 ``(hi - lo, width)``."""
+        """Rows ``[lo, hi)`` of this piece into ``out``, float32 or float64
+        ``(hi - lo, width)``."""
         raise NotImplementedError
+
+    @property
+    def stored(self) -> np.dtype:
+        """The dtype the rows are stored in."""
+        return np.dtype(np.float32)
 
 
 class _RawPiece(_Piece):
@@ -130,8 +136,12 @@ class _RawPiece(_Piece):
                 f"the file has {self.stamp.size:,}"
             )
 
+    @property
+    def stored(self) -> np.dtype:
+        return self.dtype
+
     def read(self, lo: int, hi: int, out: np.ndarray) -> None:
-        direct = self.dtype == np.float32 and self.dtype.isnative
+        direct = self.dtype == out.dtype and self.dtype.isnative
         raw = out if direct else np.empty((hi - lo, self.width), self.dtype)
         view = memoryview(raw).cast("B")
         try:
@@ -161,6 +171,10 @@ class _ArrayPiece(_Piece):
         self.x, self.path, self.rows, self.width = x, where, x.shape[0], x.shape[1]
         if isinstance(x, np.memmap) and isinstance(x.filename, str):
             self.stamp = Stamp.of(x.filename)
+
+    @property
+    def stored(self) -> np.dtype:
+        return self.x.dtype
 
     def read(self, lo: int, hi: int, out: np.ndarray) -> None:
         out[...] = self.x[lo:hi]
@@ -261,6 +275,13 @@ class RowSource:
         return len(self) * self.width * 4
 
     @property
+    def stored_dtype(self) -> np.dtype:
+        """float64 when some of the rows are stored in float64 (a fit in float64 then reads
+        them unrounded), else float32 (what every other stored type is read as)."""
+        wide = any(p.stored == np.float64 for p in self.pieces)
+        return np.dtype(np.float64 if wide else np.float32)
+
+    @property
     def files(self) -> list[str]:
         return [p.path for p in self._pieces_in(self.start, self.stop)]
 
@@ -310,11 +331,15 @@ class RowSource:
         lo = k * self.block_rows
         return lo, min(lo + self.block_rows, len(self))
 
-    def read(self, lo: int, hi: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Rows ``[lo, hi)`` as float32 ``(hi - lo, D)``, checked finite: into ``out`` (a
-        buffer of at least that many rows, whose first rows are returned) or a new array."""
+    def read(
+        self, lo: int, hi: int, out: np.ndarray | None = None, dtype: Any = np.float32
+    ) -> np.ndarray:
+        """Rows ``[lo, hi)`` as float32 ``(hi - lo, D)`` (or ``dtype``, float64: a float64
+        file's values as they are), checked finite: into ``out`` (a buffer of at least that
+        many rows, whose first rows are returned; its dtype is the one read) or a new
+        array."""
         a, b = self.start + lo, self.start + hi
-        x = np.empty((b - a, self.width), np.float32) if out is None else out[: b - a]
+        x = np.empty((b - a, self.width), dtype) if out is None else out[: b - a]
         i = int(np.searchsorted(self.offsets, a, side="right")) - 1
         at = a
         while at < b:
@@ -357,10 +382,16 @@ class RowSource:
                 p.stamp.check()
 
     def blocks(
-        self, order: Sequence[int] | None = None, *, read_ahead: int = 1, reuse: bool = False
+        self,
+        order: Sequence[int] | None = None,
+        *,
+        read_ahead: int = 1,
+        reuse: bool = False,
+        dtype: Any = np.float32,
     ) -> Iterator[tuple[int, np.ndarray]]:
         """``(first row, float32 rows)`` of each block in ``order`` (default 0, 1, 2, ...),
-        the next ``read_ahead`` blocks read by a thread while the caller works on this one.
+        the next ``read_ahead`` blocks read by a thread while the caller works on this one
+        (``dtype`` float64: the rows in float64, a float64 file's values unrounded).
 
         ``reuse``: the blocks are read into a ring of ``read_ahead + 3`` buffers allocated
         once, instead of fresh arrays (whose page faults cost as much as the copy out of the
@@ -373,11 +404,11 @@ class RowSource:
         ring: list[np.ndarray] = []
         if reuse:
             rows = min(self.block_rows, len(self))
-            ring = [np.empty((rows, self.width), np.float32) for _ in range(read_ahead + 3)]
+            ring = [np.empty((rows, self.width), dtype) for _ in range(read_ahead + 3)]
 
         def job(j: int, k: int) -> tuple[int, np.ndarray]:
             lo, hi = self.block_bounds(k)
-            return lo, self.read(lo, hi, ring[j % len(ring)] if ring else None)
+            return lo, self.read(lo, hi, ring[j % len(ring)] if ring else None, dtype)
 
         if read_ahead < 1:
             for j, k in enumerate(order):
@@ -426,14 +457,43 @@ class RowSource:
         block_rows: int | None = None,
     ) -> RowSource:
         """An array in memory or memory-mapped (``np.load(..., mmap_mode="r")``, ``np.memmap``):
-        rows copied out block by block, never all at once."""
+        rows copied out block by block, never all at once. ``y`` None: rows without labels
+        (to classify)."""
         if not isinstance(x, np.ndarray) or x.ndim != 2:
             raise DataError(f"{where}: features must be a 2-D array (N, D)")
         if x.dtype.kind not in "biuf":
             raise DataError(f"{where}: features of type {x.dtype} are not numbers")
-        y = _labels_1d(np.asarray(y), where)
-        _check_count(where, len(y), x.shape[0], where)
-        return cls([_ArrayPiece(x, where)], y, where=where, name=where, block_rows=block_rows)
+        if y is None:
+            y = np.zeros(0, np.int64)
+        else:
+            y = _labels_1d(np.asarray(y), where)
+            _check_count(f"{where}'s labels", len(y), x.shape[0], where)
+        piece = _mapped_piece(x) or _ArrayPiece(x, where)
+        return cls([piece], y, where=where, name=where, block_rows=block_rows)
+
+
+def _mapped_piece(x: np.ndarray) -> _RawPiece | None:
+    """A memory-mapped array whose rows lie one after another in its file (``np.load(...,
+    mmap_mode="r")``, an ``np.memmap``, or a run of their rows), read with plain file reads at
+    its offset, as a ``.npy`` file is: sequential reads of a block at a time rather than a
+    page fault per page of the map, and pages the kernel need not unmap to reclaim them.
+    None for anything else."""
+    import mmap
+
+    root = x
+    while root is not None and not (
+        isinstance(root, np.memmap) and isinstance(root.base, mmap.mmap)
+    ):
+        root = getattr(root, "base", None)
+    if root is None or not isinstance(root.filename, str) or not x.flags.c_contiguous:
+        return None
+    start = x.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+    try:
+        return _RawPiece(
+            Path(root.filename), int(root.offset) + start, x.shape[0], x.shape[1], x.dtype
+        )
+    except DataError:
+        return None
 
 
 def _labels_1d(y: np.ndarray, where: str) -> np.ndarray:

@@ -19,8 +19,11 @@ from sklearn.utils.metadata_routing import (
     _routing_enabled,
     process_routing,
 )
-from sklearn.utils.validation import _check_method_params, _check_sample_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_method_params, _check_sample_weight, column_or_1d
 
+from ..data.streamed import _stat_digest
+from ..linear_loss import StreamedRows
 from ._checkpoint import Checkpoint, check_path, digest, identity
 from ._common import (
     _answer_dtype,
@@ -39,6 +42,15 @@ from ._common import (
 )
 from ._logistic import LogisticRegression
 from ._problem import _Problem
+from ._streamed import is_streamed, open_streamed
+
+
+def _fold(rows: StreamedRows, index: np.ndarray) -> StreamedRows:
+    """A fold's rows (``index`` increasing) of rows read from disk: the same files, every
+    block read and only the fold's rows computed on. No copy of the rows is made; a pass of a
+    fold reads all the rows (the held-out ones too), so a ``k``-fold path reads
+    ``k / (k - 1)`` times what its training rows alone would take."""
+    return StreamedRows(rows.source, index, rows.device)
 
 
 class LogisticRegressionCV(LogisticRegression):
@@ -61,6 +73,11 @@ class LogisticRegressionCV(LogisticRegression):
     way (a fold's fit at one (C, l1 ratio), or the refit), so that a stopped search goes on
     from that fit. The folds are part of what it is checked against: a splitter that
     shuffles without a fixed ``random_state`` gives other folds, and the file is refused.
+
+    ``X`` may be rows read from disk (a memory-mapped array, a
+    :class:`~softmax_regression.data.stream.RowSource` or its path: see
+    ``softmax_regression.sklearn._streamed``): each fold is then an index into the same files,
+    its training rows and its held-out ones read block by block, never copied.
     """
 
     # score's sample_weight goes to the scorer, not to the estimator itself (scikit-learn's).
@@ -178,7 +195,18 @@ class LogisticRegressionCV(LogisticRegression):
             device = world.device
         scoring = None if isinstance(self.scoring, str) and self.scoring == "warn" else self.scoring
         use_legacy = self.use_legacy_attributes is not False
-        X, y = self._validate(X, y)
+        source = None
+        if is_streamed(X):
+            # Rows from disk: every rank reads all of them (the folds are spread over the
+            # ranks, not the rows); each fold is an index into the same files.
+            data = open_streamed(X, y, None, device)
+            source, y = data.rows, column_or_1d(data.y, warn=True)
+            check_classification_targets(y)
+            self._set_n_features(data.n_features)
+            X = np.empty((len(y), 0), data.stored)  # a stand-in: what the checks count
+        else:
+            X, y = self._validate(X, y)
+        n_features = self.n_features_in_
         dtype = _answer_dtype(requested, X, self.solver)
         classes, y_index = self._classes(y, None)
         self.classes_ = classes
@@ -220,8 +248,10 @@ class LogisticRegressionCV(LogisticRegression):
             # split is the one used (a shuffling splitter without a seed would differ).
             world.check_same(
                 {
-                    "rows, features": X.shape,
-                    "data": _fingerprint(X, y_index, sw_all),
+                    "rows, features": (len(y), n_features),
+                    "data": _fingerprint(X, y_index, sw_all)
+                    if source is None
+                    else _fingerprint(X, y_index, sw_all) + _stat_digest(source.source),
                     "Cs": [float(c) for c in grid],
                     "l1_ratios": shares,
                     "cv": len(folds),
@@ -234,7 +264,7 @@ class LogisticRegressionCV(LogisticRegression):
         tol, max_iter = float(self.tol), int(self.max_iter)
         unconverged = None  # (iterations, objective) of a path fit stopped by max_iter
         rows = 1 if binary else n_classes
-        n_dof = X.shape[1] + int(self.fit_intercept)
+        n_dof = n_features + int(self.fit_intercept)
         n_l1 = len(shares)
         paths = np.zeros((len(folds), len(grid), n_l1, rows, n_dof))
         scores = np.zeros((len(folds), len(grid), n_l1))
@@ -243,8 +273,9 @@ class LogisticRegressionCV(LogisticRegression):
             check_path(self.checkpoint),
             lambda: identity(
                 self,
-                _fingerprint(X, y_index, sw_all),
-                X.shape,
+                _fingerprint(X, y_index, sw_all)
+                + ("" if source is None else _stat_digest(source.source)),
+                (len(y), n_features),
                 classes=_names(classes),
                 folds=digest(
                     *(a for fold in folds for a in fold), [len(a) for f in folds for a in f]
@@ -270,7 +301,7 @@ class LogisticRegressionCV(LogisticRegression):
                     for i, C in enumerate(grid):
                         unit += 1
                         if kept is not None and kept.done(unit):
-                            coef = paths[f, i, j, :, : X.shape[1]].copy()
+                            coef = paths[f, i, j, :, :n_features].copy()
                             intercept = np.zeros(rows)
                             if self.fit_intercept:
                                 intercept = paths[f, i, j, :, -1].copy()
@@ -278,10 +309,12 @@ class LogisticRegressionCV(LogisticRegression):
                             continue
                         if problem is None:
                             train, test = folds[f]
+                            if source is not None:  # rows in increasing order, as stored
+                                train, test = np.sort(train), np.sort(test)
                             sw_train = None if sw_all is None else sw_all[train]
                             sw = _weights(self, X[train], y[train], classes, sw_train, class_weight)
                             problem = _Problem(
-                                X[train],
+                                X[train] if source is None else _fold(source, train),
                                 y_index[train],
                                 sw,
                                 n_classes,
@@ -291,6 +324,7 @@ class LogisticRegressionCV(LogisticRegression):
                                 intercept_scaling=scaling,
                             )
                             fold_params = _check_method_params(X, params=score_params, indices=test)
+                            X_test = X[test] if source is None else _fold(source, test)
                         coef, intercept, it, converged, objective = problem.fit(
                             float(C),
                             init,
@@ -305,15 +339,15 @@ class LogisticRegressionCV(LogisticRegression):
                                 kept.notes["unconverged"] = unconverged
                         init = (coef, intercept)
                         n_iter[f, i, j] = it
-                        paths[f, i, j, :, : X.shape[1]] = coef
+                        paths[f, i, j, :, :n_features] = coef
                         if self.fit_intercept:
                             paths[f, i, j, :, -1] = intercept
-                        est = LogisticRegression()._set_fitted(coef, intercept, classes, X.shape[1])
+                        est = LogisticRegression()._set_fitted(coef, intercept, classes, n_features)
                         if scorer is None:
                             sw_test = None if sw_all is None else sw_all[test]
-                            scores[f, i, j] = est.score(X[test], y[test], sample_weight=sw_test)
+                            scores[f, i, j] = est.score(X_test, y[test], sample_weight=sw_test)
                         else:
-                            scores[f, i, j] = scorer(est, X[test], y[test], **fold_params)
+                            scores[f, i, j] = scorer(est, X_test, y[test], **fold_params)
             if world is not None:  # each fold's numbers from the rank that fitted it
                 paths = _summed(world, paths, "gathering the folds' paths")
                 scores = _summed(world, scores, "gathering the folds' scores")
@@ -326,7 +360,7 @@ class LogisticRegressionCV(LogisticRegression):
                 l1_best = l1_ratios_[best_l1]
                 mean = paths[:, best, best_l1].mean(axis=0)  # (rows, n_dof)
                 init = (
-                    mean[:, : X.shape[1]],
+                    mean[:, :n_features],
                     mean[:, -1] if self.fit_intercept else np.zeros(rows),
                 )
                 if self.solver == "liblinear" or shares[best_l1] > 0:
@@ -336,7 +370,7 @@ class LogisticRegressionCV(LogisticRegression):
                     init = None
                 sw = _weights(self, X, y, classes, sw_all, class_weight)
                 problem = _Problem(
-                    X,
+                    X if source is None else source,
                     y_index,
                     sw,
                     n_classes,
@@ -362,7 +396,7 @@ class LogisticRegressionCV(LogisticRegression):
                 flat = scores.reshape(len(folds), -1)
                 each = [np.unravel_index(int(i), scores.shape[1:]) for i in np.argmax(flat, axis=1)]
                 mean = np.mean([paths[f, i, j] for f, (i, j) in enumerate(each)], axis=0)
-                coef = mean[:, : X.shape[1]]
+                coef = mean[:, :n_features]
                 intercept = mean[:, -1] if self.fit_intercept else np.zeros(rows)
                 C_ = float(np.mean([grid[i] for i, _ in each]))
                 l1_best = float(np.mean([l1_ratios_[j] for _, j in each])) if keep_l1 else None

@@ -15,8 +15,15 @@ from sklearn.linear_model._base import LinearClassifierMixin, SparseCoefMixin
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.extmath import safe_sparse_dot, softmax
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
+from ..data.streamed import _stat_digest
+from ..linear_loss import StreamedRows
 from ._checkpoint import Checkpoint, check_path, identity
 from ._common import (
     NEWTON_SOLVERS,
@@ -36,6 +43,7 @@ from ._common import (
     _world,
 )
 from ._problem import _Problem
+from ._streamed import decision, is_streamed, open_streamed
 
 # The frames between a warning's helper and the user's ``LogisticRegression.fit`` call: the
 # helper, ``fit``, and the ``with_callbacks`` wrapper around it.
@@ -74,7 +82,8 @@ class LogisticRegression(
     fit (other data or parameters) is refused with a
     :class:`~softmax_regression.errors.ResumeError` naming what differs. Every solver path
     keeps its state (L-BFGS in float32 then float64, OWL-QN for L1, the elastic net and
-    liblinear's L1 model; Newton's method's few steps are taken again); not under a multi-rank ``torchrun``, which refuses it.
+    liblinear's L1 model; Newton's method's few steps are taken again); not under a
+    multi-rank ``torchrun``, which refuses it.
     """
 
     def __init__(
@@ -125,6 +134,35 @@ class LogisticRegression(
         check_classification_targets(y)
         return X, y
 
+    def _inputs(self, X, y, sample_weight, world, device):
+        """(X, y, the rows the problem takes, sample_weight): validated in memory as
+        scikit-learn does, or, for rows read from disk (:mod:`._streamed`), opened without
+        reading them; ``X`` is then an ``(n, 0)`` stand-in of the dtype the rows are stored
+        in (what the checks and the answer's dtype look at; ``n_features_in_`` is set)."""
+        if not is_streamed(X):
+            X, y = self._validate(X, y)
+            return X, y, X, sample_weight
+        data = open_streamed(X, y, world, device)
+        y = column_or_1d(data.y, warn=True)
+        check_classification_targets(y)
+        self._set_n_features(data.n_features)
+        if sample_weight is not None and np.ndim(sample_weight) == 1:
+            sample_weight = np.asarray(sample_weight)
+            if len(sample_weight) == data.total:  # weights for every row: this rank's
+                sample_weight = sample_weight[data.part]
+        return np.empty((data.rows.shape[0], 0), data.stored), y, data.rows, sample_weight
+
+    def _set_n_features(self, n_features: int, reset: bool = True) -> None:
+        if reset:
+            self.n_features_in_ = n_features
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+
     def _classes(self, y: np.ndarray, world) -> tuple[np.ndarray, np.ndarray]:
         classes = np.unique(y)
         if world is not None:
@@ -163,10 +201,11 @@ class LogisticRegression(
         _warn_n_jobs(self.n_jobs, stacklevel=_WARN_AT_CALLER)
         world = _world(self.device)
         _check_checkpoint(self, world)
-        X, y = self._validate(X, y)
+        given = X
+        X, y, rows, sample_weight = self._inputs(X, y, sample_weight, world, device)
         dtype = _answer_dtype(requested, X, self.solver)
         if world is not None:
-            world.check_same({"n_features": X.shape[1], "C": C, "dtype": self.dtype})
+            world.check_same({"n_features": self.n_features_in_, "C": C, "dtype": self.dtype})
         classes, y_index = self._classes(y, world)
         self.classes_ = classes
         if liblinear:
@@ -178,19 +217,19 @@ class LogisticRegression(
             max_subtasks=max(int(self.max_iter), 1) + 1 if per_iteration else 0
         )
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
-        callbacks.call_on_fit_task_begin(estimator=self, X=X, y=y, metadata=metadata)
+        callbacks.call_on_fit_task_begin(estimator=self, X=given, y=y, metadata=metadata)
         sw = self._sample_weights(X, y, y_index, sample_weight, world)
         init = None
         if self.warm_start and hasattr(self, "coef_"):
-            rows = 1 if len(classes) == 2 else len(classes)
-            if self.coef_.shape != (rows, X.shape[1]):
+            n_rows = 1 if len(classes) == 2 else len(classes)
+            if self.coef_.shape != (n_rows, self.n_features_in_):
                 raise ValueError(
                     f"Initialization coef is of shape {self.coef_.shape}, expected shape "
-                    f"{(rows, X.shape[1])}"
+                    f"{(n_rows, self.n_features_in_)}"
                 )
             init = (_dense(self.coef_), self.intercept_)
         problem = _Problem(
-            X,
+            rows,
             y_index,
             sw,
             len(classes),
@@ -205,10 +244,18 @@ class LogisticRegression(
         answer = np.float64 if liblinear and requested is None else X.dtype
         tasks = None
         if per_iteration and getattr(self, "_skl_callbacks", None):
-            tasks = _IterationTasks(callbacks, self, X, y, metadata, answer, init, len(classes))
+            tasks = _IterationTasks(
+                callbacks, self, given, y, metadata, answer, init, len(classes), self.n_features_in_
+            )
         kept = Checkpoint.open(
             check_path(self.checkpoint),
-            lambda: identity(self, _fingerprint(X, y_index, sw), X.shape, classes=_names(classes)),
+            lambda: identity(
+                self,
+                _fingerprint(X, y_index, sw)
+                + (_stat_digest(rows.source) if isinstance(rows, StreamedRows) else ""),
+                (len(y), self.n_features_in_),
+                classes=_names(classes),
+            ),
             device,
         )
         with kept.guard() if kept is not None else contextlib.nullcontext():
@@ -232,7 +279,7 @@ class LogisticRegression(
         self.intercept_ = intercept.astype(answer, copy=False)
         self.n_iter_ = np.asarray([n_iter], dtype=np.int32)
         callbacks.call_on_fit_task_end(
-            estimator=self, X=X, y=y, metadata=metadata, reconstruction_attributes={}
+            estimator=self, X=given, y=y, metadata=metadata, reconstruction_attributes={}
         )
         return self
 
@@ -260,6 +307,9 @@ class LogisticRegression(
         """Confidence scores: (n_samples,) for two classes, (n_samples, n_classes) else; with
         ``coef_`` dense or sparse (:meth:`sparsify`)."""
         check_is_fitted(self)
+        if is_streamed(X):  # read block by block: only the (n, classes) scores are made
+            scores = decision(X, _dense(self.coef_), self.intercept_, self.n_features_in_)
+            return scores.ravel() if scores.shape[1] == 1 else scores
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
         scores = safe_sparse_dot(X, self.coef_.T, dense_output=True) + self.intercept_
         return scores.ravel() if scores.shape[1] == 1 else scores
@@ -389,13 +439,15 @@ class _IterationTasks:
     empty. An iteration that took no step (the solver found no descent) is reported at the
     point where it ended, after the others: one task per iteration counted in ``n_iter_``."""
 
-    def __init__(self, context, estimator, X, y, metadata, dtype, init, n_classes) -> None:
+    def __init__(
+        self, context, estimator, X, y, metadata, dtype, init, n_classes, n_features
+    ) -> None:
         self.context, self.estimator, self.X, self.y = context, estimator, X, y
         self.metadata, self.dtype = metadata, dtype
         self.reported = 0
         rows = 1 if n_classes == 2 else n_classes
         if init is None:
-            coef, intercept = np.zeros((rows, X.shape[1])), np.zeros(rows)
+            coef, intercept = np.zeros((rows, n_features)), np.zeros(rows)
         else:
             coef, intercept = np.asarray(init[0]), np.asarray(init[1])
         self.task = self._begin(coef, intercept)

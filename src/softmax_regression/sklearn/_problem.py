@@ -10,7 +10,14 @@ import numpy as np
 import torch
 
 from .. import distributed
-from ..linear_loss import SoftmaxLoss, SparseRows, default_block_rows, is_sparse, moments
+from ..linear_loss import (
+    SoftmaxLoss,
+    SparseRows,
+    StreamedRows,
+    default_block_rows,
+    is_sparse,
+    moments,
+)
 from ..solver import Counted, Preconditioner, minimize, minimize_l1, newton
 from ..train import cpu_threads
 from ._common import _tensor
@@ -103,9 +110,12 @@ class _Problem:
     float32 has done what it can (``tol``, or ``FLOAT32_TOL`` when ``tol`` asks for more),
     then goes on from there in float64 to ``tol``: the float64 optimum at close to a float32
     fit's cost. Dense rows stay as given (a float64 array is read in float32 block by block,
-    not copied whole); sparse rows (scipy.sparse, CSR) are never densified and are solved on
-    the CPU, with the covariance's diagonal as the preconditioner (a ``D x D`` matrix would
-    dwarf a sparse matrix of a large vocabulary).
+    not copied whole); rows on disk (:class:`~softmax_regression.linear_loss.StreamedRows`)
+    are read block by block by every pass (the statistics, each evaluation, each Newton
+    step's gradients), so nothing of size rows x features is ever made; sparse rows
+    (scipy.sparse, CSR) are never densified and are solved on the CPU, with the
+    covariance's diagonal as the preconditioner (a ``D x D`` matrix would dwarf a sparse
+    matrix of a large vocabulary).
 
     ``intercept_scaling`` (liblinear's model): the intercept is the weight of a constant
     feature of that value, penalised as the others are, and the rows are not centred.
@@ -135,6 +145,9 @@ class _Problem:
         if is_sparse(X):
             x = SparseRows(X)
             device = x.device
+        elif isinstance(X, StreamedRows):
+            x = X  # read from disk block by block by every pass, never held whole
+            x.device = device
         else:
             # On a GPU the rows are copied anyway: in the dtype computed in first.
             given = torch.float64 if X.dtype == np.float64 else torch.float32
