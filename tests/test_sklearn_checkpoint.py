@@ -224,7 +224,7 @@ def _stopped(monkeypatch, make, X, y, at: int) -> None:
     [
         ("binary", 20, 0, 1),
         ("elastic-net", 60, 0, -1),  # OWL-QN
-        ("cv", 215, 12, 0),  # in the refit
+        ("cv", 225, 12, 0),  # in the refit
     ],
 )
 def test_a_fit_stopped_by_ctrl_c_goes_on_to_the_uninterrupted_answer(
