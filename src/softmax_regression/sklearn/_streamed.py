@@ -154,7 +154,10 @@ def open_streamed(X, y, world=None, device="cpu") -> Streamed:
 
 
 def _stored(source: stream.RowSource) -> np.dtype:
-    return source.stored_dtype
+    """scikit-learn's rule for the answer's dtype: float32 when every file stores float32,
+    else float64 (float64, integers, or a mix)."""
+    narrow = all(p.stored == np.float32 for p in source.pieces)
+    return np.dtype(np.float32 if narrow else np.float64)
 
 
 @dataclass
