@@ -1,8 +1,8 @@
 """The full-batch fits over rows read from disk block by block: LogisticRegression,
-LogisticRegressionCV and the best-linear recipe on memory-mapped arrays, .npy files, shard
-directories and row sources reach the in-memory answer (the objective within 1e-6 relative in
-float64), whatever the files or the block size; under torchrun each rank reads its share;
-bad files are one line each."""
+LogisticRegressionCV, OneVsRestClassifier and the best-linear recipe on memory-mapped arrays,
+.npy files, shard directories, Parquet and row sources reach the in-memory answer (the
+objective within 1e-6 relative in float64) in the in-memory answer's dtype, whatever the files
+or the block size; under torchrun each rank reads its share; bad files are one line each."""
 
 from __future__ import annotations
 
@@ -302,3 +302,161 @@ def test_bad_files_are_one_line_each(tmp_path, monkeypatch):
         _est().fit(stream.open_npy(tmp_path / "x.npy", tmp_path / "y.npy"), None)
     assert "changed while being read" in _one_line(e.value)
     assert "x.npy" in str(e.value)
+
+
+# --------------------------------------------------------------------------- one-vs-rest
+
+
+def ovr_objective(ovr, X, y, C=1.0, liblinear=False) -> float:
+    """The sum of the ``K`` binary problems' objectives at ``ovr``'s coefficients, divided by
+    ``C n`` (liblinear's: the intercept penalised as a feature of value 1)."""
+    X = np.asarray(X, np.float64)
+    total = 0.0
+    for k, est in enumerate(ovr.estimators_):
+        w = np.asarray(est.coef_, np.float64).ravel()
+        b = float(np.asarray(est.intercept_, np.float64)[0])
+        sign = np.where(y == ovr.classes_[k], 1.0, -1.0)
+        loss = np.logaddexp(0.0, -sign * (X @ w + b)).mean()
+        squares = (w**2).sum() + (b**2 if liblinear else 0.0)
+        total += loss + 0.5 * squares / (C * len(y))
+    return total
+
+
+def _ovr(solver):
+    from softmax_regression.sklearn import OneVsRestClassifier
+
+    return OneVsRestClassifier(_est(solver=solver))
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "liblinear"])
+def test_one_vs_rest_over_a_memmap_fits_as_in_memory(tmp_path, solver, passes):
+    """OneVsRestClassifier's ``K`` binary problems fitted together over a memory-mapped
+    array: the in-memory coefficients and objective; predictions read the file once."""
+    x, y, _ = _problem(4)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    memory = _ovr(solver).fit(x, y)
+    assert passes[0] == 0
+    disk = _ovr(solver).fit(mapped, y)
+    assert passes[0] > 3
+    liblinear = solver == "liblinear"
+    want = ovr_objective(memory, x, y, liblinear=liblinear)
+    assert ovr_objective(disk, x, y, liblinear=liblinear) == pytest.approx(want, rel=1e-6)
+    for a, b in zip(disk.estimators_, memory.estimators_, strict=True):
+        assert a.coef_.dtype == np.float64
+        np.testing.assert_allclose(a.coef_, b.coef_, atol=1e-5)
+        np.testing.assert_allclose(a.intercept_, b.intercept_, atol=1e-5)
+    assert disk.n_features_in_ == D
+    for X in (mapped, tmp_path / "x.npy"):
+        before = passes[0]
+        for method in ("decision_function", "predict_proba", "predict"):
+            got = getattr(disk, method)(X)
+            np.testing.assert_allclose(got, getattr(disk, method)(x), rtol=1e-12, atol=1e-12)
+        assert passes[0] == before + 3  # one pass each, for all K estimators
+    assert disk.score(mapped, y) == disk.score(x, y)
+
+
+def test_one_vs_rest_holds_a_few_blocks_not_the_rows(tmp_path, monkeypatch):
+    """Fitted and predicting over a source of small blocks, OneVsRestClassifier never makes
+    anything of size rows x features: numpy's peak (traced) stays under a quarter of it, and
+    scikit-learn's validation, which would read X whole, is never called."""
+    import tracemalloc
+
+    from softmax_regression.sklearn import OneVsRestClassifier, _ovr
+
+    n, d = 2000, 200
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, d)) + y[:, None] * 0.3
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    del x
+
+    def refused(*args, **kw):
+        raise AssertionError("X validated in memory")
+
+    monkeypatch.setattr(_ovr, "check_array", refused)
+    source = stream.open_npy(tmp_path / "x.npy", tmp_path / "y.npy").with_block_rows(50)
+    est = OneVsRestClassifier(LogisticRegression(device="cpu", dtype="float64", tol=1e-3))
+    tracemalloc.start()
+    try:
+        est.fit(source, None)
+        est.predict_proba(source)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < n * d * 8 / 4, peak
+
+
+def test_one_vs_rest_streams_in_scikit_learns_loop_or_refuses(tmp_path):
+    """A multilabel y: scikit-learn's loop, each binary LogisticRegression reading the file;
+    another estimator refuses rows from disk in one line; checkpoint= keeps working."""
+    from sklearn.svm import LinearSVC
+
+    from softmax_regression.errors import ConfigError
+    from softmax_regression.sklearn import OneVsRestClassifier
+
+    x, y, _ = _problem(4, n=600)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    labels = np.stack([y % 2, (y > 1).astype(int), (y == 3).astype(int)], axis=1)
+    memory = OneVsRestClassifier(_est()).fit(x, labels)
+    disk = OneVsRestClassifier(_est()).fit(mapped, labels)
+    for a, b in zip(disk.estimators_, memory.estimators_, strict=True):
+        np.testing.assert_allclose(a.coef_, b.coef_, atol=1e-5)
+    assert (disk.predict(mapped) == memory.predict(x)).all()
+    np.testing.assert_allclose(disk.predict_proba(mapped), memory.predict_proba(x), atol=1e-12)
+
+    with pytest.raises(ConfigError) as e:
+        OneVsRestClassifier(LinearSVC()).fit(mapped, y)
+    assert "LinearSVC" in _one_line(e.value)
+
+    path = tmp_path / "fit.ckpt"
+    kept = OneVsRestClassifier(_est(checkpoint=str(path))).fit(mapped, y)
+    plain = OneVsRestClassifier(_est()).fit(mapped, y)
+    assert not path.exists()  # removed when the fit completed
+    for a, b in zip(kept.estimators_, plain.estimators_, strict=True):
+        np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+# --------------------------------------------------------------------------- dtypes
+
+
+@pytest.mark.parametrize("stored", [np.float64, np.float32])
+def test_parquet_keeps_the_dtype_of_its_columns(tmp_path, stored):
+    """scikit-learn's rule for rows from Parquet, as for arrays: float64 columns give a
+    float64 fit at the in-memory float64 optimum, float32 columns a float32 fit."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    x, y, _ = _problem(3, n=900)
+    x = x.astype(stored)
+    table = pa.table({**{f"f{j}": x[:, j] for j in range(D)}, "label": y})
+    pq.write_table(table, tmp_path / "d.parquet", row_group_size=256)
+    source = stream.open_parquet(tmp_path / "d.parquet")
+    assert source.stored_dtype == stored
+    kw = dict(device="cpu", tol=1e-8, max_iter=300)
+    disk = LogisticRegression(**kw).fit(tmp_path / "d.parquet", None)
+    memory = LogisticRegression(**kw).fit(x, y)
+    assert disk.coef_.dtype == memory.coef_.dtype == stored
+    rel = 1e-6 if stored == np.float64 else 1e-4
+    assert objective(disk, x, y) == pytest.approx(objective(memory, x, y), rel=rel)
+    if stored == np.float64:
+        np.testing.assert_allclose(
+            disk.predict_proba(tmp_path / "d.parquet"), memory.predict_proba(x), atol=1e-8
+        )
+
+
+def test_files_of_integers_give_a_float64_fit(tmp_path):
+    """Integer rows, on disk as in memory, give a float64 answer; float32 files float32."""
+    x, y, _ = _problem(3, n=600)
+    ints = np.round(x * 4).astype(np.int16)
+    np.save(tmp_path / "x.npy", ints)
+    np.save(tmp_path / "y.npy", y)
+    kw = dict(device="cpu", tol=1e-8, max_iter=300)
+    memory = LogisticRegression(**kw).fit(ints, y)
+    disk = LogisticRegression(**kw).fit(tmp_path, None)
+    assert disk.coef_.dtype == memory.coef_.dtype == np.float64
+    assert objective(disk, ints, y) == pytest.approx(objective(memory, ints, y), rel=1e-6)
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    assert LogisticRegression(**kw).fit(tmp_path, None).coef_.dtype == np.float32

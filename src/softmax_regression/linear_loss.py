@@ -444,17 +444,13 @@ class SoftmaxLoss:
         if self.center is not None or self.scale is not None:
             raise ValueError("hessian_vector takes raw rows (no center or scale)")
         rows, dtype = self.rows, self.dtype
-        n = rows.shape[0]
-        step = n if self.block_rows is None else max(1, int(self.block_rows))
         v_w, v_b = v_w.to(dtype), v_b.to(dtype)
         if not self.fit_intercept:
             v_b = torch.zeros_like(v_b)
         acc = rows.gradient_buffer(v_w)
         out_b = torch.zeros_like(v_b)
         weights, bias = rows.weights(v_w), v_b.unsqueeze(1)
-        for lo in range(0, n, step):
-            hi = min(n, lo + step)
-            xb = rows.block(lo, hi, dtype)
+        for lo, hi, xb in rows.iterate(self.block_rows, dtype):
             g = rows.logits(xb, weights, bias).mul_(curvature[:, lo:hi])
             rows.add_gradient(acc, g, xb)
             out_b += g.sum(1)
@@ -472,12 +468,8 @@ class SoftmaxLoss:
         if self.center is not None or self.scale is not None:
             raise ValueError("hessian_diagonal takes raw rows (no center or scale)")
         rows, dtype = self.rows, self.dtype
-        n = rows.shape[0]
-        step = n if self.block_rows is None else max(1, int(self.block_rows))
         acc = rows.gradient_buffer(torch.empty(curvature.shape[0], rows.shape[1], dtype=dtype))
-        for lo in range(0, n, step):
-            hi = min(n, lo + step)
-            xb = rows.block(lo, hi, dtype)
+        for lo, hi, xb in rows.iterate(self.block_rows, dtype):
             squares = xb.multiply(xb) if rows.sparse else xb * xb
             rows.add_gradient(acc, curvature[:, lo:hi], squares)
         out_b = curvature.sum(1) if self.fit_intercept else torch.zeros_like(curvature[:, 0])
@@ -490,13 +482,10 @@ class SoftmaxLoss:
         if self.rows.sparse or self.center is not None or self.scale is not None:
             raise ValueError("hessians takes dense raw rows")
         rows, dtype = self.rows, self.dtype
-        n, d = rows.shape
+        d = rows.shape[1]
         k = curvature.shape[0]
-        step = n if self.block_rows is None else max(1, int(self.block_rows))
         out = torch.zeros(k, d + 1, d + 1, dtype=dtype, device=rows.device)
-        for lo in range(0, n, step):
-            hi = min(n, lo + step)
-            xb = rows.block(lo, hi, dtype)
+        for lo, hi, xb in rows.iterate(self.block_rows, dtype):
             xa = torch.cat([xb, torch.ones(hi - lo, 1, dtype=dtype, device=xb.device)], 1)
             weighted = xa.t().unsqueeze(0) * curvature[:, lo:hi].unsqueeze(1)  # (K, D+1, rows)
             out.baddbmm_(weighted, xa.unsqueeze(0).expand(k, -1, -1))

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch.optim.lbfgs import _strong_wolfe
 
-from .linear_loss import DenseRows, SoftmaxLoss
+from .linear_loss import DenseRows, SoftmaxLoss, StreamedRows
 
 
 @dataclass
@@ -465,7 +465,9 @@ def newton(
     start = time.perf_counter()
     dtype = loss.dtype
     given = loss
-    if not loss.rows.sparse and loss.rows.dtype != dtype:
+    # Rows read from disk (or sparse) are converted block by block as each pass reads them.
+    held = not loss.rows.sparse and not isinstance(loss.rows, StreamedRows)
+    if held and loss.rows.dtype != dtype:
         # Every iteration reads the rows several times: converted once, not block by block.
         loss = dataclasses.replace(loss, x=DenseRows(loss.rows.x.to(dtype)))
     # The products of conjugate gradient in float32 (twice the arithmetic rate, half the
@@ -476,7 +478,7 @@ def newton(
         # Small dense rows fit in the cache whole: one block, fewer (and larger) products.
         hv_loss = dataclasses.replace(loss, block_rows=None)
     if dtype == torch.float64 and float32_products:
-        if loss.rows.sparse:
+        if not held:
             hv_loss = dataclasses.replace(hv_loss, dtype=torch.float32)
         else:
             rows32 = given.rows if given.rows.dtype == torch.float32 else None

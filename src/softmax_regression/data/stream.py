@@ -194,13 +194,24 @@ class _ParquetPiece(_Piece):
         self.starts = np.cumsum(
             [0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         )
+        schema = self.file.schema_arrow
+        types = [np.dtype(schema.field(name).type.to_pandas_dtype()) for name in features]
+        self._stored = np.result_type(*types) if types else np.dtype(np.float32)
         self._cached: tuple[int, np.ndarray] | None = None
+
+    @property
+    def stored(self) -> np.dtype:
+        """The feature columns' common type: float32 when all are float32, float64 when one
+        is float64 (or, among integers, the widest integer type)."""
+        return self._stored
 
     def _group(self, g: int) -> np.ndarray:
         if self._cached is not None and self._cached[0] == g:
             return self._cached[1]
         table = self.file.read_row_group(g, columns=self.features)
-        x = np.empty((table.num_rows, self.width), np.float32)
+        # float64 columns kept unrounded (a fit in float64 reads them so), the rest float32
+        kept = np.float64 if self._stored == np.float64 else np.float32
+        x = np.empty((table.num_rows, self.width), kept)
         for j, name in enumerate(self.features):
             col = table.column(name)
             if col.null_count:

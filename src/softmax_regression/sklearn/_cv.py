@@ -19,8 +19,7 @@ from sklearn.utils.metadata_routing import (
     _routing_enabled,
     process_routing,
 )
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_method_params, _check_sample_weight, column_or_1d
+from sklearn.utils.validation import _check_method_params, _check_sample_weight
 
 from ..data.streamed import _stat_digest
 from ..linear_loss import StreamedRows
@@ -42,7 +41,7 @@ from ._common import (
 )
 from ._logistic import LogisticRegression
 from ._problem import _Problem
-from ._streamed import is_streamed, open_streamed
+from ._streamed import fit_inputs, is_streamed
 
 
 def _fold(rows: StreamedRows, index: np.ndarray) -> StreamedRows:
@@ -199,11 +198,9 @@ class LogisticRegressionCV(LogisticRegression):
         if is_streamed(X):
             # Rows from disk: every rank reads all of them (the folds are spread over the
             # ranks, not the rows); each fold is an index into the same files.
-            data = open_streamed(X, y, None, device)
-            source, y = data.rows, column_or_1d(data.y, warn=True)
-            check_classification_targets(y)
+            data = fit_inputs(X, y, None, None, device)
+            source, y, X = data.rows, data.y, data.X  # X: a stand-in, what the checks count
             self._set_n_features(data.n_features)
-            X = np.empty((len(y), 0), data.stored)  # a stand-in: what the checks count
         else:
             X, y = self._validate(X, y)
         n_features = self.n_features_in_

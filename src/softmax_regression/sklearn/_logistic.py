@@ -18,7 +18,6 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_sample_weight,
     check_is_fitted,
-    column_or_1d,
     validate_data,
 )
 
@@ -43,7 +42,7 @@ from ._common import (
     _world,
 )
 from ._problem import _Problem
-from ._streamed import decision, is_streamed, open_streamed
+from ._streamed import decision, fit_inputs, is_streamed
 
 # The frames between a warning's helper and the user's ``LogisticRegression.fit`` call: the
 # helper, ``fit``, and the ``with_callbacks`` wrapper around it.
@@ -142,15 +141,9 @@ class LogisticRegression(
         if not is_streamed(X):
             X, y = self._validate(X, y)
             return X, y, X, sample_weight
-        data = open_streamed(X, y, world, device)
-        y = column_or_1d(data.y, warn=True)
-        check_classification_targets(y)
+        data = fit_inputs(X, y, sample_weight, world, device)
         self._set_n_features(data.n_features)
-        if sample_weight is not None and np.ndim(sample_weight) == 1:
-            sample_weight = np.asarray(sample_weight)
-            if len(sample_weight) == data.total:  # weights for every row: this rank's
-                sample_weight = sample_weight[data.part]
-        return np.empty((data.rows.shape[0], 0), data.stored), y, data.rows, sample_weight
+        return data.X, data.y, data.rows, data.sample_weight
 
     def _set_n_features(self, n_features: int, reset: bool = True) -> None:
         if reset:

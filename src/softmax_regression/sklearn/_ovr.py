@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
+import array
 import contextlib
 
 import numpy as np
+from scipy import sparse
 from sklearn import multiclass
 from sklearn.base import clone
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metadata_routing import _raise_for_params, process_routing
-from sklearn.utils.validation import _check_sample_weight, check_array
+from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted
 
 from .. import distributed
+from ..data.streamed import _stat_digest
 from ..errors import ConfigError
 from ._checkpoint import Checkpoint, check_path, identity
 from ._common import (
@@ -26,8 +29,9 @@ from ._common import (
     _penalty,
     _warn_unconverged,
 )
-from ._logistic import LogisticRegression
+from ._logistic import LogisticRegression, _dense
 from ._problem import _Problem
+from ._streamed import decision, fit_inputs, is_streamed, open_streamed
 
 
 class OneVsRestClassifier(multiclass.OneVsRestClassifier):
@@ -42,6 +46,13 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
     The estimator's ``checkpoint`` keeps the one fit of the ``K`` problems (as
     :class:`LogisticRegression`'s keeps its fit); scikit-learn's loop, which would fit every
     binary problem on the one file in turn, refuses it.
+
+    ``X`` may be rows on disk, as :class:`LogisticRegression` takes them (a memory-mapped
+    array, a ``RowSource`` or its path; ``y`` None: the source's own labels): the ``K``
+    problems fitted together read them block by block, one pass per evaluation, and
+    ``predict``, ``predict_proba``, ``decision_function`` and ``score`` read them once for
+    all ``K`` binary estimators. In scikit-learn's loop each binary ``LogisticRegression``
+    streams them in turn; another estimator would have to hold them, and refuses them.
     """
 
     def fit(self, X, y, **fit_params):
@@ -49,6 +60,11 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
         _raise_for_params(fit_params, self, "fit")
         routed = process_routing(self, "fit", **fit_params).estimator.fit
         est = self.estimator
+        streamed = is_streamed(X)
+        if streamed:
+            _check_streamable(est)
+            if y is None:  # the source's labels, all of them: each binary fit cuts its share
+                y = open_streamed(X, None).y
         binarizer = LabelBinarizer(sparse_output=True).fit(y)
         together = (
             type(est) is LogisticRegression
@@ -69,9 +85,14 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
         device, requested = _check_common(est)
         _check_solver(est.solver, penalty, est.dual)
         liblinear = est.solver == "liblinear"
-        X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C")
+        if streamed:  # X: an (n, 0) stand-in for the checks; the rows are read by the fit
+            data = fit_inputs(X, y, routed.get("sample_weight"), None, device)
+            X, y, rows, n_features = data.X, data.y, data.rows, data.n_features
+            digest = _stat_digest(rows.source)
+        else:
+            X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C")
+            y, rows, n_features, digest = np.asarray(y), X, X.shape[1], ""
         dtype = _answer_dtype(requested, X, est.solver)
-        y = np.asarray(y)
         self.label_binarizer_ = binarizer
         self.classes_ = classes = binarizer.classes_
         y_index = np.searchsorted(classes, y)
@@ -95,7 +116,7 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
                 axis=1,
             )
         problem = _Problem(
-            X,
+            rows,
             y_index,
             sw,
             len(classes),
@@ -111,8 +132,8 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
             check_path(est.checkpoint),
             lambda: identity(
                 est,
-                _fingerprint(X, y_index, sw),
-                X.shape,
+                _fingerprint(X, y_index, sw) + digest,
+                (len(y), n_features),
                 name=f"{type(self).__name__}({type(est).__name__})",
                 classes=_names(classes),
             ),
@@ -134,9 +155,72 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
         self.estimators_ = []
         for k in range(len(classes)):
             fitted = clone(est)._set_fitted(
-                coef[k : k + 1], intercept[k : k + 1], np.array([0, 1]), X.shape[1]
+                coef[k : k + 1], intercept[k : k + 1], np.array([0, 1]), n_features
             )
             fitted.n_iter_ = np.asarray([n_iter], dtype=np.int32)
             self.estimators_.append(fitted)
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = n_features
         return self
+
+    # ------------------------------------------------------------------ predicting
+
+    def _scores(self, X) -> np.ndarray:
+        """The ``K`` binary estimators' decisions over rows read from disk, ``(n, K)``: one
+        pass over them for all ``K``."""
+        check_is_fitted(self)
+        if not all(isinstance(e, LogisticRegression) for e in self.estimators_):
+            raise ConfigError(
+                "OneVsRestClassifier reads rows from disk only when every binary estimator is "
+                "softmax_regression.sklearn.LogisticRegression; pass X as an array in memory"
+            )
+        coef = np.vstack([_dense(e.coef_) for e in self.estimators_])
+        intercept = np.concatenate([e.intercept_ for e in self.estimators_])
+        return decision(X, coef, intercept, self.n_features_in_)
+
+    def decision_function(self, X):
+        """scikit-learn's: ``(n_samples, K)`` scores, ``(n_samples,)`` for one estimator."""
+        if not is_streamed(X):
+            return super().decision_function(X)
+        scores = self._scores(X)
+        return scores.ravel() if scores.shape[1] == 1 else scores
+
+    def predict(self, X):
+        """scikit-learn's: the class of the highest score (multiclass), or every label whose
+        score is positive (multilabel)."""
+        if not is_streamed(X):
+            return super().predict(X)
+        scores = self._scores(X)
+        if self.label_binarizer_.y_type_ == "multiclass":
+            return self.classes_[scores.argmax(axis=1)]  # the first of equal maxima, as there
+        indices, indptr = array.array("i"), array.array("i", [0])
+        for k in range(scores.shape[1]):
+            indices.extend(np.flatnonzero(scores[:, k] > 0))
+            indptr.append(len(indices))
+        indicator = sparse.csc_array(
+            (np.ones(len(indices), dtype=int), indices, indptr), shape=scores.shape
+        )
+        return self.label_binarizer_.inverse_transform(indicator)
+
+    def predict_proba(self, X):
+        """scikit-learn's: each binary estimator's probability of its class, normalised over
+        the classes for a multiclass ``y``."""
+        if not is_streamed(X):
+            return super().predict_proba(X)
+        Y = 1.0 / (1.0 + np.exp(-self._scores(X)))
+        if Y.shape[1] == 1:
+            Y = np.concatenate((1 - Y, Y), axis=1)
+        if not self.multilabel_:
+            row_sums = np.sum(Y, axis=1)[:, np.newaxis]
+            np.divide(Y, row_sums, out=Y, where=row_sums != 0)
+        return Y
+
+
+def _check_streamable(est) -> None:
+    """Rows from disk go to this package's ``LogisticRegression`` only: any other estimator
+    would read them whole into memory."""
+    if not isinstance(est, LogisticRegression):
+        raise ConfigError(
+            f"OneVsRestClassifier reads rows from disk only with "
+            f"softmax_regression.sklearn.LogisticRegression, not {type(est).__name__}; pass X "
+            "as an array in memory (np.asarray(X) reads it whole)"
+        )

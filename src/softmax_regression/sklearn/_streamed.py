@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.utils.validation import check_consistent_length
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from ..data import stream
 from ..errors import DataError
@@ -153,7 +154,40 @@ def open_streamed(X, y, world=None, device="cpu") -> Streamed:
 
 
 def _stored(source: stream.RowSource) -> np.dtype:
-    return source.stored_dtype
+    """scikit-learn's rule for the answer's dtype: float32 when every file stores float32,
+    else float64 (float64, integers, or a mix)."""
+    narrow = all(p.stored == np.float32 for p in source.pieces)
+    return np.dtype(np.float32 if narrow else np.float64)
+
+
+@dataclass
+class FitInputs:
+    """A streamed ``X`` as ``fit`` takes it, its rows not read."""
+
+    X: np.ndarray  # an (n, 0) stand-in in the answer's dtype: what the checks look at
+    y: np.ndarray  # 1-D, checked as classification targets
+    rows: StreamedRows
+    sample_weight: np.ndarray | None  # cut to these rows when given for every row
+    n_features: int
+
+
+def fit_inputs(X, y, sample_weight=None, world=None, device="cpu") -> FitInputs:
+    """:func:`open_streamed`, then ``y`` and ``sample_weight`` as an in-memory ``fit`` has
+    them after scikit-learn's validation."""
+    data = open_streamed(X, y, world, device)
+    y = column_or_1d(data.y, warn=True)
+    check_classification_targets(y)
+    if sample_weight is not None and np.ndim(sample_weight) == 1:
+        sample_weight = np.asarray(sample_weight)
+        if len(sample_weight) == data.total:  # weights for every row: this rank's
+            sample_weight = sample_weight[data.part]
+    return FitInputs(
+        np.empty((data.rows.shape[0], 0), data.stored),
+        y,
+        data.rows,
+        sample_weight,
+        data.n_features,
+    )
 
 
 def features_of(X) -> StreamedRows:
