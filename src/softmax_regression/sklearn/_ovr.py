@@ -168,11 +168,8 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
         """The ``K`` binary estimators' decisions over rows read from disk, ``(n, K)``: one
         pass over them for all ``K``."""
         check_is_fitted(self)
-        if not all(isinstance(e, LogisticRegression) for e in self.estimators_):
-            raise ConfigError(
-                "OneVsRestClassifier reads rows from disk only when every binary estimator is "
-                "softmax_regression.sklearn.LogisticRegression; pass X as an array in memory"
-            )
+        for e in self.estimators_:
+            _check_streamable(e)
         coef = np.vstack([_dense(e.coef_) for e in self.estimators_])
         intercept = np.concatenate([e.intercept_ for e in self.estimators_])
         return decision(X, coef, intercept, self.n_features_in_)
