@@ -279,6 +279,13 @@ def features(tmp_path_factory) -> Path:
     return path
 
 
+def _as_from_a_terminal() -> None:
+    """In the child: SIGHUP as a terminal's shell leaves it (the default), whatever the test
+    runner inherited. Under ``nohup`` it would stay ignored, as a run started that way should
+    (:func:`test_a_sighup_that_nohup_ignores_stays_ignored`)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _start(argv: list[str], cwd: Path, pause: str | None = None) -> subprocess.Popen:
     env = dict(ENV)
     if pause is not None:
@@ -290,7 +297,26 @@ def _start(argv: list[str], cwd: Path, pause: str | None = None) -> subprocess.P
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_from_a_terminal,
     )
+
+
+def test_a_sighup_that_nohup_ignores_stays_ignored() -> None:
+    """``nohup`` starts a run with SIGHUP ignored: installing the handlers keeps it so, while
+    SIGTERM still stops the run."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        stopping.install()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is stopping._handler
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        stopping.install()
+        assert signal.getsignal(signal.SIGHUP) is stopping._handler
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _stop_at(argv: list[str], cwd: Path, pause: str, signum: int) -> tuple[int, str]:
