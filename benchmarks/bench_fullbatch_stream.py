@@ -10,10 +10,11 @@ Writes one ``.npy`` file of ``--gigabytes`` of float32 features (``--width`` wid
   included; needs root), so that the page cache cannot hold the file.
 
 Both fits are float32, ``tol=0`` and ``max_iter=--iterations``: the same number of L-BFGS
-iterations, stated as such (not a converged fit). Reported per run: the fit's seconds, its
-passes over the rows (evaluations and statistics), MB/s (passes x file size / seconds), the
-process's peak resident memory (VmHWM: mapped file pages count there too) and, under a cap,
-the cgroup's peak. The file is deleted at the end unless ``--keep``.
+iterations, stated as such (not a converged fit); with ``--tol T`` (scikit-learn's default
+is 1e-4) a fit that stops when converged, ``--iterations`` its ``max_iter``. Reported per
+run: the fit's seconds, its passes over the rows (evaluations and statistics), MB/s (passes x
+file size / seconds), the process's peak resident memory (VmHWM: mapped file pages count
+there too) and, under a cap, the cgroup's peak. The file is deleted at the end unless ``--keep``.
 
 ``--folds K`` measures instead how ``LogisticRegressionCV`` should read a fold of a streamed
 source: one evaluation of the objective on fold 0's training rows of ``K`` folds, as an index
@@ -23,6 +24,8 @@ rows (the alternative), each the median of 5 passes, the file in the page cache.
     .venv/bin/python benchmarks/bench_fullbatch_stream.py --dir /tmp/fb --gigabytes 1
     .venv/bin/python benchmarks/bench_fullbatch_stream.py --dir /tmp/fb --gigabytes 9 \\
         --width 1024 --classes 100 --cap-gigabytes 2.5 --no-memory --iterations 3
+    .venv/bin/python benchmarks/bench_fullbatch_stream.py --dir /tmp/fb --gigabytes 9 \\
+        --width 1024 --classes 100 --cap-gigabytes 2.5 --no-memory --tol 1e-4 --iterations 100
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from softmax_regression import linear_loss
 from softmax_regression.sklearn import LogisticRegression
 
 path, labels, mode, iterations = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+tol = float(sys.argv[5])
 passes = [0]
 for name in ("iterate",):
     for cls in (linear_loss.DenseRows, linear_loss.StreamedRows):
@@ -61,11 +65,12 @@ x = np.load(path, mmap_mode="r" if mode == "memmap" else None)
 y = np.load(labels)
 load = time.perf_counter() - t0
 t0 = time.perf_counter()
-est = LogisticRegression(device="cpu", tol=0.0, max_iter=iterations).fit(x, y)
+est = LogisticRegression(device="cpu", tol=tol, max_iter=iterations).fit(x, y)
 seconds = time.perf_counter() - t0
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
 print(json.dumps({"mode": mode, "load_seconds": load, "seconds": seconds,
                   "passes": passes[0], "iterations": int(est.n_iter_[0]),
+                  "converged": int(est.n_iter_[0]) < iterations,
                   "bytes": int(x.nbytes), "peak_rss": int(hwm) * 1024,
                   "coef_sum": float(np.abs(est.coef_).sum())}))
 """
@@ -170,6 +175,7 @@ def main() -> None:
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--classes", type=int, default=100)
     p.add_argument("--iterations", type=int, default=5)
+    p.add_argument("--tol", type=float, default=0.0, help="the fit's tol (0: --iterations)")
     p.add_argument("--cap-gigabytes", type=float, default=None)
     p.add_argument("--no-memory", action="store_true", help="skip the in-memory fit")
     p.add_argument("--keep", action="store_true")
@@ -192,7 +198,8 @@ def main() -> None:
         cap = None if args.cap_gigabytes is None else int(args.cap_gigabytes * 2**30)
         modes = ["memmap"] if args.no_memory else ["memory", "memmap"]
         for mode in modes:
-            argv = [sys.executable, "-c", FIT, str(path), str(labels), mode, str(args.iterations)]
+            fit = [str(path), str(labels), mode, str(args.iterations), str(args.tol)]
+            argv = [sys.executable, "-c", FIT, *fit]
             r = run(argv, cap if mode == "memmap" else None)
             mbs = r["passes"] * r["bytes"] / r["seconds"] / 1e6
             extra = ""
@@ -200,7 +207,8 @@ def main() -> None:
                 peak, capped = r["cgroup_peak"] / 2**30, r["cap"] / 2**30
                 extra = f", cgroup peak {peak:.2f} GiB of a {capped:.2f} GiB cap"
             print(
-                f"{mode}: fit {r['seconds']:.1f} s ({r['iterations']} iterations, {r['passes']} "
+                f"{mode}: fit {r['seconds']:.1f} s ({r['iterations']} iterations"
+                f"{', converged' if r['converged'] and args.tol > 0 else ''}, {r['passes']} "
                 f"passes, {mbs:.0f} MB/s), load {r['load_seconds']:.1f} s, peak RSS "
                 f"{r['peak_rss'] / 2**30:.2f} GiB{extra}; sum |coef| {r['coef_sum']:.6g}",
                 flush=True,
