@@ -389,8 +389,9 @@ def test_one_vs_rest_holds_a_few_blocks_not_the_rows(tmp_path, monkeypatch):
 
 
 def test_one_vs_rest_streams_in_scikit_learns_loop_or_refuses(tmp_path):
-    """A multilabel y: scikit-learn's loop, each binary LogisticRegression reading the file;
-    another estimator refuses rows from disk in one line; checkpoint= keeps working."""
+    """A multilabel y: scikit-learn's loop, each binary LogisticRegression reading the file,
+    a constant label scikit-learn's constant predictor; another estimator refuses rows from
+    disk in one line; checkpoint= keeps working."""
     from sklearn.svm import LinearSVC
 
     from softmax_regression.errors import ConfigError
@@ -406,6 +407,29 @@ def test_one_vs_rest_streams_in_scikit_learns_loop_or_refuses(tmp_path):
         np.testing.assert_allclose(a.coef_, b.coef_, atol=1e-5)
     assert (disk.predict(mapped) == memory.predict(x)).all()
     np.testing.assert_allclose(disk.predict_proba(mapped), memory.predict_proba(x), atol=1e-12)
+
+    # A label every row has, and one no row has: scikit-learn's constant predictors (and
+    # its warnings), over the file and over its path as over the array.
+    always = np.concatenate([labels, np.ones((len(y), 1), int), np.zeros((len(y), 1), int)], 1)
+    said = [
+        "Label 3 is present in all training examples.",
+        "Label not 4 is present in all training examples.",
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        memory = OneVsRestClassifier(_est()).fit(x, always)
+    assert [str(w.message) for w in caught] == said
+    for X in (mapped, str(tmp_path / "x.npy")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            disk = OneVsRestClassifier(_est()).fit(X, always)
+        assert [str(w.message) for w in caught] == said
+        assert (disk.predict(X) == memory.predict(x)).all()
+        assert (disk.predict(x) == memory.predict(x)).all()
+        np.testing.assert_allclose(disk.predict_proba(X), memory.predict_proba(x), atol=1e-12)
+        np.testing.assert_allclose(
+            disk.decision_function(X), memory.decision_function(x), atol=1e-12
+        )
 
     with pytest.raises(ConfigError) as e:
         OneVsRestClassifier(LinearSVC()).fit(mapped, y)

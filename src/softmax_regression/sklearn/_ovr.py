@@ -31,7 +31,7 @@ from ._common import (
 )
 from ._logistic import LogisticRegression, _dense
 from ._problem import _Problem
-from ._streamed import decision, fit_inputs, is_streamed, open_streamed
+from ._streamed import _stored, decision, features_of, fit_inputs, is_streamed, open_streamed
 
 
 class OneVsRestClassifier(multiclass.OneVsRestClassifier):
@@ -52,7 +52,8 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
     problems fitted together read them block by block, one pass per evaluation, and
     ``predict``, ``predict_proba``, ``decision_function`` and ``score`` read them once for
     all ``K`` binary estimators. In scikit-learn's loop each binary ``LogisticRegression``
-    streams them in turn; another estimator would have to hold them, and refuses them.
+    streams them in turn (a label that every row has, or none has, scikit-learn's constant
+    predictor, as in memory); another estimator would have to hold them, and refuses them.
     """
 
     def fit(self, X, y, **fit_params):
@@ -79,6 +80,8 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
                     "process (one fit of the binary problems together); here each binary fit "
                     "would share the file: fit without it"
                 )
+            if streamed:
+                return self._fit_each(X, y, routed)
             return super().fit(X, y, **fit_params)
         C = _check_C(est.C)
         penalty, l1_share = _penalty(est, est.penalty, est.l1_ratio, C)
@@ -162,17 +165,61 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
         self.n_features_in_ = n_features
         return self
 
+    def _fit_each(self, X, y, routed: dict) -> OneVsRestClassifier:
+        """scikit-learn's loop over rows from disk: each binary ``LogisticRegression`` streams
+        ``X`` in turn; a label that every row has, or none has, gets scikit-learn's constant
+        predictor (and its warning), fitted on a stand-in of ``X``'s shape that holds no
+        rows (zero strides), since it keeps only the constant."""
+        rows = features_of(X)
+        stand_in = np.broadcast_to(np.zeros((1, 1), dtype=_stored(rows.source)), rows.shape)
+        self.label_binarizer_ = LabelBinarizer(sparse_output=True)
+        Y = self.label_binarizer_.fit_transform(y).tocsc()
+        self.classes_ = classes = self.label_binarizer_.classes_
+        self.estimators_ = []
+        for i, column in enumerate(col.toarray().ravel() for col in Y.T):
+            self.estimators_.append(
+                multiclass._fit_binary(
+                    self.estimator,
+                    stand_in if len(np.unique(column)) == 1 else X,
+                    column,
+                    fit_params=routed,
+                    classes=[f"not {classes[i]}", classes[i]],
+                )
+            )
+        self.n_features_in_ = rows.shape[1]
+        return self
+
     # ------------------------------------------------------------------ predicting
 
-    def _scores(self, X) -> np.ndarray:
-        """The ``K`` binary estimators' decisions over rows read from disk, ``(n, K)``: one
-        pass over them for all ``K``."""
+    def _scores(self, X, proba: bool = False) -> np.ndarray:
+        """The ``K`` binary estimators' decisions (``proba``: probabilities of their class)
+        over rows read from disk, ``(n, K)``: one pass over them for all ``K``. A label that
+        every training row had, or none had (scikit-learn's constant predictor, multilabel
+        ``y``), scores its constant, 1 or 0, as there."""
         check_is_fitted(self)
-        for e in self.estimators_:
-            _check_streamable(e)
-        coef = np.vstack([_dense(e.coef_) for e in self.estimators_])
-        intercept = np.concatenate([e.intercept_ for e in self.estimators_])
-        return decision(X, coef, intercept, self.n_features_in_)
+        constant = [isinstance(e, multiclass._ConstantPredictor) for e in self.estimators_]
+        for e, fixed in zip(self.estimators_, constant, strict=True):
+            if not fixed:
+                _check_streamable(e)
+        coef = np.vstack(
+            [
+                np.zeros((1, self.n_features_in_)) if fixed else _dense(e.coef_)
+                for e, fixed in zip(self.estimators_, constant, strict=True)
+            ]
+        )
+        intercept = np.concatenate(
+            [
+                np.zeros(1) if fixed else e.intercept_
+                for e, fixed in zip(self.estimators_, constant, strict=True)
+            ]
+        )
+        scores = decision(X, coef, intercept, self.n_features_in_)
+        if proba:
+            scores = 1.0 / (1.0 + np.exp(-scores))
+        for k, (e, fixed) in enumerate(zip(self.estimators_, constant, strict=True)):
+            if fixed:
+                scores[:, k] = float(np.ravel(e.y_)[0])
+        return scores
 
     def decision_function(self, X):
         """scikit-learn's: ``(n_samples, K)`` scores, ``(n_samples,)`` for one estimator."""
@@ -203,7 +250,7 @@ class OneVsRestClassifier(multiclass.OneVsRestClassifier):
         the classes for a multiclass ``y``."""
         if not is_streamed(X):
             return super().predict_proba(X)
-        Y = 1.0 / (1.0 + np.exp(-self._scores(X)))
+        Y = self._scores(X, proba=True)
         if Y.shape[1] == 1:
             Y = np.concatenate((1 - Y, Y), axis=1)
         if not self.multilabel_:
