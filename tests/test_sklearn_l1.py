@@ -278,12 +278,13 @@ def test_liblinear_l2_one_vs_rest_at_default_tol_ends_at_or_below_liblinears(cas
 
 
 @pytest.mark.parametrize(
-    "case", ["digits", "digits-weighted", "text-sparse", "text-dense-no-intercept"]
+    "case", ["digits", "digits-weighted", "text-dense", "text-dense-no-intercept"]
 )
 def test_liblinear_l1_one_vs_rest_at_default_tol_ends_at_or_below_liblinears(case, monkeypatch):
     """liblinear's L1 model at scikit-learn's default tol, by the proximal Newton method
-    (:func:`softmax_regression.solver.newton_l1`): scikit-learn's objective at our
-    coefficients at most its own at liblinear's (+1e-6 relative), every binary problem."""
+    (:func:`softmax_regression.solver.newton_l1`, dense rows: sparse ones are OWL-QN's):
+    scikit-learn's objective at our coefficients at most its own at liblinear's (+1e-6
+    relative), every binary problem."""
     from softmax_regression.sklearn import _problem
 
     used = []
