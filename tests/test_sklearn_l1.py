@@ -277,6 +277,79 @@ def test_liblinear_l2_one_vs_rest_at_default_tol_ends_at_or_below_liblinears(cas
     assert ours.estimators_[0].n_iter_[0] <= 15
 
 
+@pytest.mark.parametrize(
+    "case", ["digits", "digits-weighted", "text-dense", "text-dense-no-intercept"]
+)
+def test_liblinear_l1_one_vs_rest_at_default_tol_ends_at_or_below_liblinears(case, monkeypatch):
+    """liblinear's L1 model at scikit-learn's default tol, by the proximal Newton method
+    (:func:`softmax_regression.solver.newton_l1`, dense rows: sparse ones are OWL-QN's):
+    scikit-learn's objective at our coefficients at most its own at liblinear's (+1e-6
+    relative), every binary problem."""
+    from softmax_regression.sklearn import _problem
+
+    used = []
+    original = _problem.newton_l1
+    monkeypatch.setattr(_problem, "newton_l1", lambda *a, **k: used.append(1) or original(*a, **k))
+    if case.startswith("digits"):
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        C = 0.1
+    else:
+        X, y = _text_like()
+        C = 10.0
+        if "dense" in case:
+            X = X.toarray()
+    weighted = "weighted" in case
+    sw = np.random.default_rng(4).uniform(0.2, 3.0, len(y)) if weighted else None
+    params = {"C": C, "l1_ratio": 1.0, "solver": "liblinear"}
+    params["class_weight"] = "balanced" if weighted else None
+    params["fit_intercept"] = "no-intercept" not in case
+    params["intercept_scaling"] = 2.0 if weighted else 1.0
+    import sklearn
+
+    with sklearn.config_context(enable_metadata_routing=True):
+        ours_est = LogisticRegression(dtype="float64", **params)
+        ref_est = linear_model.LogisticRegression(**params)
+        for est in (ours_est, ref_est):
+            est.set_fit_request(sample_weight=True)
+        ours, ref = _fit_both(
+            OneVsRestClassifier(ours_est), multiclass.OneVsRestClassifier(ref_est), X, y, sw
+        )
+    assert used
+    dense = X.toarray() if hasattr(X, "toarray") else np.asarray(X, np.float64)
+    scaling = params["intercept_scaling"]
+    for k, (a, b) in enumerate(zip(ours.estimators_, ref.estimators_, strict=True)):
+        yk = (y == ours.classes_[k]).astype(int)
+        s = weights_of(np.array([0, 1]), yk, sw, params["class_weight"])
+        got = objective(a.coef_, a.intercept_, dense, yk, np.array([0, 1]), C, 1.0, s, scaling)
+        want = objective(b.coef_, b.intercept_, dense, yk, np.array([0, 1]), C, 1.0, s, scaling)
+        assert got <= want * (1 + RELATIVE), (k, got, want)
+    zeros = np.mean([(a.coef_ == 0).mean() for a in ours.estimators_])
+    assert zeros > 0.2
+
+
+def test_liblinear_l1_on_rows_from_disk_and_sparse_rows_is_the_in_memory_fit(tmp_path):
+    """liblinear's L1 model on a memory-mapped .npy (rows read from disk block by block by
+    every pass of the proximal Newton method) and on the same rows as a scipy CSR matrix:
+    the in-memory dense fit's coefficients, its exact zeros the same ones."""
+    sp = pytest.importorskip("scipy.sparse")
+    X, y = blobs(400, 12, 3, 31)
+    X[:, :3] = 0.0  # inputs that never move from zero
+    np.save(tmp_path / "x.npy", X)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    params = {"solver": "liblinear", "l1_ratio": 1.0, "C": 0.02, "dtype": "float64", "tol": 1e-8}
+    memory = OneVsRestClassifier(LogisticRegression(**params)).fit(X, y)
+    zeros = np.concatenate([e.coef_.ravel() == 0 for e in memory.estimators_])
+    assert 0.25 < zeros.mean() < 1
+    for rows in (mapped, sp.csr_matrix(X)):
+        other = OneVsRestClassifier(LogisticRegression(**params)).fit(rows, y)
+        for a, b in zip(other.estimators_, memory.estimators_, strict=True):
+            np.testing.assert_array_equal(a.coef_ == 0, b.coef_ == 0)
+            np.testing.assert_allclose(a.coef_, b.coef_, atol=1e-7)
+            np.testing.assert_allclose(a.intercept_, b.intercept_, atol=1e-7)
+
+
 def test_newton_hessian_products_match_the_gradient():
     """The one-vs-rest objective's Hessian-vector products and Hessian diagonal, which
     liblinear's L2 fit steps by, against central differences of its exact gradient."""

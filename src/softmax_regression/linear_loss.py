@@ -524,15 +524,138 @@ class SoftmaxLoss:
             out[:, :, d] = 0
         return out
 
+    # Kept logits: :meth:`problem_terms` in its three parts, for a solver that keeps each
+    # problem's logits between evaluations (a step ``(d_w, d_b)`` changes them by
+    # ``problem_logits(d_w, d_b)``, and a line search along it needs no pass over the rows).
+
+    def _raw_one_process(self, what: str) -> None:
+        if not (self.one_vs_rest or self.binary) or self.margin:
+            raise ValueError(f"{what} is for independent binary problems")
+        if self.center is not None or self.scale is not None:
+            raise ValueError(f"{what} takes raw rows (no center or scale)")
+        if self.parallel:
+            raise ValueError(f"{what} is not summed over ranks")
+
+    def problem_logits(self, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The logits ``W x_i + b`` of every row in each row's problem of ``(w, b)`` (any
+        number of problems), ``(rows of w, N)`` in ``dtype``: one pass over the rows. ``b``
+        counts as zero without a bias. Raw rows, one process."""
+        self._raw_one_process("problem_logits")
+        rows, dtype = self.rows, self.dtype
+        w, b = w.to(dtype), b.to(dtype)
+        if not self.fit_intercept:
+            b = torch.zeros_like(b)
+        out = torch.empty(w.shape[0], rows.shape[0], dtype=dtype, device=rows.device)
+        weights, bias = rows.weights(w), b.unsqueeze(1)
+        for lo, hi, xb in rows.iterate(self.block_rows, dtype):
+            out[:, lo:hi] = rows.logits(xb, weights, bias)
+        return out
+
+    def problem_losses(
+        self,
+        z: torch.Tensor,
+        problems: torch.Tensor | None = None,
+        curvature: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """From the logits ``z`` of :meth:`problem_logits`, no pass over the rows: each
+        problem's data term (``(P,)``, float64 or ``loss_dtype``; the weight decay's is not
+        in it), the gradient at the logits ``(P, N)`` (``problem_gradient`` of it is the
+        gradient in ``(w, b)``), and with ``curvature`` each row's second derivative
+        ``(P, N)`` (as :meth:`problem_terms`'s); all divided by ``sum_i s_i``. ``problems``:
+        the class numbers of ``z``'s rows (default: all ``K``, in order)."""
+        self._raw_one_process("problem_losses")
+        labels = self.y.unsqueeze(0)
+        losses, g, h = self._logistic(z, labels, curvature, problems)
+        sw = self.sample_weight
+        if sw is not None:
+            losses = losses * sw
+            g.mul_(sw)
+            if h is not None:
+                h.mul_(sw)
+        total = self.rows.shape[0] if self.total_weight is None else self.total_weight
+        loss_dtype = self.loss_dtype or z.dtype
+        f = losses.sum(1, dtype=loss_dtype) / total
+        g.div_(total)
+        if h is not None:
+            h.div_(total)
+        return f, g, h
+
+    def problem_gradient(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gradient in ``(w, b)`` of each problem from its gradient at the logits ``g``
+        ``(P, N)`` (:meth:`problem_losses`): ``(g X, g 1)``, one pass; the bias part zero
+        without a bias."""
+        self._raw_one_process("problem_gradient")
+        rows, dtype = self.rows, self.dtype
+        g = g.to(dtype)
+        acc = rows.gradient_buffer(torch.empty(g.shape[0], rows.shape[1], dtype=dtype))
+        for lo, hi, xb in rows.iterate(self.block_rows, dtype):
+            rows.add_gradient(acc, g[:, lo:hi], xb)
+        grad_b = g.sum(1) if self.fit_intercept else torch.zeros_like(g[:, 0])
+        return rows.gradient(acc).to(g.device), grad_b
+
+    def working_set_hessians(
+        self,
+        curvature: torch.Tensor,
+        columns: torch.Tensor,
+        counts: torch.Tensor,
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """Each problem's Hessian of the data term on its own few coordinates (a working
+        set), ``(P, M, M)`` in ``dtype``: problem ``p``'s ``X~_S^T diag(curvature[p]) X~_S``
+        for its coordinates ``S = columns[p, :counts[p]]`` (``0..D-1`` the features, ``D``
+        the bias: a column of ones), zero past ``counts[p]``. One pass over the rows; per
+        block (a slice of at most 2^22 values) the columns any problem asks for are
+        gathered once (dense, also from sparse rows), then one product per problem, so the
+        cost is ``sum_p counts[p]^2`` per row. Raw rows, one process."""
+        self._raw_one_process("working_set_hessians")
+        rows = self.rows
+        d = rows.shape[1]
+        p_count, m = columns.shape
+        valid = torch.arange(m, device=columns.device).unsqueeze(0) < counts.unsqueeze(1)
+        used = torch.unique(columns[valid])
+        features = used[used < d]
+        position = torch.searchsorted(features, columns)
+        position = torch.where(columns >= d, len(features), position).cpu()
+        sizes = counts.tolist()
+        out = torch.zeros(p_count, m, m, dtype=dtype, device=rows.device)
+        chunk = max(1, 2**22 // (len(features) + 1))
+        picked = features.cpu().numpy() if rows.sparse else features.to(rows.device)
+        h = curvature.to(dtype)
+        for lo, hi, xb in rows.iterate(self.block_rows, self.dtype):
+            for c0 in range(0, hi - lo, chunk):
+                c1 = min(hi - lo, c0 + chunk)
+                if rows.sparse:
+                    sub = torch.from_numpy(xb[c0:c1][:, picked].toarray()).to(dtype)
+                else:
+                    sub = xb[c0:c1].index_select(1, picked).to(dtype)
+                ones = torch.ones(c1 - c0, 1, dtype=dtype, device=sub.device)
+                sub = torch.cat([sub, ones], 1)
+                for p, size in enumerate(sizes):
+                    if size == 0:
+                        continue
+                    xp = sub[:, position[p, :size].to(sub.device)]
+                    weighted = xp * h[p, lo + c0 : lo + c1].unsqueeze(1)
+                    out[p, :size, :size].addmm_(xp.t(), weighted)
+        if not self.fit_intercept:
+            out.masked_fill_((columns >= d).unsqueeze(1) | (columns >= d).unsqueeze(2), 0.0)
+        return out
+
     def _logistic(
-        self, z: torch.Tensor, labels: torch.Tensor, curvature: bool
+        self,
+        z: torch.Tensor,
+        labels: torch.Tensor,
+        curvature: bool,
+        problems: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The rows' losses in each of the ``K`` binary problems ``(K, rows)``, the gradient
         at the logits ``(K, rows)``: ``sigmoid(z) - onehot``, and with ``curvature`` the
         second derivative ``p (1 - p)``; each problem weighted by its ``class_factors``.
-        ``binary``: one problem, positive where the label is 1."""
+        ``binary``: one problem, positive where the label is 1. ``problems``: the rows of
+        ``z`` are these problems (class numbers) only, not all ``K``."""
         if self.binary:
             onehot = (labels == 1).to(z.dtype)
+        elif problems is not None:
+            onehot = (labels == problems.unsqueeze(1)).to(z.dtype)
         else:
             onehot = torch.zeros_like(z).scatter_(0, labels, 1.0)
         losses = torch.nn.functional.softplus(z) - z * onehot
@@ -541,6 +664,8 @@ class SoftmaxLoss:
         g = p.sub_(onehot)
         if self.class_factors is not None:
             factors = self.class_factors.to(z.dtype)
+            if problems is not None and not self.binary:
+                factors = factors[:, problems]
             neg, pos = factors[0].unsqueeze(1), factors[1].unsqueeze(1)
             factor = neg + onehot * (pos - neg)
             losses, g = losses * factor, g * factor
