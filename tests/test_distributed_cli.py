@@ -80,10 +80,12 @@ def test_a_killed_worker_restarts_from_the_last_epoch_and_ends_at_the_same_run(
     reference = fit(TrainConfig(epochs=epochs, device="cpu"), *data)
     assert_same_numbers(history(out), reference)
     assert json.loads((out / "status.json").read_text())["status"] == "completed"
-    # if the first attempt's rank 0 saw its peer go before torchrun stopped it, it said so
-    # in one line
+    # the first attempt's rank 0 said in a line why it ended, if it had the time: its peer
+    # gone (it saw that first), or torchrun's SIGTERM (torchrun stopped it first, to restart
+    # both); which comes first is a race
     errors = [x for x in done.stderr.splitlines() if x.startswith("softmax-regression:")]
-    assert all("failed: another rank went away" in x for x in errors), done.stderr[-3000:]
+    why = ("failed: another rank went away", "terminated by SIGTERM")
+    assert all(any(w in x for w in why) for x in errors), done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     # rank 0's table twice (first attempt, then from the checkpoint on), one final line
     assert done.stdout.count("final (") == 1

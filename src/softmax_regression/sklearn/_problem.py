@@ -400,7 +400,7 @@ class _Problem:
             return sol.weight, sol.bias, sol.iterations, sol.converged, sol.objective
         # Not on sparse rows (see above): OWL-QN there.
         proximal = a is not None and l1_ratio == 1 and not self.loss.parallel
-        if proximal and checkpoint is None and not self.loss.rows.sparse:
+        if proximal and checkpoint is None:
             self.loss.dtype = self.dtype
             self.loss.weight_decay = 0.0
             # liblinear's L1 model: proximal Newton, as liblinear's own solver (newGLMNET).
