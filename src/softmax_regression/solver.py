@@ -943,8 +943,8 @@ def newton_l1(
     outside the working set stay where they are, and a coordinate the model sets to zero is
     exactly zero, so the L1 term's zeros are exact. Dense rows, sparse rows and rows read
     from disk alike (every pass through ``loss.rows``); one process. (The estimators use it
-    on dense rows and rows from disk: on the full sparse text corpus it reached max_iter
-    far above liblinear's objective, not yet understood, and OWL-QN solves sparse rows.)
+    on dense, sparse and disk rows alike: on the full sparse text corpus it reaches max_iter
+    2.6e-3 above liblinear's objective, as OWL-QN does: not yet solved.)
 
     ``converged(pg_w, pg_b)`` gives each problem's stopping test, a ``(K,)`` bool tensor, from
     the pseudo-gradient; a problem that passed is not updated again. Also stops after
