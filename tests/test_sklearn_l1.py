@@ -223,6 +223,18 @@ def _text_like(n=400, d=300, k=5, seed=40):
     return sp.diags(1.0 / np.maximum(norms, 1e-12)) @ X, y
 
 
+def _liblinear_case(case: str):
+    """(X, y, C) of a liblinear one-vs-rest case: digits (C = 0.1), or text-like rows
+    (C = 10), sparse or, with "dense" in the case's name, dense."""
+    if case.startswith("digits"):
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        return X, y, 0.1
+    X, y = _text_like()
+    return (X.toarray() if "dense" in case else X), y, 10.0
+
+
 @pytest.mark.parametrize(
     "case",
     [
@@ -237,16 +249,7 @@ def test_liblinear_l2_one_vs_rest_at_default_tol_ends_at_or_below_liblinears(cas
     """liblinear's L2 model at scikit-learn's default tol, by Newton's method: scikit-learn's
     objective at our coefficients at most its own at liblinear's (+1e-6 relative), every
     binary problem, in a handful of Newton iterations."""
-    if case.startswith("digits"):
-        from sklearn.datasets import load_digits
-
-        X, y = load_digits(return_X_y=True)
-        C = 0.1
-    else:
-        X, y = _text_like()
-        C = 10.0
-        if "dense" in case:
-            X = X.toarray()
+    X, y, C = _liblinear_case(case)
     weighted = "weighted" in case
     sw = np.random.default_rng(3).uniform(0.2, 3.0, len(y)) if weighted else None
     params = {"C": C, "solver": "liblinear", "class_weight": "balanced" if weighted else None}
@@ -282,7 +285,7 @@ def test_liblinear_l2_one_vs_rest_at_default_tol_ends_at_or_below_liblinears(cas
 )
 def test_liblinear_l1_one_vs_rest_at_default_tol_ends_at_or_below_liblinears(case, monkeypatch):
     """liblinear's L1 model at scikit-learn's default tol, by the proximal Newton method
-    (:func:`softmax_regression.solver.newton_l1`, dense rows: sparse ones are OWL-QN's):
+    (:func:`softmax_regression.solver.newton_l1`, dense rows here; sparse ones too):
     scikit-learn's objective at our coefficients at most its own at liblinear's (+1e-6
     relative), every binary problem."""
     from softmax_regression.sklearn import _problem
@@ -290,16 +293,7 @@ def test_liblinear_l1_one_vs_rest_at_default_tol_ends_at_or_below_liblinears(cas
     used = []
     original = _problem.newton_l1
     monkeypatch.setattr(_problem, "newton_l1", lambda *a, **k: used.append(1) or original(*a, **k))
-    if case.startswith("digits"):
-        from sklearn.datasets import load_digits
-
-        X, y = load_digits(return_X_y=True)
-        C = 0.1
-    else:
-        X, y = _text_like()
-        C = 10.0
-        if "dense" in case:
-            X = X.toarray()
+    X, y, C = _liblinear_case(case)
     weighted = "weighted" in case
     sw = np.random.default_rng(4).uniform(0.2, 3.0, len(y)) if weighted else None
     params = {"C": C, "l1_ratio": 1.0, "solver": "liblinear"}
