@@ -212,3 +212,19 @@ def test_logistic_regression_on_a_memmap_capped_below_its_file_size(cgroup, tmp_
     assert float(accuracy) > 0.9  # it learned, in a few passes
     peak = int((cgroup.path / "memory.max_usage_in_bytes").read_text())
     assert peak <= limit
+
+
+def test_the_memory_a_fit_may_copy_into_is_the_cgroups(cgroup):
+    """The room a fit measures before keeping a converted copy of its rows (a float64 copy
+    of float32 rows for liblinear's model, a float32 copy of float64 ones): inside a memory
+    cgroup it is what its limit leaves, not the machine's MemAvailable; so a fit in a
+    container copies only what fits in the container."""
+    from softmax_regression.linear_loss import _available_memory
+
+    limit = 512 << 20
+    code = "from softmax_regression.linear_loss import _available_memory as a; print(a())"
+    done = cgroup([sys.executable, "-c", code], limit)
+    assert done.returncode == 0, done.stderr
+    inside = int(done.stdout.strip())
+    assert 0 < inside < limit
+    assert _available_memory() > limit  # outside: the machine's (CI machines have GBs)

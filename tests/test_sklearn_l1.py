@@ -386,6 +386,99 @@ def test_newton_hessian_products_match_the_gradient():
     torch.testing.assert_close(product, torch.cat([hv_w, hv_b.unsqueeze(1)], 1))
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_working_set_hessians_are_the_whole_hessians_rows_and_columns(fit_intercept):
+    """Each problem's Hessian on its own working set (liblinear's L1 model by proximal
+    Newton), from dense rows and from sparse ones, weighted: the whole Hessian's rows and
+    columns at that set, in its order, and zero past the set's size."""
+    import torch
+
+    sp = pytest.importorskip("scipy.sparse")
+    from softmax_regression.linear_loss import SoftmaxLoss
+
+    X, y = blobs(150, 6, 3, 43)
+    X[np.abs(X) < 1.0] = 0.0  # sparse rows with explicit structure
+    rng = np.random.default_rng(5)
+    sw = torch.tensor(rng.uniform(0.5, 2.0, len(y)))
+    factors = torch.tensor(rng.uniform(0.5, 2.0, (2, 3)))
+    common = {"sample_weight": sw, "one_vs_rest": True, "class_factors": factors}
+    common["fit_intercept"] = fit_intercept
+    dense = SoftmaxLoss(torch.tensor(X), torch.tensor(y), **common)
+    w, b = torch.tensor(rng.normal(size=(3, 6)) * 0.3), torch.tensor(rng.normal(size=3))
+    *_, h = dense.problem_terms(w, b, curvature=True)
+    whole = dense.hessians(h)
+    bias = 6 if fit_intercept else 0
+    columns = torch.tensor([[0, 3, bias, 0], [5, 1, 0, 0], [bias, 2, 4, 5]])
+    counts = torch.tensor([3, 2, 4])
+    sparse = SoftmaxLoss(sp.csr_matrix(X), torch.tensor(y), **common)
+    for loss in (dense, sparse):
+        got = loss.working_set_hessians(h, columns, counts, dtype=torch.float64)
+        assert got.shape == (3, 4, 4)
+        for p, size in enumerate(counts.tolist()):
+            at = columns[p, :size]
+            torch.testing.assert_close(got[p, :size, :size], whole[p][at][:, at])
+            assert not got[p, size:].any() and not got[p, :, size:].any()
+
+
+def _quadratic_models(seed, problems=5, size=7):
+    import torch
+
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(problems, 20, size))
+    hess = torch.tensor(a.transpose(0, 2, 1) @ a / 20)
+    grad = torch.tensor(rng.normal(size=(problems, size)))
+    theta = torch.tensor(rng.normal(size=(problems, size)) * (rng.random((problems, size)) < 0.5))
+    lam = torch.full((problems, size), 0.6, dtype=torch.float64)
+    return hess, grad, theta, lam
+
+
+def _model(hess, grad, theta, lam, u):
+    v = u - theta
+    return (grad * v).sum(1) + 0.5 * (v * (hess @ v.unsqueeze(2)).squeeze(2)).sum(1) + (
+        lam * u.abs()
+    ).sum(1)
+
+
+def test_l1_inner_solver_reaches_the_models_minimiser_and_never_rises():
+    """Proximal Newton's inner solver (coordinate descent, then an orthant step) on random
+    quadratic models plus an L1 term: run long, at the minimiser (the subgradient
+    conditions hold, its zeros exact); run as the fits run it, the model lower than at the
+    start and the L1 term's zeros exact."""
+    from softmax_regression.solver import _l1_quadratic
+
+    hess, grad, theta, lam = _quadratic_models(6)
+    u = _l1_quadratic(hess, grad, theta, lam, sweeps=300, steps=2)
+    smooth = grad + (hess @ (u - theta).unsqueeze(2)).squeeze(2)
+    at = u != 0
+    assert 0 < at.float().mean() < 1
+    np.testing.assert_allclose((smooth + lam * u.sign())[at], 0.0, atol=1e-7)
+    assert bool((smooth[~at].abs() <= lam[~at] + 1e-7).all())
+    quick = _l1_quadratic(hess, grad, theta, lam)
+    start = _model(hess, grad, theta, lam, theta)
+    assert bool((_model(hess, grad, theta, lam, quick) < start).all())
+    assert bool((quick == 0).any())
+    best = _model(hess, grad, theta, lam, u)
+    assert bool((best <= _model(hess, grad, theta, lam, quick) + 1e-12).all())
+
+
+def test_l1_inner_solver_bounds_a_move_along_a_flat_coordinate():
+    """A coordinate with almost no curvature (its rows all fitted) whose gradient passes
+    the L1 weight: the model's minimiser along it is 1e9 away; the inner solver moves it at
+    most liblinear's bound (10), so that the line search can find a decrease."""
+    from softmax_regression.solver import MAX_MOVE, _l1_quadratic
+
+    hess, grad, theta, lam = _quadratic_models(7, problems=2, size=4)
+    hess[:, 2, :] = 0.0
+    hess[:, :, 2] = 0.0
+    hess[:, 2, 2] = 1e-12
+    grad[:, 2] = 2e-3
+    lam[:, 2] = 1e-3
+    theta[:, 2] = 0.0
+    u = _l1_quadratic(hess, grad, theta, lam)
+    assert bool(((u - theta).abs() <= MAX_MOVE).all())
+    np.testing.assert_allclose(u[:, 2], -MAX_MOVE)
+
+
 # --------------------------------------------------------------------------- the CV
 
 

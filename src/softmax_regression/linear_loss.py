@@ -43,16 +43,49 @@ from .distributed import World
 
 
 def _available_memory() -> int:
-    """Bytes of memory available to new allocations (Linux's ``MemAvailable``; 0 where it
-    cannot be read)."""
+    """Bytes of memory available to new allocations: Linux's ``MemAvailable``, or less where
+    this process's memory cgroup (v1 or v2, a container's limit) has less room left under
+    its limit; 0 where it cannot be read."""
+    available = 0
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    available = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
-        pass
-    return 0
+        return 0
+    room = _cgroup_room()
+    return available if room is None else min(available, room)
+
+
+def _cgroup_room() -> int | None:
+    """Bytes left under this process's memory cgroup limit (None: no limit found)."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            files = ("memory.limit_in_bytes", "memory.usage_in_bytes")
+            base = f"/sys/fs/cgroup/memory{path}"
+        elif controllers == "":
+            files = ("memory.max", "memory.current")
+            base = f"/sys/fs/cgroup{path}"
+        else:
+            continue
+        try:
+            with open(f"{base}/{files[0]}") as f:
+                limit = f.read().strip()
+            with open(f"{base}/{files[1]}") as f:
+                used = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:
+            return max(0, int(limit) - used)
+    return None
 
 
 def is_sparse(x: object) -> bool:
@@ -64,11 +97,12 @@ class DenseRows:
     """Rows held as one dense ``(N, D)`` tensor: per block one ``W @ x.T`` and one ``G @ x``
     (the fast layouts for a thin weight matrix).
 
-    float64 rows on the CPU computed on in float32 (a float64 fit's float32 phase) are
-    copied to float32 once, when the copy takes at most a quarter of the memory available
-    (``MemAvailable``): converting every block on every pass made each float32 evaluation
-    1.4x the cost of one on float32 rows (Fashion-MNIST's pixels). Without the room, and for
-    any other conversion, each block is converted as it is read, never copied whole."""
+    Rows on the CPU computed on in another dtype (a float64 fit's float32 phase, or float32
+    rows in liblinear's float64 model) are converted once, when the copy takes at most a
+    quarter of the memory available (``MemAvailable``): converting every block on every pass
+    made each float32 evaluation 1.4x the cost of one on float32 rows (Fashion-MNIST's
+    pixels). Without the room, and on a GPU, each block is converted as it is read, never
+    copied whole."""
 
     sparse = False
 
@@ -77,22 +111,22 @@ class DenseRows:
         self.shape = tuple(x.shape)
         self.device = x.device
         self.dtype = x.dtype
-        self._narrow: torch.Tensor | None | bool = None  # the float32 copy; False: no room
+        self._copies: dict[torch.dtype, torch.Tensor | None] = {}  # None: no room
 
     def block(self, lo: int, hi: int, dtype: torch.dtype) -> torch.Tensor:
         xb = self.x[lo:hi]
         if xb.dtype == dtype:
             return xb
-        narrow = self._narrowed() if dtype == torch.float32 else None
-        return narrow[lo:hi] if narrow is not None else xb.to(dtype)
+        copy = self._copy(dtype)
+        return copy[lo:hi] if copy is not None else xb.to(dtype)
 
-    def _narrowed(self) -> torch.Tensor | None:
-        """The rows' float32 copy, made on first use where there is room (see the class)."""
-        if self._narrow is None:
-            room = self.x.dtype == torch.float64 and self.x.device.type == "cpu"
-            room = room and self.x.numel() * 4 <= _available_memory() / 4
-            self._narrow = self.x.to(torch.float32) if room else False
-        return self._narrow if self._narrow is not False else None
+    def _copy(self, dtype: torch.dtype) -> torch.Tensor | None:
+        """The rows in ``dtype``, copied on first use where there is room (see the class)."""
+        if dtype not in self._copies:
+            size = self.x.numel() * torch.empty((), dtype=dtype).element_size()
+            room = self.x.device.type == "cpu" and size <= _available_memory() / 4
+            self._copies[dtype] = self.x.to(dtype) if room else None
+        return self._copies[dtype]
 
     def iterate(self, step: int | None, dtype: torch.dtype):
         """``(lo, hi, rows lo:hi in dtype)`` for every block of ``step`` rows (None: all), in
@@ -145,6 +179,7 @@ class SparseRows:
         self.device = torch.device("cpu")
         self.dtype = torch.float64 if csr.dtype == np.float64 else torch.float32
         self._values = {self.dtype: csr.data}
+        self._csc = None
 
     def block(self, lo: int, hi: int, dtype: torch.dtype):
         import scipy.sparse as sp
@@ -158,6 +193,12 @@ class SparseRows:
             shape=(hi - lo, self.shape[1]),
             copy=False,
         )
+
+    def columns(self):
+        """The rows as a CSC matrix (column slices), made once on first use."""
+        if self._csc is None:
+            self._csc = self.csr.tocsc()
+        return self._csc
 
     def weights(self, w: torch.Tensor) -> np.ndarray:
         """``W^T`` as a C-ordered array, made once per evaluation for every block."""
@@ -603,31 +644,32 @@ class SoftmaxLoss:
         """Each problem's Hessian of the data term on its own few coordinates (a working
         set), ``(P, M, M)`` in ``dtype``: problem ``p``'s ``X~_S^T diag(curvature[p]) X~_S``
         for its coordinates ``S = columns[p, :counts[p]]`` (``0..D-1`` the features, ``D``
-        the bias: a column of ones), zero past ``counts[p]``. One pass over the rows; per
-        block (a slice of at most 2^22 values) the columns any problem asks for are
-        gathered once (dense, also from sparse rows), then one product per problem, so the
-        cost is ``sum_p counts[p]^2`` per row. Raw rows, one process."""
+        the bias: a column of ones), zero past ``counts[p]``, so the cost is
+        ``sum_p counts[p]^2`` per row. Dense rows: one pass, per block (a slice of at most
+        2^22 values) the columns any problem asks for gathered once, then one product per
+        problem. Sparse rows: per problem its columns of a CSC copy of the rows (made once)
+        and one sparse product, whose cost is the squares of the rows' nonzeros in those
+        columns. Raw rows, one process."""
         self._raw_one_process("working_set_hessians")
         rows = self.rows
         d = rows.shape[1]
         p_count, m = columns.shape
+        sizes = counts.tolist()
+        if rows.sparse:
+            return self._sparse_hessians(curvature, columns.cpu(), sizes, dtype)
         valid = torch.arange(m, device=columns.device).unsqueeze(0) < counts.unsqueeze(1)
         used = torch.unique(columns[valid])
         features = used[used < d]
         position = torch.searchsorted(features, columns)
         position = torch.where(columns >= d, len(features), position).cpu()
-        sizes = counts.tolist()
         out = torch.zeros(p_count, m, m, dtype=dtype, device=rows.device)
         chunk = max(1, 2**22 // (len(features) + 1))
-        picked = features.cpu().numpy() if rows.sparse else features.to(rows.device)
+        picked = features.to(rows.device)
         h = curvature.to(dtype)
-        for lo, hi, xb in rows.iterate(self.block_rows, self.dtype):
+        for lo, hi, xb in rows.iterate(self.block_rows, dtype):
             for c0 in range(0, hi - lo, chunk):
                 c1 = min(hi - lo, c0 + chunk)
-                if rows.sparse:
-                    sub = torch.from_numpy(xb[c0:c1][:, picked].toarray()).to(dtype)
-                else:
-                    sub = xb[c0:c1].index_select(1, picked).to(dtype)
+                sub = xb[c0:c1].index_select(1, picked)
                 ones = torch.ones(c1 - c0, 1, dtype=dtype, device=sub.device)
                 sub = torch.cat([sub, ones], 1)
                 for p, size in enumerate(sizes):
@@ -639,6 +681,31 @@ class SoftmaxLoss:
         if not self.fit_intercept:
             out.masked_fill_((columns >= d).unsqueeze(1) | (columns >= d).unsqueeze(2), 0.0)
         return out
+
+    def _sparse_hessians(self, curvature, columns, sizes, dtype) -> torch.Tensor:
+        """:meth:`working_set_hessians` of sparse rows (see there), in float64 then
+        ``dtype``."""
+        rows = self.rows
+        d = rows.shape[1]
+        csc = rows.columns()
+        h = curvature.double().cpu().numpy()
+        out = np.zeros((len(sizes), columns.shape[1], columns.shape[1]))
+        for p, size in enumerate(sizes):
+            if size == 0:
+                continue
+            cols = columns[p, :size].numpy()
+            features = cols < d
+            sub = csc[:, cols[features]]
+            weighted = sub.multiply(h[p][:, None]).tocsc()
+            block = np.zeros((size, size))
+            at = np.flatnonzero(features)
+            block[np.ix_(at, at)] = (sub.T @ weighted).toarray()
+            if self.fit_intercept and not features.all():
+                bias = np.flatnonzero(~features)[0]
+                block[bias, at] = block[at, bias] = np.asarray(weighted.sum(0)).ravel()
+                block[bias, bias] = h[p].sum()
+            out[p, :size, :size] = block
+        return torch.from_numpy(out).to(dtype)
 
     def _logistic(
         self,
