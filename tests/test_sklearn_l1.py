@@ -434,9 +434,11 @@ def _quadratic_models(seed, problems=5, size=7):
 
 def _model(hess, grad, theta, lam, u):
     v = u - theta
-    return (grad * v).sum(1) + 0.5 * (v * (hess @ v.unsqueeze(2)).squeeze(2)).sum(1) + (
-        lam * u.abs()
-    ).sum(1)
+    return (
+        (grad * v).sum(1)
+        + 0.5 * (v * (hess @ v.unsqueeze(2)).squeeze(2)).sum(1)
+        + (lam * u.abs()).sum(1)
+    )
 
 
 def test_l1_inner_solver_reaches_the_models_minimiser_and_never_rises():

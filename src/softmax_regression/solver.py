@@ -1047,13 +1047,8 @@ def newton_l1(
             lam_ws = torch.where(valid, lam[columns], 0.0)
             u = _l1_quadratic(hess, g_ws, th_ws, lam_ws, inner_sweeps, inner_steps)
             s_ws = torch.where(valid, u - th_ws, 0.0)
-            base = (lam_ws * th_ws.abs()).sum(1)
-
-            def moved(t: torch.Tensor) -> torch.Tensor:  # the L1 term's change at th + t s
-                return (lam_ws * (th_ws + t.unsqueeze(1) * s_ws).abs()).sum(1) - base
-
             # The model's decrease (newGLMNET's delta): negative for a descent direction.
-            delta = (g_ws * s_ws).sum(1) + moved(torch.ones_like(base))
+            delta = (g_ws * s_ws).sum(1) + _l1_change(lam_ws, th_ws, s_ws, 1.0)
             descends = delta < 0
             s_ws[~descends] = 0.0
             step = torch.zeros(len(idx), d + 1, dtype=dtype, device=device)
@@ -1066,7 +1061,7 @@ def newton_l1(
             t = torch.where(descends, 1.0, 0.0).to(dtype)
             for _ in range(MAX_HALVINGS):
                 trial = loss.problem_losses(za + t.unsqueeze(1) * dz, idx)[0].to(dtype)
-                trial = trial + pen_a + moved(t)
+                trial = trial + pen_a + _l1_change(lam_ws, th_ws, s_ws, t)
                 fine = (trial <= fa + SUFFICIENT_DECREASE * t * delta + slack) | (t == 0)
                 if bool(fine.all()):
                     break
@@ -1076,7 +1071,7 @@ def newton_l1(
             # A problem without a step that lowers its objective is as far as it goes.
             active[idx[t == 0]] = False
             theta[idx[at], columns_flat] = (th_ws + t.unsqueeze(1) * s_ws)[at, place]
-            l1_term[idx] = pen_a + moved(t)
+            l1_term[idx] = pen_a + _l1_change(lam_ws, th_ws, s_ws, t)
             z[idx] = za + t.unsqueeze(1) * dz
             fa, g_a, h_a = loss.problem_losses(z[idx], idx, curvature=True)
             gw, gb = loss.problem_gradient(g_a)
@@ -1096,6 +1091,13 @@ def newton_l1(
         iterations=iterations,
         converged=done,
     )
+
+
+def _l1_change(lam: torch.Tensor, theta: torch.Tensor, step: torch.Tensor, t) -> torch.Tensor:
+    """Each problem's change of the L1 term ``lam.|theta|`` (rows) at ``theta + t step``
+    (``t`` a number, or one per problem)."""
+    t = torch.as_tensor(t, dtype=theta.dtype, device=theta.device).reshape(-1, 1)
+    return (lam * (theta + t * step).abs()).sum(1) - (lam * theta.abs()).sum(1)
 
 
 def _l1_quadratic(

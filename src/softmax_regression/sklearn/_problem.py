@@ -381,44 +381,38 @@ class _Problem:
         augmented = a is not None and self.loss.fit_intercept
         if a is not None:  # the intercept, b = a w_a, the weight of a feature of value a
             l1_b, l2_b = l1_w / a, l2_w / a**2
-        if a is not None and l1_ratio == 0 and not self.loss.parallel:
+        # liblinear's own methods, one process: its L2 model by Newton's method, its L1 model
+        # by proximal Newton (newGLMNET; with a checkpoint OWL-QN, below).
+        liblinears = a is not None and not self.loss.parallel
+        if liblinears and (l1_ratio == 0 or (l1_ratio == 1 and checkpoint is None)):
             self.loss.dtype = self.dtype
             self.loss.weight_decay = 0.0
-            # liblinear's L2 model: Newton's method, as liblinear's own solver.
-            with cpu_threads(self._liblinear_threads()):
-                converged = self._liblinear_test(
-                    tol * NEWTON_MARGIN, (0.0, 0.0), a if self.loss.fit_intercept else 0.0
-                )
-                sol = newton(
-                    self.loss,
-                    (init[0].to(self.dtype), init[1].to(self.dtype)),
-                    max_iter,
-                    l2=(l2_w, l2_b),
-                    converged=converged,
-                    callback=callback,
-                )
-            return sol.weight, sol.bias, sol.iterations, sol.converged, sol.objective
-        # Not on sparse rows (see above): OWL-QN there.
-        proximal = a is not None and l1_ratio == 1 and not self.loss.parallel
-        if proximal and checkpoint is None:
-            self.loss.dtype = self.dtype
-            self.loss.weight_decay = 0.0
-            # liblinear's L1 model: proximal Newton, as liblinear's own solver (newGLMNET).
+            start = (init[0].to(self.dtype), init[1].to(self.dtype))
             with cpu_threads(self._liblinear_threads()):
                 converged = self._liblinear_test(
                     tol * NEWTON_MARGIN,
                     (l1_w, l1_b),
                     a if self.loss.fit_intercept else 0.0,
-                    per_problem=True,
+                    per_problem=l1_ratio == 1,
                 )
-                sol = newton_l1(
-                    self.loss,
-                    (init[0].to(self.dtype), init[1].to(self.dtype)),
-                    max_iter,
-                    l1=(l1_w, l1_b),
-                    converged=converged,
-                    callback=callback,
-                )
+                if l1_ratio == 1:
+                    sol = newton_l1(
+                        self.loss,
+                        start,
+                        max_iter,
+                        l1=(l1_w, l1_b),
+                        converged=converged,
+                        callback=callback,
+                    )
+                else:
+                    sol = newton(
+                        self.loss,
+                        start,
+                        max_iter,
+                        l2=(l2_w, l2_b),
+                        converged=converged,
+                        callback=callback,
+                    )
             return sol.weight, sol.bias, sol.iterations, sol.converged, sol.objective
         # The diagonal's on sparse rows too, so that a sparse fit takes a dense one's steps.
         if l1_ratio == 0 and self._can_go_full():
