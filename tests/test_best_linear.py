@@ -202,7 +202,7 @@ def test_selection_never_reads_the_test_split(train, test_split):
     for fn in (fit_best_linear, select_weight_decay):
         assert not any("test" in p for p in inspect.signature(fn).parameters)
     cfg = BestLinearConfig(weight_decays=(1e-2, 1e-3), select_iters=5, refit_iters=5)
-    sub = train.subset(range(8000))
+    sub = train.subset(range(4000))
     # And in use: the whole recipe with a test split that cannot be read gets as far as the
     # single evaluation at the end, and no further.
     with pytest.raises(AssertionError, match="test split") as info:

@@ -397,7 +397,7 @@ def test_one_vs_rest_streams_in_scikit_learns_loop_or_refuses(tmp_path):
     from softmax_regression.errors import ConfigError
     from softmax_regression.sklearn import OneVsRestClassifier
 
-    x, y, _ = _problem(4, n=600)
+    x, y, _ = _problem(4, n=300)
     np.save(tmp_path / "x.npy", x)
     mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
     labels = np.stack([y % 2, (y > 1).astype(int), (y == 3).astype(int)], axis=1)
