@@ -358,7 +358,7 @@ class _Problem:
         and rows from disk), as liblinear (one process: the curvature is not summed over
         torchrun's ranks). liblinear's L1 model with a ``checkpoint`` stays with OWL-QN,
         whose state a checkpoint keeps. On sparse rows too proximal Newton: on the full sparse
-        text corpus (6,203 x 95,987, 30 classes, C = 10) it ends 8e-5 below liblinear's
+        text corpus (6,203 x 95,987, 30 classes, C = 10) it ends 7e-5 below liblinear's
         objective (OWL-QN reached max_iter 2.6e-3 above it), and on small ones it ends where
         the same rows dense do (to 1e-15).
 
