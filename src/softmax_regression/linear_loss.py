@@ -99,7 +99,8 @@ class DenseRows:
 
     Rows on the CPU computed on in another dtype (a float64 fit's float32 phase, or float32
     rows in liblinear's float64 model) are converted once, when the copy takes at most a
-    quarter of the memory available (``MemAvailable``): converting every block on every pass
+    quarter of the memory available (``MemAvailable``, or what a memory cgroup's limit
+    leaves): converting every block on every pass
     made each float32 evaluation 1.4x the cost of one on float32 rows (Fashion-MNIST's
     pixels). Without the room, and on a GPU, each block is converted as it is read, never
     copied whole."""
@@ -123,7 +124,7 @@ class DenseRows:
     def _copy(self, dtype: torch.dtype) -> torch.Tensor | None:
         """The rows in ``dtype``, copied on first use where there is room (see the class)."""
         if dtype not in self._copies:
-            size = self.x.numel() * torch.empty((), dtype=dtype).element_size()
+            size = self.x.numel() * dtype.itemsize
             room = self.x.device.type == "cpu" and size <= _available_memory() / 4
             self._copies[dtype] = self.x.to(dtype) if room else None
         return self._copies[dtype]

@@ -980,9 +980,6 @@ def newton_l1(
     lam[d] = float(l1[1]) if fit_b else 0.0
     passes = 0
 
-    def penalty(th: torch.Tensor) -> torch.Tensor:
-        return (lam * th.abs()).sum(1)
-
     def pseudo(nonzero: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """The pseudo-gradient: at a zero the gradient soft-thresholded by ``lam``, at a
         nonzero (``nonzero``: their indices, few) the gradient plus ``lam`` times its sign;
@@ -1001,7 +998,7 @@ def newton_l1(
         gw, gb = loss.problem_gradient(g_z)
         passes += 2
         grad = torch.cat([gw, gb.unsqueeze(1)], 1)
-        l1_term = penalty(theta)
+        l1_term = (lam * theta.abs()).sum(1)
         value = f.to(dtype) + l1_term
         active = torch.ones(k, dtype=torch.bool, device=device)
         iterations, done = 0, False
@@ -1031,7 +1028,7 @@ def newton_l1(
                 ws[:, d] = True
             at, columns_flat = ws.nonzero(as_tuple=True)  # by problem, then by column
             counts = torch.bincount(at, minlength=len(idx))
-            m = int(counts.max()) if len(at) else 0
+            m = int(counts.max())
             if m == 0:
                 break
             place = torch.arange(len(at), device=device) - (counts.cumsum(0) - counts)[at]
@@ -1208,9 +1205,9 @@ def _l1_sweeps(
     model's minimiser: a soft threshold), so the model never rises. On the CPU in numpy
     (the models are small: a coordinate's update is a few operations on ``(P,)`` arrays,
     whose cost in numpy is a microsecond each)."""
-    u = theta.detach().cpu().numpy().astype(np.float64)
     if sweeps <= 0:
         return theta.clone()
+    u = theta.detach().cpu().numpy().astype(np.float64)
     h = hess.detach().cpu().numpy().astype(np.float64)
     g0 = grad.detach().cpu().numpy().astype(np.float64)
     lm = lam.detach().cpu().numpy().astype(np.float64)

@@ -395,24 +395,14 @@ class _Problem:
                     a if self.loss.fit_intercept else 0.0,
                     per_problem=l1_ratio == 1,
                 )
-                if l1_ratio == 1:
-                    sol = newton_l1(
-                        self.loss,
-                        start,
-                        max_iter,
-                        l1=(l1_w, l1_b),
-                        converged=converged,
-                        callback=callback,
-                    )
-                else:
-                    sol = newton(
-                        self.loss,
-                        start,
-                        max_iter,
-                        l2=(l2_w, l2_b),
-                        converged=converged,
-                        callback=callback,
-                    )
+                method, penalty = (
+                    (newton_l1, {"l1": (l1_w, l1_b)})
+                    if l1_ratio == 1
+                    else (newton, {"l2": (l2_w, l2_b)})
+                )
+                sol = method(
+                    self.loss, start, max_iter, converged=converged, callback=callback, **penalty
+                )
             return sol.weight, sol.bias, sol.iterations, sol.converged, sol.objective
         # The diagonal's on sparse rows too, so that a sparse fit takes a dense one's steps.
         if l1_ratio == 0 and self._can_go_full():
